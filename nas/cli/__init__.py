@@ -1,0 +1,48 @@
+"""The ``lowformer-nas`` command. Each sub-command group lives in its own module with a ``register``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from search_spaces import UserError
+
+# Modules that add sub-commands; each has register(subparsers).
+_GROUPS = ("nas.cli._space",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2, like ours
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nas import __version__
+
+    parser = _Parser(prog="lowformer-nas", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lowformer-nas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in _GROUPS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"lowformer-nas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lowformer-nas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""models, count, export: the search space from the command line."""
+
+from __future__ import annotations
+
+import json
+
+from search_spaces import STAGES, UserError, count, get_variant, resolve, variant_names
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list the named LowFormer variants")
+    p.add_argument("--json", action="store_true", help="a JSON list of {name, hash, resolution, params, macs}")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("count", help="params, MACs, memory traffic and layers of a variant or config")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_count)
+
+    p = sub.add_parser("export", help="write a variant or config as ONNX, or the K-th config of a study's front")
+    _add_model_args(p, required=False)
+    p.add_argument("--onnx", metavar="PATH", help="ONNX file to write")
+    p.add_argument("--json-out", metavar="PATH", help="also write the config JSON")
+    p.add_argument("--study", help="a search study (see `lowformer-nas search`)")
+    p.add_argument("--pick", type=int, default=1, metavar="K", help="K-th config of the study's front (1 = best)")
+    p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_model_args(p, required=True) -> None:
+    p.add_argument("model", nargs="?", help=f"variant name ({', '.join(variant_names())})")
+    p.add_argument("--config", metavar="FILE", help="a JSON config file instead of a name")
+    p.add_argument("--resolution", type=int, metavar="R", help="input resolution (default: the variant's)")
+
+
+def _resolve(args):
+    if args.model is not None and args.config is not None:
+        raise UserError("model: give a variant name or --config FILE, not both")
+    return resolve(args.model, args.config, args.resolution)
+
+
+def cmd_models(args) -> int:
+    rows = []
+    for name in variant_names():
+        v = get_variant(name)
+        c = count(v.config)
+        rows.append(
+            dict(name=name, hash=v.config.hash, resolution=v.config.resolution, params=c.params, macs=c.macs,
+                 aliases=list(v.aliases), description=v.description)
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':22s} {'res':>4s} {'params (M)':>11s} {'MACs (M)':>10s}  {'hash':12s}  description")
+    for r in rows:
+        alias = f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""
+        print(f"{r['name']:22s} {r['resolution']:4d} {r['params'] / 1e6:11.3f} {r['macs'] / 1e6:10.2f}  "
+              f"{r['hash'][:12]}  {r['description']}{alias}")
+    return 0
+
+
+def cmd_count(args) -> int:
+    name, cfg = _resolve(args)
+    c = count(cfg)
+    d = c.to_dict(name)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    print(f"{name}  hash {cfg.hash[:12]}  {cfg.resolution} px")
+    print(f"params {c.params:,}  MACs {c.macs:,}  memory traffic {c.bytes / 2**20:,.1f} MiB (fp32)  layers {c.layers}")
+    print(f"{'stage':8s} {'params':>12s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}  out (C,H,W)")
+    for s in STAGES:
+        st = d["per_stage"][s]
+        shape = "x".join(map(str, st.get("out_shape_CHW", []))) or "-"
+        print(f"{s:8s} {st['params']:12,d} {st['macs'] / 1e6:10.2f} {st['bytes'] / 2**20:8.1f} {st['layers']:7d}  {shape}")
+    print(f"{'op type':15s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}")
+    for op, q in d["per_op"].items():
+        print(f"{op:15s} {q['macs'] / 1e6:10.2f} {q['bytes'] / 2**20:8.1f} {q['layers']:7d}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    if args.study is not None:
+        from nas.search import export_pick  # noqa: PLC0415 (search needs optuna; only load it when asked)
+
+        return export_pick(args)
+    if args.onnx is None and args.json_out is None:
+        raise UserError("export: give --onnx PATH and/or --json-out PATH (or --study NAME --pick K)")
+    name, cfg = _resolve(args)
+    if args.json_out:
+        _write_config_json(args.json_out, name, cfg)
+        print(f"wrote {args.json_out}")
+    if args.onnx:
+        from search_spaces import export_onnx
+
+        export_onnx(cfg, args.onnx, exporter=args.exporter)
+        print(f"wrote {args.onnx}  ({name}, {cfg.resolution} px, hash {cfg.hash[:12]})")
+    return 0
+
+
+def _write_config_json(path, name, cfg) -> None:
+    import os
+
+    d = {"name": name, **cfg.to_dict()}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(d, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,84 @@
+"""LowFormer search space: config, named variants, op graph, analytic counts and sampling, none of which
+needs torch; with the ``measure`` extra also the torch builder and ONNX export (imported lazily)."""
+
+from ._config import ATTENTION_TYPES, ConfigError, LowFormerConfig, lowtention_heads
+from ._count import Counts, count, count_graph
+from ._errors import UserError
+from ._graph import OP_TYPES, QUANTITIES, STAGES, Layer, OpGraph, build_op_graph
+from ._space import KNOBS, SPACE, Knob, config_to_knobs, knobs_to_config, sample_config, sample_configs
+from ._variants import VARIANTS, Variant, get_variant, named_series, variant_names
+
+_TORCH_API = {
+    "build_model": "._builder",
+    "check_against_graph": "._builder",
+    "randomize_": "._builder",
+    "set_drop_path": "._builder",
+    "set_drop_path_progress": "._builder",
+    "export_onnx": "._onnx",
+}
+
+
+def __getattr__(name):
+    # torch is an optional extra: importing the package must not need it.
+    if name in _TORCH_API:
+        import importlib
+
+        try:
+            module = importlib.import_module(_TORCH_API[name], __name__)
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(
+                f"{name} needs {e.name}; install the measure extra: pip install 'lowformer-nas[measure]'"
+            ) from e
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def resolve(name_or_file: str | None = None, config_file: str | None = None, resolution: int | None = None):
+    """(display name, config) from a variant name or alias, or a JSON config file; ``resolution`` overrides."""
+    if config_file is not None:
+        cfg, name = LowFormerConfig.from_file(config_file), None
+    elif name_or_file is not None:
+        v = get_variant(name_or_file)
+        cfg, name = v.config, v.name
+    else:
+        raise ConfigError("model", "give a variant name or --config FILE")
+    if resolution is not None:
+        cfg = cfg.with_(resolution=resolution)
+    return (name or cfg.short_hash), cfg
+
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "ConfigError",
+    "Counts",
+    "KNOBS",
+    "Knob",
+    "Layer",
+    "LowFormerConfig",
+    "OP_TYPES",
+    "OpGraph",
+    "QUANTITIES",
+    "SPACE",
+    "STAGES",
+    "UserError",
+    "VARIANTS",
+    "Variant",
+    "build_model",
+    "build_op_graph",
+    "check_against_graph",
+    "config_to_knobs",
+    "count",
+    "count_graph",
+    "export_onnx",
+    "get_variant",
+    "knobs_to_config",
+    "lowtention_heads",
+    "named_series",
+    "randomize_",
+    "resolve",
+    "sample_config",
+    "sample_configs",
+    "set_drop_path",
+    "set_drop_path_progress",
+    "variant_names",
+]
