@@ -1,0 +1,1 @@
+"""Per-device latency/throughput predictors and the accuracy surrogate."""
