@@ -1,0 +1,54 @@
+"""Child process of a campaign: measure one job read as JSON from stdin, print the result as JSON (last line).
+
+Run as ``python -m measured._child``; the parent kills it on timeout and stores crashes as failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+
+def _cap_memory(fraction: float) -> None:
+    try:
+        import resource
+
+        import psutil
+
+        limit = int(psutil.virtual_memory().total * fraction)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this OS: the parent still reports the crash
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    _cap_memory(job.get("memory_fraction", 0.8))
+    try:
+        from search_spaces import LowFormerConfig
+
+        from ._harness import Protocol, measure_config
+
+        config = LowFormerConfig.from_json(job["config"])
+        protocol = Protocol(**job["protocol"])
+        m, _ = measure_config(
+            config, protocol, job["device_id"], name=job.get("name"), repeat=job.get("repeat", 0),
+            campaign=job.get("campaign"),
+        )
+        result = {"measurement": m.to_dict()}
+    except MemoryError:
+        result = {"error": "out of memory (the child's memory cap was reached)"}
+    except Exception as e:  # noqa: BLE001 (every failure becomes a stored reason)
+        msg = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+        if "bad_alloc" in msg or "bad allocation" in msg.lower() or "Failed to allocate" in msg:
+            msg = f"out of memory: {msg}"
+        traceback.print_exc(file=sys.stderr)
+        result = {"error": msg}
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

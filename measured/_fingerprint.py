@@ -1,0 +1,157 @@
+"""What machine is this, and how busy is it? Provenance for every measurement the harness takes."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import re
+import time
+
+import psutil
+
+from ._records import Device
+
+_PACKAGES = ("lowformer-nas", "numpy", "onnxruntime", "onnx", "torch", "tensorrt")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _board_model() -> str | None:
+    # Jetson and Raspberry Pi name themselves here.
+    try:
+        with open("/proc/device-tree/model", encoding="utf-8", errors="replace") as f:
+            return f.read().strip("\x00\n ") or None
+    except OSError:
+        return None
+
+
+def _gpu() -> dict | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(0)
+            return {
+                "name": p.name,
+                "memory_gb": round(p.total_memory / 2**30, 1),
+                "cuda": torch.version.cuda,
+                "driver": _nvidia_driver(),
+                "count": torch.cuda.device_count(),
+            }
+    except ModuleNotFoundError:
+        pass
+    return None
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8") as f:
+            m = re.search(r"Kernel Module\s+([\d.]+)", f.read())
+            return m.group(1) if m else None
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def hardware_fingerprint() -> dict:
+    """CPU model, cores, memory, GPU name and driver (when present), board, OS."""
+    fp = {
+        "cpu_model": _cpu_model(),
+        "arch": platform.machine(),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+    }
+    board = _board_model()
+    if board:
+        fp["board"] = board
+    gpu = _gpu()
+    if gpu:
+        fp["gpu"] = gpu
+    return fp
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
+
+
+def local_device_id(fp: dict | None = None, gpu: bool = False) -> str:
+    """A device id named after the hardware fingerprint, e.g. ``x86_64-amd-epyc-2c-24g`` (``-<gpu>`` for CUDA runs)."""
+    fp = fp or hardware_fingerprint()
+    base = fp.get("board") or fp["cpu_model"]
+    device_id = f"{fp['arch']}-{_slug(base)}-{fp['usable_cores']}c-{round(fp['memory_gb'])}g"
+    if gpu and fp.get("gpu"):
+        device_id += "-" + _slug(fp["gpu"]["name"])
+    return device_id
+
+
+def local_device(gpu: bool = False) -> Device:
+    fp = hardware_fingerprint()
+    name = fp.get("board") or fp["cpu_model"]
+    if gpu and fp.get("gpu"):
+        name = f"{fp['gpu']['name']} ({name})"
+    return Device(local_device_id(fp, gpu), name, "gpu" if gpu else "cpu", fingerprint=dict(fp), source="harness")
+
+
+def same_machine(device: Device) -> bool:
+    """Whether a stored device is this machine (its fingerprint's CPU, cores and memory agree)."""
+    fp, other = hardware_fingerprint(), device.fingerprint or {}
+    keys = ("cpu_model", "arch", "usable_cores", "memory_gb")
+    return all(other.get(k) == fp.get(k) for k in keys)
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class LoadMonitor:
+    """CPU used by *other* processes while a block runs, in % of the whole machine.
+
+    System-wide busy CPU time minus this process's own CPU time, over wall time x cores. A 1-thread
+    measurement on an otherwise idle 2-core machine reads ~0 %; another process spinning one core
+    reads ~50 %.
+    """
+
+    def __init__(self):
+        self._proc = psutil.Process()
+        self._cores = psutil.cpu_count(logical=True) or 1
+
+    @staticmethod
+    def _busy(t) -> float:
+        return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0)
+
+    def __enter__(self) -> "LoadMonitor":
+        self._wall = time.perf_counter()
+        self._sys = self._busy(psutil.cpu_times())
+        own = self._proc.cpu_times()
+        self._own = own.user + own.system
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._wall
+        own = self._proc.cpu_times()
+        own_s = own.user + own.system - self._own
+        sys_s = self._busy(psutil.cpu_times()) - self._sys
+        self.other_pct = max(0.0, (sys_s - own_s) / max(wall * self._cores, 1e-9) * 100.0)
+        self.own_pct = own_s / max(wall * self._cores, 1e-9) * 100.0
+        self.wall_s = wall

@@ -1,0 +1,421 @@
+"""Measurement files: CSV, CSV.gz and Parquet, one row per measurement.
+
+A row holds every :class:`Measurement` field, optionally the architecture columns (``family``, ``name``,
+``config_json``, ``params``, ``macs``, ``in_space``) and the device columns (``device_name``,
+``device_kind``, ``device_fingerprint``, ``device_spec``, ``device_protocol``, ``device_source``; the
+JSON ones as JSON text). ``export`` writes all of them, so an export imports into another store as it was.
+
+An import checks every row before it writes anything and stops at the first bad one with
+``FILE line N: field: reason`` (CSV lines count the header as line 1; Parquet names the row). A row
+without an ``id`` gets the sha256 of its content, so importing a file twice adds nothing the second time.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import hashlib
+import json
+import math
+import os
+import pathlib
+from typing import Any, Iterable
+
+import pandas as pd
+
+from search_spaces import ConfigError, LowFormerConfig, UserError
+
+from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError
+from ._store import ARCH_COLUMNS, MEASUREMENT_COLUMNS, Store, StoreError
+
+DEVICE_COLUMNS = ("device_name", "device_kind", "device_fingerprint", "device_spec", "device_protocol", "device_source")
+EXPORT_COLUMNS = MEASUREMENT_COLUMNS + ARCH_COLUMNS + DEVICE_COLUMNS
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+_TRUE = {"true", "1", "yes", "t", "y"}
+_FALSE = {"false", "0", "no", "f", "n"}
+
+
+class ImportFileError(StoreError):
+    """A row of an imported file is invalid: ``FILE line N: field: reason``. Nothing was written."""
+
+    def __init__(self, file: str, where: str, message: str, field: str | None = None):
+        self.file, self.where = file, where
+        UserError.__init__(self, f"{file} {where}: {message}")
+        self.field = field
+
+
+@dataclasses.dataclass
+class ImportReport:
+    file: str
+    rows: int  # rows read
+    inserted: int
+    skipped: int  # already stored (or repeated within the file)
+    devices_created: list[str]
+    architectures_created: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        devs = ", ".join(self.devices_created) or "none"
+        return (f"{self.file}: {self.rows} rows read, {self.inserted} inserted, {self.skipped} already stored; "
+                f"new devices: {devs}; new architectures: {self.architectures_created}")
+
+
+@dataclasses.dataclass
+class ImportPlan:
+    """What an import would write, every row already validated."""
+
+    rows: int
+    measurements: list[Measurement]
+    architectures: list[Architecture]
+    devices: list[Device]
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def file_format(path: str | os.PathLike) -> str:
+    name = os.fspath(path).lower()
+    for suffix in (".csv.gz", ".csv", ".parquet"):
+        if name.endswith(suffix):
+            return suffix
+    raise StoreError(f"{os.fspath(path)}: unknown format; allowed suffixes: {', '.join(SUFFIXES)}", "file")
+
+
+def _clean(v: Any) -> Any:
+    """None for every spelling of "empty" (CSV "", NaN, pandas NA); plain Python scalars otherwise."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v if v != "" else None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v.item() if hasattr(v, "item") else v
+
+
+def read_rows(path: pathlib.Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    """(columns, [(where, row)]) of a file; ``where`` is ``line N`` (CSV) or ``row N`` (Parquet)."""
+    fmt = file_format(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such file", "file")
+    try:
+        if fmt == ".parquet":
+            df = pd.read_parquet(path)
+            columns = [str(c) for c in df.columns]
+            return columns, [(f"row {i + 1}", {k: _clean(v) for k, v in rec.items()})
+                             for i, rec in enumerate(df.to_dict("records"))]
+        opener = gzip.open if fmt == ".csv.gz" else open
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise StoreError(f"{path} line 1: empty file; expected a header row", "file")
+            rows = []
+            start = reader.line_num + 1
+            for rec in reader:
+                where, start = f"line {start}", reader.line_num + 1
+                if not rec:
+                    continue
+                if len(rec) != len(header):
+                    raise ImportFileError(str(path), where, f"row: {len(rec)} fields, but the header has {len(header)}")
+                rows.append((where, {k: _clean(v) for k, v in zip(header, rec)}))
+            return header, rows
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise StoreError(f"{path}: cannot read as {fmt[1:]} ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                         "file") from None
+
+
+def _bool(field: str, v: Any) -> bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise RecordError(field, f"must be true or false (got {v!r})")
+
+
+def _int(field: str, v: Any) -> int | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+        if not f.is_integer() or f < 0:
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError):
+        raise RecordError(field, f"must be a non-negative integer (got {v!r})") from None
+
+
+def _json_object(field: str, v: Any) -> dict:
+    if v is None:
+        return {}
+    try:
+        obj = json.loads(v) if isinstance(v, str) else v
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise RecordError(field, f"must be a JSON object (got {str(v)[:40]!r})")
+    return obj
+
+
+def measurement_id(m: Measurement, timestamp_given: bool = True) -> str:
+    """Deterministic id of a row that has none: sha256 of its canonical content.
+
+    A time the row did not state (filled in at import) is left out, so a re-import finds the same id.
+    """
+    d = m.to_dict()
+    d.pop("id")
+    if not timestamp_given:
+        d.pop("timestamp")
+    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+def read_and_plan(store: Store, conn, path: str | os.PathLike, *, device_id: str | None = None,
+                  source: str = "import", create_device_kind: str | None = None) -> ImportPlan:
+    """Read and validate a whole file against the store (read through ``conn``); write nothing."""
+    path = pathlib.Path(path)
+    file = str(path)
+    columns, rows = read_rows(path)
+    allowed = set(EXPORT_COLUMNS)
+    for c in columns:
+        if c not in allowed:
+            raise ImportFileError(file, "line 1" if file_format(path) != ".parquet" else "columns",
+                                  f"{c}: unknown column; allowed: {', '.join(EXPORT_COLUMNS)}", c)
+    has_source_ref = "source_ref" in columns
+    if create_device_kind is not None and create_device_kind not in DEVICE_KINDS:
+        raise StoreError(f"must be one of {'|'.join(DEVICE_KINDS)} (got {create_device_kind!r})", "device_kind")
+
+    measurements: list[Measurement] = []
+    where_of: list[str] = []
+    arch_info: dict[str, tuple[str, dict[str, Any]]] = {}  # hash -> (first line, arch columns)
+    device_info: dict[str, tuple[str, dict[str, Any]]] = {}
+    configs: dict[str, LowFormerConfig] = {}
+
+    for where, row in rows:
+        try:
+            moved = device_id is not None and row.get("device_id") != device_id
+            if device_id is not None:
+                row = {**row, "device_id": device_id}
+            if row.get("source") is None:
+                row = {**row, "source": source}
+            m = Measurement.from_mapping({k: row.get(k) for k in MEASUREMENT_COLUMNS if k != "source_ref"} | {
+                "id": row.get("id") or "pending"})
+            # A row moved to another device is another measurement record: its id follows its content.
+            if row.get("id") is None or moved:
+                m = dataclasses.replace(m, id=measurement_id(m, row.get("timestamp") is not None))
+            # A file without the column gets its own name and line; an exported file keeps what it says.
+            m.source_ref = row.get("source_ref") if has_source_ref else f"{path.name} {where}"
+            if m.source_ref is not None:
+                m.source_ref = str(m.source_ref)
+            _check_arch_columns(m, row, configs)
+        except (RecordError, ConfigError) as e:
+            raise ImportFileError(file, where, str(e), getattr(e, "field", None)) from None
+        measurements.append(m)
+        where_of.append(where)
+        arch = {k: row.get(k) for k in ARCH_COLUMNS if row.get(k) is not None}
+        if arch:
+            first = arch_info.setdefault(m.config_hash, (where, arch))
+            for k in ("family", "name", "in_space"):
+                if k in arch and k in first[1] and str(arch[k]) != str(first[1][k]):
+                    raise ImportFileError(file, where, f"{k}: differs from {first[0]} for the same config_hash "
+                                          f"({arch[k]!r} vs {first[1][k]!r})", k)
+        dev = {k: row.get(k) for k in DEVICE_COLUMNS if row.get(k) is not None}
+        if dev:
+            device_info.setdefault(m.device_id, (where, dev))
+
+    first_where: dict[str, str] = {}
+    first_dev_where: dict[str, str] = {}
+    by_where = dict(zip(where_of, measurements))
+    for m, where in zip(measurements, where_of):
+        first_where.setdefault(m.config_hash, where)
+        first_dev_where.setdefault(m.device_id, where)
+
+    # Architectures: new ones are built from their columns; an unknown hash without columns is an error.
+    known_archs = store._known_archs(conn, first_where)
+    archs: list[Architecture] = []
+    for h, where in first_where.items():
+        if h in known_archs:
+            continue
+        if h not in arch_info:
+            raise ImportFileError(
+                file, where, f"config_hash: unknown architecture {h[:12]}…; give config_json (or family, name "
+                "and in_space=false for a model outside the search space)", "config_hash")
+        awhere, cols = arch_info[h]
+        try:
+            archs.append(_build_arch(h, cols, by_where[awhere], configs))
+        except (RecordError, ConfigError) as e:
+            raise ImportFileError(file, awhere, str(e), getattr(e, "field", None)) from None
+
+    # Devices: new ones come from the device columns, else from create_device_kind.
+    known_devs = store._known_devices(conn, first_dev_where)
+    devices: list[Device] = []
+    for d, where in first_dev_where.items():
+        if d in known_devs:
+            continue
+        dwhere, cols = device_info.get(d, (where, {}))
+        try:
+            devices.append(_build_device(d, cols, create_device_kind, source))
+        except RecordError as e:
+            raise ImportFileError(file, dwhere, str(e), e.field) from None
+    return ImportPlan(len(rows), measurements, archs, devices)
+
+
+def _config(text: str, configs: dict[str, LowFormerConfig]) -> LowFormerConfig:
+    if text not in configs:
+        configs[text] = LowFormerConfig.from_json(text, source="config_json")
+    return configs[text]
+
+
+def _check_arch_columns(m: Measurement, row: dict[str, Any], configs: dict[str, LowFormerConfig]) -> None:
+    in_space = _bool("in_space", row.get("in_space"))
+    for f in ("params", "macs"):
+        _int(f, row.get(f))
+    text = row.get("config_json")
+    if text is None or in_space is False:
+        return
+    cfg = _config(str(text), configs)
+    if cfg.hash != m.config_hash:
+        raise RecordError("config_hash", f"does not match config_json (its hash is {cfg.hash[:12]}…)")
+    if m.resolution is not None and m.resolution != cfg.resolution:
+        raise RecordError("resolution", f"{m.resolution} differs from config_json's resolution {cfg.resolution}")
+
+
+def _build_arch(h: str, cols: dict[str, Any], m: Measurement, configs: dict[str, LowFormerConfig]) -> Architecture:
+    in_space = _bool("in_space", cols.get("in_space"))
+    text = cols.get("config_json")
+    if in_space is None:
+        in_space = text is not None
+    if in_space:
+        if text is None:
+            raise RecordError("config_json", "required for an architecture of the search space (in_space true)")
+        cfg = _config(str(text), configs)
+        arch = Architecture.from_config(cfg, cols.get("name"))
+        if cols.get("family") is not None:
+            arch.family = str(cols["family"])
+        return arch.validate()
+    family = cols.get("family")
+    if family is None:
+        raise RecordError("family", "required for an architecture outside the search space")
+    return Architecture(h, str(family), None if cols.get("name") is None else str(cols["name"]),
+                        None if text is None else str(text), m.resolution, _int("params", cols.get("params")),
+                        _int("macs", cols.get("macs")), False).validate()
+
+
+def _build_device(device_id: str, cols: dict[str, Any], kind: str | None, source: str) -> Device:
+    if not cols and kind is None:
+        raise RecordError("device_id", f"unknown device {device_id!r}; add device columns (device_name, device_kind, "
+                          "device_fingerprint) or give its kind (--device-kind "
+                          f"{'|'.join(DEVICE_KINDS)})")
+    dev_kind = cols.get("device_kind") or kind
+    if dev_kind is None:
+        raise RecordError("device_kind", f"missing for new device {device_id!r}; allowed: {'|'.join(DEVICE_KINDS)}")
+    dev_source = cols.get("device_source") or (source if source in SOURCES else "import")
+    return Device(
+        device_id, str(cols.get("device_name") or device_id), str(dev_kind),
+        _json_object("device_fingerprint", cols.get("device_fingerprint")),
+        _json_object("device_spec", cols.get("device_spec")),
+        _json_object("device_protocol", cols.get("device_protocol")), str(dev_source),
+    ).validate()
+
+
+def import_file(store: Store, path: str | os.PathLike, *, device_id: str | None = None, source: str = "import",
+                create_device_kind: str | None = None) -> ImportReport:
+    """Validate the whole file, then write its new devices, architectures and rows in one transaction."""
+    with store._read() as conn:
+        plan = read_and_plan(store, conn, path, device_id=device_id, source=source,
+                             create_device_kind=create_device_kind)
+    with store._write() as conn:
+        devs = store._insert_device_ids(conn, plan.devices)
+        _, n_arch, n = store._insert(conn, [], plan.architectures, plan.measurements)
+    return ImportReport(os.fspath(path), plan.rows, n, plan.rows - n, devs, n_arch)
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+def _json_text(d: dict | None) -> str | None:
+    return None if d is None else json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """A frame of export columns with the record types (nullable ints, floats, booleans, text)."""
+    df = pd.DataFrame(list(records), columns=list(EXPORT_COLUMNS))
+    for c in EXPORT_COLUMNS:
+        if c in _INT_FIELDS or c in ("params", "macs"):
+            df[c] = pd.array([None if _clean(v) is None else int(v) for v in df[c]], dtype="Int64")
+        elif c in _FLOAT_FIELDS:
+            df[c] = pd.array([math.nan if _clean(v) is None else float(v) for v in df[c]], dtype="float64")
+        elif c == "in_space":
+            df[c] = pd.array([None if _clean(v) is None else bool(v) for v in df[c]], dtype="boolean")
+        else:
+            df[c] = pd.Series([None if _clean(v) is None else str(v) for v in df[c]], dtype=object, index=df.index)
+    return df
+
+
+def device_columns(d: Device | None) -> dict[str, Any]:
+    if d is None:
+        return {}
+    return dict(device_name=d.name, device_kind=d.kind, device_fingerprint=_json_text(d.fingerprint),
+                device_spec=_json_text(d.spec), device_protocol=_json_text(d.protocol), device_source=d.source)
+
+
+def arch_columns(a: Architecture | None) -> dict[str, Any]:
+    if a is None:
+        return {}
+    return dict(family=a.family, name=a.name, config_json=a.config_json, params=a.params, macs=a.macs,
+                in_space=a.in_space)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a frame as CSV, CSV.gz (reproducible bytes) or Parquet, atomically (temp file + rename)."""
+    path = pathlib.Path(path)
+    fmt = file_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            text = frame.to_csv(index=False, lineterminator="\n")
+            with open(tmp, "wb") as f:
+                if fmt == ".csv.gz":
+                    # No name and time in the gzip header: the same rows give the same bytes.
+                    with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                        gz.write(text.encode("utf-8"))
+                else:
+                    f.write(text.encode("utf-8"))
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StoreError(f"cannot write {path}: {e.strerror or e}", "file") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def export(store: Store, path: str | os.PathLike, *, device=None, metric=None, status=None, protocol=None,
+           backend=None, source=None, include_flagged: bool = True) -> int:
+    """Write the selected measurements (default: all, flagged and failed too) with architecture and device
+    columns; returns rows written."""
+    file_format(path)
+    df = store.measurements(device=device, metric=metric, status=status, protocol=protocol, backend=backend,
+                            source=source, include_flagged=include_flagged)
+    devices = {d.device_id: d for d in store.devices()}
+    records = []
+    for rec in df.to_dict("records"):
+        r = {k: rec[k] for k in MEASUREMENT_COLUMNS + ARCH_COLUMNS}
+        r.update(device_columns(devices.get(rec["device_id"])))
+        records.append(r)
+    write_table(records_frame(records), path)
+    return len(records)

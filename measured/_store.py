@@ -1,0 +1,642 @@
+"""The measurement store: devices, architectures and append-only measurements in SQLite or PostgreSQL.
+
+One SQLAlchemy Core schema serves both databases. Every write is one transaction that inserts only
+what is absent (``ON CONFLICT DO NOTHING``), so re-importing a file, resuming a campaign or two
+processes writing at once never duplicate or lose a row. SQLite runs in WAL mode and takes the write
+lock at the start of a write transaction (``BEGIN IMMEDIATE``), which makes concurrent writers queue
+behind a 30 s busy timeout instead of failing half-way.
+
+A store opened with ``seed=True`` imports the shipped datasets listed in ``measured/data/datasets.json``
+that it has not seen yet (recorded in ``meta`` by file name and sha256), so the paper's measurements are
+there from the first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import sqlite3
+import time
+from typing import Any, Iterable, Iterator, Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from search_spaces import UserError
+
+from ._records import _FLOAT_FIELDS, _INT_FIELDS, Architecture, Device, Measurement, protocol_key, utc_now
+
+SCHEMA_VERSION = "1"
+STORE_ENV = "LOWFORMER_NAS_STORE"
+HOME_ENV = "LOWFORMER_NAS_HOME"
+DATA_DIR = pathlib.Path(__file__).parent / "data"
+MANIFEST = DATA_DIR / "datasets.json"
+_BUSY_TIMEOUT_S = 30
+# Any constant works: it only has to be the same for every process that creates or seeds the schema.
+_PG_LOCK_KEY = 0x10F0_4E45
+_SEED_PREFIX = "seeded:"
+
+
+class StoreError(UserError):
+    """The store cannot be opened, or a write would break its integrity. ``str(err)`` is one line."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+metadata = sa.MetaData()
+
+devices_table = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),  # JSON object
+    sa.Column("spec", sa.Text, nullable=False),  # JSON object
+    sa.Column("protocol", sa.Text, nullable=False),  # JSON object
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+architectures_table = sa.Table(
+    "architectures",
+    metadata,
+    sa.Column("config_hash", sa.String(64), primary_key=True),
+    sa.Column("family", sa.Text, nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("config_json", sa.Text),
+    sa.Column("resolution", sa.Integer),
+    sa.Column("params", sa.BigInteger),
+    sa.Column("macs", sa.BigInteger),
+    sa.Column("in_space", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+
+def _measurement_column(f: dataclasses.Field) -> sa.Column:
+    # The table follows the record: a field added to Measurement becomes a column here.
+    if f.name == "id":
+        return sa.Column("id", sa.String(200), primary_key=True)
+    if f.name == "device_id":
+        return sa.Column(f.name, sa.String(200), sa.ForeignKey("devices.device_id"), nullable=False)
+    if f.name == "config_hash":
+        return sa.Column(f.name, sa.String(64), sa.ForeignKey("architectures.config_hash"), nullable=False)
+    if f.name in _INT_FIELDS:
+        return sa.Column(f.name, sa.Integer)
+    if f.name in _FLOAT_FIELDS:
+        return sa.Column(f.name, sa.Double)
+    return sa.Column(f.name, sa.Text)
+
+
+measurements_table = sa.Table(
+    "measurements", metadata, *[_measurement_column(f) for f in dataclasses.fields(Measurement)]
+)
+sa.Index("ix_measurements_device_metric_status", measurements_table.c.device_id, measurements_table.c.metric,
+         measurements_table.c.status)
+sa.Index("ix_measurements_device_hash", measurements_table.c.device_id, measurements_table.c.config_hash)
+
+meta_table = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+ARCH_COLUMNS = ("family", "name", "config_json", "params", "macs", "in_space")
+MEASUREMENT_COLUMNS = tuple(Measurement.fields())
+
+
+def _column(name: str, values: list) -> pd.Series:
+    """A result column with the record's types: floats (NaN for missing), plain ints or None, text or None.
+
+    Nullable integers stay Python ints in an object column: a row then converts back with
+    ``Measurement.from_mapping`` exactly (pandas' Int64 would hand it ``pd.NA``).
+    """
+    if name in _FLOAT_FIELDS:
+        return pd.Series(values, dtype="float64")
+    if name == "batch":
+        return pd.Series(values, dtype="int64")
+    if name == "in_space":
+        return pd.Series(values, dtype="bool")
+    return pd.Series(values, dtype=object)
+
+
+# ---------------------------------------------------------------------------------------------- URLs
+
+
+def home_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get(HOME_ENV) or pathlib.Path.home() / ".lowformer-nas").expanduser()
+
+
+def default_url() -> str:
+    """``$LOWFORMER_NAS_STORE``, else ``sqlite:///$LOWFORMER_NAS_HOME/store.sqlite``."""
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return env
+    return f"sqlite:///{home_dir() / 'store.sqlite'}"
+
+
+def resolve_url(url: str | os.PathLike | None = None) -> str:
+    """A database URL from a URL, a plain file path (SQLite) or ``None`` (the default store)."""
+    if url is None:
+        url = default_url()
+    url = os.fspath(url)
+    if "://" not in url:
+        url = f"sqlite:///{pathlib.Path(url).expanduser().resolve()}"
+    return url
+
+
+def _sqlite_on_connect(dbapi_conn, _record) -> None:
+    # We emit BEGIN ourselves (see _sqlite_on_begin); the driver's implicit transactions would defer it.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
+    # Switching a fresh file to WAL needs an exclusive lock and SQLite does not wait for it (no busy
+    # handler), so a second process opening the new store at the same moment retries.
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+    while mode.lower() != "wal":
+        try:
+            mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            break  # "memory" for an in-memory database: keep what SQLite can do
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A write transaction takes the write lock up front: two writers queue instead of one failing
+    # when it upgrades a read lock. Reads stay deferred and never block writers (WAL).
+    write = conn.get_execution_options().get("lowformer_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return (text.splitlines() or [type(e).__name__])[0]
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        u = make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise StoreError(
+            f"not a database URL or file path: {url!r}; use sqlite:///PATH, postgresql://USER@HOST:PORT/DB or a file path",
+            "store",
+        ) from None
+    shown = u.render_as_string(hide_password=True)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if u.database and u.database != ":memory:":
+            try:
+                pathlib.Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the directory of {shown}: {e.strerror}", "store") from None
+        engine = sa.create_engine(u, connect_args={"timeout": _BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    elif backend == "postgresql":
+        if u.drivername == "postgresql":
+            # SQLAlchemy 2.1 defaults to psycopg 3; the postgres extra installs psycopg2.
+            import importlib.util
+
+            for driver in ("psycopg2", "psycopg"):
+                if importlib.util.find_spec(driver) is not None:
+                    u = u.set(drivername=f"postgresql+{driver}")
+                    break
+        try:
+            engine = sa.create_engine(u, pool_pre_ping=True)
+        except ModuleNotFoundError as e:
+            raise StoreError(
+                f"{shown} needs the {e.name} driver; install the postgres extra: pip install 'lowformer-nas[postgres]'",
+                "store",
+            ) from None
+    else:
+        raise StoreError(f"unsupported database {backend!r} in {shown}; use sqlite or postgresql", "store")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.SQLAlchemyError as e:
+        engine.dispose()
+        raise StoreError(f"cannot open {shown}: {_one_line(e)}", "store") from None
+    return engine
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _json(obj: dict) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _device_row(d: Device) -> dict[str, Any]:
+    return dict(device_id=d.device_id, name=d.name, kind=d.kind, fingerprint=_json(d.fingerprint), spec=_json(d.spec),
+                protocol=_json(d.protocol), source=d.source, created_at=utc_now())
+
+
+def _device_from_row(r: Any) -> Device:
+    return Device(r.device_id, r.name, r.kind, json.loads(r.fingerprint), json.loads(r.spec), json.loads(r.protocol),
+                  r.source)
+
+
+def _arch_row(a: Architecture) -> dict[str, Any]:
+    return dict(config_hash=a.config_hash, family=a.family, name=a.name, config_json=a.config_json,
+                resolution=a.resolution, params=a.params, macs=a.macs, in_space=bool(a.in_space), created_at=utc_now())
+
+
+def _arch_from_row(r: Any) -> Architecture:
+    return Architecture(r.config_hash, r.family, r.name, r.config_json, r.resolution, r.params, r.macs, bool(r.in_space))
+
+
+def _as_list(v: str | Iterable[str] | None) -> list[str] | None:
+    if v is None:
+        return None
+    return [v] if isinstance(v, str) else list(v)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256(path: pathlib.Path) -> str:
+    st = path.stat()
+    return _file_sha256(str(path), st.st_mtime_ns, st.st_size)
+
+
+def load_manifest(manifest: pathlib.Path = MANIFEST) -> list[dict[str, Any]]:
+    """The shipped datasets in load order: ``[{"name", "file", "devices", "description"}, ...]``."""
+    if not manifest.exists():
+        return []
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        entries = data["datasets"]
+        for e in entries:
+            if not isinstance(e.get("file"), str):
+                raise KeyError("file")
+    except (ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"{manifest} is malformed ({e}); expected {{\"datasets\": [{{\"file\": ..., \"devices\": ...}}]}}",
+                         "datasets") from None
+    return entries
+
+
+def load_devices_file(path: pathlib.Path) -> list[Device]:
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        return [Device(**item).validate() for item in items]
+    except (OSError, ValueError, TypeError) as e:
+        raise StoreError(f"{path}: not a JSON list of devices ({_one_line(e)})", "devices") from None
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+class Store:
+    """Devices, architectures and measurements in one database (SQLite file or PostgreSQL server).
+
+    ``url`` is a SQLAlchemy URL (``sqlite:///path``, ``postgresql://user@host:port/db``), a plain file path
+    (SQLite) or ``None``: ``$LOWFORMER_NAS_STORE``, else ``$LOWFORMER_NAS_HOME/store.sqlite``.
+    """
+
+    def __init__(self, url: str | os.PathLike | None = None, *, seed: bool = True):
+        self.url = resolve_url(url)
+        self._engine = _make_engine(self.url)
+        self.dialect = self._engine.dialect.name
+        try:
+            self._prepare(seed)
+        except sa.exc.SQLAlchemyError as e:
+            raise StoreError(f"cannot prepare {self}: {_one_line(e)}", "store") from None
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    __str__ = __repr__
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: holding the write lock from its first statement)."""
+        with self._engine.connect() as conn:
+            conn.execution_options(lowformer_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def _insert_ignore(self, table: sa.Table):
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table).on_conflict_do_nothing()
+
+    # ------------------------------------------------------------------ schema and seeding
+
+    def _meta(self, conn: Connection) -> dict[str, str]:
+        return {k: v for k, v in conn.execute(sa.select(meta_table.c.key, meta_table.c.value))}
+
+    def _pending_datasets(self, meta: dict[str, str]) -> list[tuple[dict[str, Any], str]]:
+        pending = []
+        for entry in load_manifest():
+            files = [DATA_DIR / entry["file"]] + ([DATA_DIR / entry["devices"]] if entry.get("devices") else [])
+            missing = [str(p) for p in files if not p.exists()]
+            if missing:
+                raise StoreError(f"shipped dataset file missing: {missing[0]} (listed in {MANIFEST})", "datasets")
+            digest = "+".join(_sha256(p) for p in files)
+            if meta.get(_SEED_PREFIX + entry["file"]) != digest:
+                pending.append((entry, digest))
+        return pending
+
+    def _prepare(self, seed: bool) -> None:
+        # Fast path: an existing, seeded store costs one SELECT.
+        try:
+            with self._read() as conn:
+                meta = self._meta(conn)
+        except sa.exc.SQLAlchemyError:
+            meta = {}
+        if meta:
+            self._check_version(meta)
+            if not seed or not self._pending_datasets(meta):
+                return
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                # DDL and seeding of two fresh processes must not interleave.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            metadata.create_all(conn, checkfirst=True)
+            meta = self._meta(conn)
+            if "schema_version" not in meta:
+                conn.execute(meta_table.insert(), [{"key": "schema_version", "value": SCHEMA_VERSION},
+                                                   {"key": "created_at", "value": utc_now()}])
+            else:
+                self._check_version(meta)
+            if seed:
+                for entry, digest in self._pending_datasets(meta):
+                    self._seed_dataset(conn, entry, digest)
+
+    def _check_version(self, meta: dict[str, str]) -> None:
+        v = meta.get("schema_version")
+        if v is not None and v != SCHEMA_VERSION:
+            raise StoreError(f"{self} has schema version {v}; this lowformer-nas reads version {SCHEMA_VERSION}", "store")
+
+    def _seed_dataset(self, conn: Connection, entry: dict[str, Any], digest: str) -> None:
+        from . import _io
+
+        devices = load_devices_file(DATA_DIR / entry["devices"]) if entry.get("devices") else []
+        self._insert_devices(conn, devices)
+        plan = _io.read_and_plan(self, conn, DATA_DIR / entry["file"], source=entry.get("source", "import"))
+        self._insert(conn, plan.devices, plan.architectures, plan.measurements)
+        key = _SEED_PREFIX + entry["file"]
+        conn.execute(meta_table.delete().where(meta_table.c.key == key))
+        conn.execute(meta_table.insert(), [{"key": key, "value": digest}])
+
+    def seeded(self) -> dict[str, str]:
+        """Shipped dataset files imported into this store: file name -> sha256 of its files."""
+        with self._read() as conn:
+            return {k[len(_SEED_PREFIX):]: v for k, v in self._meta(conn).items() if k.startswith(_SEED_PREFIX)}
+
+    # ------------------------------------------------------------------ lookups used inside transactions
+
+    def _known(self, conn: Connection, column: sa.Column, keys: Iterable[str]) -> set[str]:
+        keys = sorted(set(keys))
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            found.update(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+        return found
+
+    def _known_devices(self, conn: Connection, ids: Iterable[str]) -> set[str]:
+        return self._known(conn, devices_table.c.device_id, ids)
+
+    def _known_archs(self, conn: Connection, hashes: Iterable[str]) -> set[str]:
+        return self._known(conn, architectures_table.c.config_hash, hashes)
+
+    def _insert_device_ids(self, conn: Connection, devices: Sequence[Device]) -> list[str]:
+        """Insert devices whose id is new; the ids inserted. An existing device row is never changed."""
+        if not devices:
+            return []
+        stmt = self._insert_ignore(devices_table).returning(devices_table.c.device_id)
+        unique = {d.device_id: d for d in devices}
+        rows = [_device_row(unique[i]) for i in sorted(unique)]
+        return sorted(conn.execute(stmt, rows).scalars())
+
+    def _insert_devices(self, conn: Connection, devices: Sequence[Device]) -> int:
+        return len(self._insert_device_ids(conn, devices))
+
+    def _insert_archs(self, conn: Connection, archs: Sequence[Architecture]) -> int:
+        if not archs:
+            return 0
+        unique = {a.config_hash: a for a in archs}
+        # Sorted keys give every writer the same lock order (no deadlock on PostgreSQL).
+        rows = [_arch_row(unique[h]) for h in sorted(unique)]
+        stmt = self._insert_ignore(architectures_table).returning(architectures_table.c.config_hash)
+        return len(conn.execute(stmt, rows).all())
+
+    def _insert(self, conn: Connection, devices: Sequence[Device], archs: Sequence[Architecture],
+                rows: Sequence[Measurement]) -> tuple[int, int, int]:
+        """Devices, architectures and measurements, each insert-if-absent, in the caller's transaction."""
+        n_dev = self._insert_devices(conn, devices)
+        given_archs = {a.config_hash for a in archs}
+        missing_dev = {m.device_id for m in rows} - self._known_devices(conn, {m.device_id for m in rows})
+        if missing_dev:
+            d = sorted(missing_dev)[0]
+            raise StoreError(f"unknown device {d!r}; add it first (Store.add_device, or `lowformer-nas import "
+                             f"--device-kind`)", "device_id")
+        needed = {m.config_hash for m in rows} - given_archs
+        missing_arch = needed - self._known_archs(conn, needed)
+        if missing_arch:
+            h = sorted(missing_arch)[0]
+            raise StoreError(f"unknown architecture {h[:12]}…; pass it in archs (Architecture.from_config)",
+                             "config_hash")
+        n_arch = self._insert_archs(conn, archs)
+        if not rows:
+            return n_dev, n_arch, 0
+        unique = {m.id: m for m in rows}
+        payload = [unique[i].to_dict() for i in sorted(unique)]
+        stmt = self._insert_ignore(measurements_table).returning(measurements_table.c.id)
+        n = len(conn.execute(stmt, payload).all())
+        return n_dev, n_arch, n
+
+    # ------------------------------------------------------------------ writing
+
+    def add_device(self, device: Device) -> bool:
+        """Insert a device if its id is new (True); an existing row is kept as it is (False)."""
+        device.validate()
+        with self._write() as conn:
+            return self._insert_devices(conn, [device]) == 1
+
+    def add_architectures(self, archs: Iterable[Architecture]) -> int:
+        """Insert architectures whose hash is new; returns how many were new."""
+        archs = [a.validate() for a in archs]
+        with self._write() as conn:
+            return self._insert_archs(conn, archs)
+
+    def add_measurements(self, rows: Sequence[Measurement], archs: Iterable[Architecture] = ()) -> int:
+        """Validate every row, then write ``archs`` and ``rows`` in one transaction (all or nothing).
+
+        A row's device must exist and its architecture must exist or be among ``archs``. Rows whose id is
+        already stored are skipped, so writing the same rows twice adds nothing. Returns rows inserted.
+        """
+        rows = list(rows)
+        archs = list(archs)
+        for i, m in enumerate(rows):
+            if not isinstance(m, Measurement):
+                raise StoreError(f"row {i} is a {type(m).__name__}, not a Measurement", "rows")
+            m.validate()
+        for a in archs:
+            a.validate()
+        with self._write() as conn:
+            return self._insert(conn, [], archs, rows)[2]
+
+    def import_file(self, path: str | os.PathLike, *, device_id: str | None = None, source: str = "import",
+                    create_device_kind: str | None = None):
+        """Import a CSV, CSV.gz or Parquet file of measurements (see :mod:`measured._io`); an ImportReport."""
+        from . import _io
+
+        return _io.import_file(self, path, device_id=device_id, source=source, create_device_kind=create_device_kind)
+
+    def export(self, path: str | os.PathLike, **filters: Any) -> int:
+        """Write measurements with their architecture and device columns; returns rows written.
+
+        ``filters`` are those of :meth:`measurements`; by default every status and flagged rows too.
+        """
+        from . import _io
+
+        return _io.export(self, path, **filters)
+
+    # ------------------------------------------------------------------ reading
+
+    def devices(self) -> list[Device]:
+        with self._read() as conn:
+            return [_device_from_row(r) for r in conn.execute(sa.select(devices_table).order_by(devices_table.c.device_id))]
+
+    def device(self, device_id: str) -> Device | None:
+        with self._read() as conn:
+            r = conn.execute(sa.select(devices_table).where(devices_table.c.device_id == device_id)).first()
+        return _device_from_row(r) if r is not None else None
+
+    def architecture(self, config_hash: str) -> Architecture | None:
+        with self._read() as conn:
+            r = conn.execute(
+                sa.select(architectures_table).where(architectures_table.c.config_hash == config_hash)
+            ).first()
+        return _arch_from_row(r) if r is not None else None
+
+    def architectures(self, in_space: bool | None = None) -> list[Architecture]:
+        q = sa.select(architectures_table).order_by(architectures_table.c.config_hash)
+        if in_space is not None:
+            q = q.where(architectures_table.c.in_space == in_space)
+        with self._read() as conn:
+            return [_arch_from_row(r) for r in conn.execute(q)]
+
+    def measurements(
+        self,
+        device: str | Iterable[str] | None = None,
+        metric: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = "ok",
+        protocol: str | Iterable[str] | None = None,
+        backend: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None,
+        include_flagged: bool = False,
+    ) -> pd.DataFrame:
+        """Measurements joined with their architecture (family, name, config_json, params, macs, in_space)
+        and a ``protocol`` column (:func:`protocol_key`). ``status=None``: any status. Flagged rows
+        (``flag`` set: anomaly/suspect) only with ``include_flagged``."""
+        m, a = measurements_table, architectures_table
+        q = sa.select(*m.c, *[a.c[c] for c in ARCH_COLUMNS]).join(a, m.c.config_hash == a.c.config_hash)
+        for col, v in ((m.c.device_id, device), (m.c.metric, metric), (m.c.status, status), (m.c.backend, backend),
+                       (m.c.source, source)):
+            values = _as_list(v)
+            if values is not None:
+                q = q.where(col.in_(values))
+        if not include_flagged:
+            q = q.where(m.c.flag.is_(None))
+        q = q.order_by(m.c.device_id, m.c.metric, m.c.timestamp, m.c.id)
+        with self._read() as conn:
+            result = conn.execute(q)
+            keys, rows = list(result.keys()), result.all()
+        df = pd.DataFrame({k: _column(k, [r[i] for r in rows]) for i, k in enumerate(keys)})
+        df["protocol"] = pd.Series(
+            [protocol_key(*t) for t in zip(df["metric"], df["backend"], df["precision"], df["batch"], df["threads"])],
+            dtype=object, index=df.index)
+        protocols = _as_list(protocol)
+        if protocols is not None:
+            df = df[df["protocol"].isin(protocols)].reset_index(drop=True)
+        return df
+
+    def measured_hashes(self, device_id: str, protocol: str, statuses: Iterable[str] = ("ok", "failed")) -> set[str]:
+        """Config hashes already measured on ``device_id`` under ``protocol`` (to resume a campaign)."""
+        m = measurements_table
+        q = (
+            sa.select(m.c.config_hash, m.c.metric, m.c.backend, m.c.precision, m.c.batch, m.c.threads)
+            .where(m.c.device_id == device_id, m.c.status.in_(list(statuses)))
+            .distinct()
+        )
+        with self._read() as conn:
+            return {r.config_hash for r in conn.execute(q)
+                    if protocol_key(r.metric, r.backend, r.precision, r.batch, r.threads) == protocol}
+
+    def summary(self) -> pd.DataFrame:
+        """Per device, backend and metric: ``configs`` (distinct architectures with usable rows),
+        ``measurements`` (ok, unflagged), ``failed``, ``busy`` and ``flagged`` rows."""
+        m = measurements_table
+        usable = sa.and_(m.c.status == "ok", m.c.flag.is_(None))
+
+        def n(cond):
+            return sa.func.sum(sa.case((cond, 1), else_=0))
+
+        q = (
+            sa.select(
+                m.c.device_id, m.c.backend, m.c.metric,
+                sa.func.count(sa.distinct(sa.case((usable, m.c.config_hash), else_=None))).label("configs"),
+                n(usable).label("measurements"),
+                n(m.c.status == "failed").label("failed"),
+                n(m.c.status == "busy").label("busy"),
+                n(m.c.flag.is_not(None)).label("flagged"),
+            )
+            .group_by(m.c.device_id, m.c.backend, m.c.metric)
+            .order_by(m.c.device_id, m.c.backend, m.c.metric)
+        )
+        with self._read() as conn:
+            result = conn.execute(q)
+            df = pd.DataFrame(result.all(), columns=list(result.keys()))
+        for c in ("configs", "measurements", "failed", "busy", "flagged"):
+            df[c] = df[c].astype("int64")
+        return df
+
+    def count(self) -> int:
+        """Number of stored measurements (any status)."""
+        with self._read() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(measurements_table)).scalar_one()

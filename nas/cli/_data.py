@@ -1,0 +1,80 @@
+"""data summary, data export, import: the measurement store from the command line."""
+
+from __future__ import annotations
+
+import json
+
+from measured import DEVICE_KINDS
+
+
+def _store_arg(p) -> None:
+    p.add_argument("--store", metavar="URL",
+                   help="database URL or SQLite file (default: $LOWFORMER_NAS_STORE, else "
+                        "$LOWFORMER_NAS_HOME/store.sqlite)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="the measurement store: what is measured, export")
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+
+    s = actions.add_parser("summary", help="per device, backend and metric: configs and measurements")
+    s.add_argument("--json", action="store_true", help="print a JSON list")
+    _store_arg(s)
+    s.set_defaults(func=cmd_summary)
+
+    e = actions.add_parser("export", help="write measurements as CSV, CSV.gz or Parquet (by the file suffix)")
+    e.add_argument("file", help="output file: .csv, .csv.gz or .parquet")
+    e.add_argument("--device", action="append", metavar="D", help="only this device (repeatable)")
+    e.add_argument("--metric", action="append", metavar="M", help="only this metric (repeatable)")
+    _store_arg(e)
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("import", help="import measurements from CSV, CSV.gz or Parquet into the store")
+    i.add_argument("file", help="input file: .csv, .csv.gz or .parquet (the columns of `data export`)")
+    i.add_argument("--device", metavar="NAME", help="store every row under this device id")
+    i.add_argument("--device-kind", choices=DEVICE_KINDS, metavar="KIND",
+                   help=f"kind of a device the file introduces without device columns ({'|'.join(DEVICE_KINDS)})")
+    i.add_argument("--json", action="store_true", help="print the import report as JSON")
+    _store_arg(i)
+    i.set_defaults(func=cmd_import)
+
+
+def _open(args):
+    from measured import Store
+
+    return Store(args.store)
+
+
+def cmd_summary(args) -> int:
+    store = _open(args)
+    df = store.summary()
+    if args.json:
+        print(json.dumps(df.to_dict("records"), indent=2))
+        return 0
+    print(f"{store}")
+    if df.empty:
+        print("no measurements")
+        return 0
+    cols = ("device_id", "backend", "metric")
+    widths = [max(len(c), int(df[c].str.len().max())) for c in cols]
+    nums = ("configs", "measurements", "failed", "busy", "flagged")
+    print("  ".join(f"{c:{w}s}" for c, w in zip(cols, widths)) + "  " + "  ".join(f"{c:>12s}" for c in nums))
+    for r in df.itertuples(index=False):
+        print("  ".join(f"{getattr(r, c):{w}s}" for c, w in zip(cols, widths)) + "  "
+              + "  ".join(f"{getattr(r, c):12d}" for c in nums))
+    return 0
+
+
+def cmd_export(args) -> int:
+    store = _open(args)
+    n = store.export(args.file, device=args.device, metric=args.metric)
+    print(f"{n} measurements -> {args.file}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    store = _open(args)
+    report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
+    return 0

@@ -1,0 +1,116 @@
+"""measure, bundle: measurement campaigns on this machine, and bundles for edge devices."""
+
+from __future__ import annotations
+
+from search_spaces import UserError, get_variant, resolve, sample_configs, variant_names
+
+
+def register(sub) -> None:
+    p = sub.add_parser("measure", help="measure configs on this machine (resumable campaign)")
+    p.add_argument("--device", default="local",
+                   help="device id to store under (default: named after this machine's hardware fingerprint)")
+    p.add_argument("--backend", default="onnxruntime",
+                   help="onnxruntime | torch | torchscript | torch_cuda | tensorrt (default onnxruntime)")
+    p.add_argument("--metric", default="latency_ms", choices=("latency_ms", "throughput_img_s"))
+    p.add_argument("--batch", type=int, help="batch (default: 1 for latency, 200 for throughput)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (intra-op; default 1)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+    p.add_argument("--busy-threshold", type=float, default=5.0, metavar="PCT",
+                   help="re-measure, then mark busy, when other processes use more than PCT%% of the CPU (default 5)")
+    _add_selection(p)
+    p.add_argument("--repeats", type=int, default=1, help="measure each config R times (noise figures)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per config before it counts as a hang")
+    p.add_argument("--retry-failed", action="store_true", help="measure again configs whose earlier run failed")
+    p.add_argument("--campaign", help="a name stored with every measurement")
+    p.add_argument("--store", help="store URL (default: the local SQLite store)")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("bundle", help="ONNX models + a standalone runner for a device this tool cannot run on")
+    _add_selection(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--runs", type=int, default=100)
+    p.set_defaults(func=cmd_bundle)
+
+
+def _add_selection(p) -> None:
+    p.add_argument("--sample", type=int, default=0, metavar="N", help="N random configs from the whole space")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--resolutions", type=int, nargs="+", metavar="R", help="restrict sampled resolutions")
+    p.add_argument("--named", action="store_true", help="every named variant too")
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help=f"a named variant (repeatable): {', '.join(variant_names())}")
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="a JSON config file (repeatable)")
+
+
+def jobs_from_args(args, repeats: int = 1):
+    from measured._campaign import Job
+
+    if args.sample < 0:
+        raise UserError(f"sample: must be >= 0 (got {args.sample})")
+    if args.resolutions and min(args.resolutions) < 32:
+        raise UserError(f"resolutions: must be >= 32 (got {min(args.resolutions)})")
+    chosen: list[tuple[str | None, object]] = []
+    if args.named:
+        chosen += [(n, get_variant(n).config) for n in variant_names()]
+    for name in args.model:
+        chosen.append(resolve(name))
+    for path in args.config:
+        chosen.append((None, resolve(config_file=path)[1]))
+    chosen += [(None, c) for c in sample_configs(args.sample, seed=args.seed, resolutions=args.resolutions)]
+    if not chosen:
+        raise UserError("measure: nothing selected; give --sample N, --named, --model NAME or --config FILE")
+    seen, unique = set(), []
+    for name, cfg in chosen:
+        if cfg.hash not in seen:
+            seen.add(cfg.hash)
+            unique.append((name, cfg))
+    # Repeats interleaved (all configs once, then again): drift over time shows up as noise, not bias.
+    return [Job(cfg, name, r) for r in range(repeats) for name, cfg in unique]
+
+
+def cmd_measure(args) -> int:
+    from measured import Store
+    from measured._backends import get_backend
+    from measured._campaign import resolve_local_device, run_campaign
+    from measured._harness import Protocol
+
+    if args.repeats < 1:
+        raise UserError(f"repeats: must be >= 1 (got {args.repeats})")
+    if args.timeout <= 0:
+        raise UserError(f"timeout: must be > 0 s (got {args.timeout})")
+    batch = args.batch or (200 if args.metric == "throughput_img_s" else 1)
+    protocol = Protocol(
+        metric=args.metric, backend=args.backend, batch=batch, threads=args.threads, precision=args.precision,
+        warmup=args.warmup, runs=args.runs, busy_threshold_pct=args.busy_threshold,
+    )
+    backend = get_backend(args.backend, args.threads, args.precision)  # fails fast when unavailable
+    jobs = jobs_from_args(args, args.repeats)
+    store = Store(args.store)
+    device = resolve_local_device(store, args.device, gpu=backend.device_kind == "gpu")
+    print(f"device {device.device_id} ({device.name}); protocol {protocol.key}; warm-up {protocol.warmup}, "
+          f"{protocol.runs} timed runs, median")
+    report = run_campaign(jobs, protocol, device, store, campaign=args.campaign, timeout_s=args.timeout,
+                          retry_failed=args.retry_failed)
+    print(report.line())
+    for m in report.measurements:
+        if m.status != "ok":
+            print(f"  {m.status}: {m.notes or m.config_hash[:12]}: {m.reason}")
+    if len(jobs) == 1 and report.measurements and report.measurements[0].value is not None:
+        m = report.measurements[0]
+        unit = "ms" if m.metric == "latency_ms" else "img/s"
+        print(f"{m.notes or m.config_hash[:12]}: {m.value:.3f} {unit} (p10 {m.p10:.3f}, p90 {m.p90:.3f}, n {m.n})")
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from measured._bundle import write_bundle
+
+    jobs = jobs_from_args(args)
+    manifest = write_bundle(jobs, args.out, batch=args.batch, warmup=args.warmup, runs=args.runs)
+    print(f"wrote {len(manifest['models'])} models, manifest.json and run_bundle.py to {args.out}")
+    print(f"on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv --device NAME")
+    return 0

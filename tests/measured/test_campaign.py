@@ -1,0 +1,90 @@
+"""Campaigns: failures become stored rows; SIGKILL + restart loses and re-measures nothing; two campaigns
+writing one store at once lose and duplicate nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from measured import Store  # noqa: E402
+from measured._campaign import Job, run_campaign, run_in_child  # noqa: E402
+from measured._fingerprint import local_device  # noqa: E402
+from measured._harness import Protocol  # noqa: E402
+from search_spaces import sample_configs  # noqa: E402
+
+pytestmark = pytest.mark.torch
+FAST = Protocol(runs=3, warmup=1, busy_threshold_pct=100)
+# Tiny inputs keep every measurement fast; the architectures are still random points of the whole space.
+MEASURE = [sys.executable, "-m", "nas", "measure", "--resolutions", "32", "--runs", "3", "--warmup", "1",
+           "--busy-threshold", "100", "--device", "test-dev"]
+
+
+def _rows(url):
+    df = Store(url).measurements(device="test-dev", status=None)
+    return {r["id"]: (r["config_hash"], r["value"], r["status"]) for r in df.to_dict("records")}
+
+
+def test_failures_become_stored_rows(tmp_path, monkeypatch):
+    cfg = next(sample_configs(1, seed=1, resolutions=[32]))
+    m = run_in_child(Job(cfg), FAST, "test-dev", None, timeout_s=0.2)
+    assert m.status == "failed" and m.reason.startswith("timeout: no result after")
+    import measured._campaign as campaign
+
+    monkeypatch.setattr(campaign, "MEMORY_FRACTION", 0.005)  # ~120 MB: not even torch fits
+    m = run_in_child(Job(cfg), FAST, "test-dev", None, timeout_s=120)
+    assert m.status == "failed" and m.reason
+
+    store = Store(str(tmp_path / "s.sqlite"))
+    jobs = [Job(c) for c in sample_configs(2, seed=2, resolutions=[32])]
+    report = run_campaign(jobs, FAST, local_device(), store, timeout_s=0.2, progress=False)
+    assert report.failed == 2 and len(store.measurements(status="failed")) == 2
+    # Failed configs are not retried unless asked.
+    report = run_campaign(jobs, FAST, local_device(), store, timeout_s=0.2, progress=False)
+    assert report.skipped == 2
+
+
+def test_sigkill_and_restart_lose_and_remeasure_nothing(tmp_path):
+    url = str(tmp_path / "s.sqlite")
+    cmd = MEASURE + ["--sample", "5", "--seed", "3", "--store", url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not os.path.exists(url) or len(_rows(url)) < 2):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the campaign and its measuring child, mid-way
+    proc.wait()
+    before = _rows(url)
+    assert 2 <= len(before) < 5
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(before)} already stored" in out.stdout
+    after = _rows(url)
+    assert len(after) == 5 and len({h for h, _, _ in after.values()}) == 5
+    assert all(after[i] == v for i, v in before.items())  # nothing lost, nothing re-measured
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "s.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_two_campaigns_at_once(store_url):
+    Store(store_url)  # create and seed once, as a user would before starting workers
+    a = subprocess.Popen(MEASURE + ["--sample", "4", "--seed", "5", "--store", store_url],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    b = subprocess.Popen(MEASURE + ["--sample", "6", "--seed", "5", "--store", store_url],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert a.wait(600) == 0 and b.wait(600) == 0, (a.stdout.read(), b.stdout.read())
+    rows = _rows(store_url)
+    hashes = [h for h, _, _ in rows.values()]
+    # The 4 shared configs and the 2 of the second campaign: each stored exactly once.
+    assert len(rows) == 6 and len(set(hashes)) == 6
+    expected = {c.hash for c in sample_configs(6, seed=5, resolutions=[32])}
+    assert set(hashes) == expected
