@@ -1,0 +1,393 @@
+"""predictors train|eval|update|list|fewshot, predict: per-device predictors from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+from search_spaces import UserError, variant_names
+
+_METRIC_CHOICES = ("latency_ms", "throughput_img_s", "fps", "top1_pct")
+
+
+def _store_arg(p) -> None:
+    p.add_argument("--store", metavar="URL",
+                   help="database URL or SQLite file (default: $LOWFORMER_NAS_STORE, else $LOWFORMER_NAS_HOME/store.sqlite)")
+
+
+def _device_args(p, metric_help="default: the device's protocol metric") -> None:
+    p.add_argument("--device", required=True, metavar="NAME", help="device id (e.g. jetson_tx2, rpi5_arm_cpu, a40_gpu, imagenet1k)")
+    p.add_argument("--metric", choices=_METRIC_CHOICES, metavar="M", help=f"{'|'.join(_METRIC_CHOICES)} ({metric_help})")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predictors", help="train, evaluate, update and list per-device predictors")
+    actions = p.add_subparsers(dest="predictors_command", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+
+    from predictors import MODEL_CHOICES
+
+    t = actions.add_parser("train", help="train a predictor from the store, validate it and save it")
+    _device_args(t)
+    t.add_argument("--model", default="auto", choices=MODEL_CHOICES, metavar="MODEL",
+                   help=f"{'|'.join(MODEL_CHOICES)} (default auto: the best by cross-validated MAPE)")
+    t.add_argument("--source", metavar="DEVICE", help="source device of --model transfer")
+    t.add_argument("--protocol", metavar="KEY", help="measuring protocol to train on (default: the one with most configs)")
+    t.add_argument("--out", metavar="DIR", help="predictors directory (default: $LOWFORMER_NAS_HOME/predictors)")
+    t.add_argument("--json", action="store_true", help="print the sidecar as JSON")
+    _store_arg(t)
+    t.set_defaults(func=cmd_train)
+
+    e = actions.add_parser("eval", help="validation figures of every model type, MACs baseline included")
+    _device_args(e)
+    e.add_argument("--html", metavar="FILE", help="write a predicted-vs-measured chart (self-contained HTML)")
+    e.add_argument("--holdout", type=int, metavar="N", help="score on N random configs held out of training (default: cross-validation)")
+    e.add_argument("--models", metavar="LIST", help="comma-separated model types (default: every applicable one)")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _store_arg(e)
+    e.set_defaults(func=cmd_eval)
+
+    u = actions.add_parser("update", help="import measurements, retrain, compare before/after on a fixed hold-out")
+    _device_args(u)
+    u.add_argument("--measurements", required=True, metavar="FILE", help="CSV, CSV.gz or Parquet file of measurements")
+    u.add_argument("--model", default=None, choices=MODEL_CHOICES, metavar="MODEL",
+                   help="model type (default: the current predictor's, else auto)")
+    u.add_argument("--out", metavar="DIR", help="predictors directory (default: $LOWFORMER_NAS_HOME/predictors)")
+    _store_arg(u)
+    u.set_defaults(func=cmd_update)
+
+    ls = actions.add_parser("list", help="available predictors and their versions")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    f = actions.add_parser("fewshot", help="few-shot transfer from a source device vs training from scratch")
+    _device_args(f)
+    f.add_argument("--source", required=True, metavar="DEVICE", help="device whose predictor is transferred")
+    f.add_argument("--holdout", type=int, default=200, metavar="N", help="random hold-out configs (default 200)")
+    f.add_argument("--sizes", default="10,20,50,100,200", metavar="LIST", help="training-set sizes (default 10,20,50,100,200)")
+    f.add_argument("--repeats", type=int, default=5, metavar="R", help="random draws per size (default 5)")
+    f.add_argument("--lgbm", action="store_true", help="also train LightGBM from scratch (sizes >= 50)")
+    f.add_argument("--json", action="store_true")
+    _store_arg(f)
+    f.set_defaults(func=cmd_fewshot)
+
+    pr = sub.add_parser("predict", help="predict a variant's or config's latency/throughput/top-1 on a device")
+    _device_args(pr)
+    pr.add_argument("--model", metavar="NAME", help=f"variant name ({', '.join(variant_names())})")
+    pr.add_argument("--config", metavar="FILE", help="a JSON config file instead of a name")
+    pr.add_argument("--resolution", type=int, metavar="R", help="input resolution (default: the variant's)")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.set_defaults(func=cmd_predict)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _progress(desc: str):
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, desc=desc, leave=False, disable=None, file=sys.stderr)
+
+
+def _open_store(url):
+    from measured import Store
+
+    return Store(url)
+
+
+def _device_metric(store, device: str, metric: str | None) -> tuple[str, dict]:
+    """(metric, device protocol); the default metric is the device's protocol metric."""
+    from measured import ACCURACY_DEVICE
+
+    dev = store.device(device)
+    if dev is None:
+        known = ", ".join(d.device_id for d in store.devices()) or "none"
+        raise UserError(f"device: unknown device {device!r}; the store has: {known}")
+    if metric is None:
+        m = str(dev.protocol.get("metric", ""))
+        if device == ACCURACY_DEVICE:
+            metric = "top1_pct"
+        elif m.startswith("throughput"):
+            metric = "throughput_img_s"
+        elif m.startswith("latency") or dev.kind != "dataset":
+            metric = "latency_ms"
+        else:
+            metric = "top1_pct"
+    return metric, dev.protocol
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def _num(v, fmt=".2f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _print_figures(results: dict, chosen: str | None, metric: str, method: str) -> None:
+    print(f"validation: {method}, figures in {metric}")
+    print(f"{'model':12s} {'n':>5s} {'MAPE %':>8s} {'RMSE':>10s} {'±5%':>6s} {'±10%':>6s} {'Kendall τ':>10s} {'Spearman':>9s}")
+    for name, r in results.items():
+        mark = " *" if name == chosen else ""
+        if "skipped" in r:
+            print(f"{name + mark:12s} skipped: {r['skipped']}")
+            continue
+        print(f"{name + mark:12s} {r['n']:5d} {r['mape']:8.2f} {r['rmse']:10.4g} {_pct(r['within_5']):>6s} "
+              f"{_pct(r['within_10']):>6s} {_num(r['kendall_tau']):>10s} {_num(r['spearman']):>9s}")
+
+
+def _out_root(out) -> pathlib.Path:
+    from predictors import user_dir
+
+    return pathlib.Path(out) if out else user_dir()
+
+
+def _figures_only(results: dict) -> dict:
+    return {k: {kk: vv for kk, vv in v.items() if kk != "oof"} for k, v in results.items()}
+
+
+def _load_source(name: str):
+    from predictors import load_predictor
+
+    return load_predictor(name)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def cmd_train(args) -> int:
+    from predictors import cv_method, save_version, train, training_data
+
+    store = _open_store(args.store)
+    metric, protocol = _device_metric(store, args.device, args.metric)
+    data = training_data(store.measurements(device=args.device), args.device, metric, args.protocol)
+    source = _load_source(args.source) if args.source else None
+    if args.model == "transfer" and source is None:
+        raise UserError("source: --model transfer needs --source DEVICE")
+    pred, results = train(data, args.model, source=source, device_protocol=protocol, progress=_progress("validating"))
+    if source is not None:
+        pred.meta["transfer_source"] = {"device": source.device, "metric": source.metric, "version": source.version,
+                                        "model_type": source.model_type}
+    path = save_version(_out_root(args.out) / args.device / metric, pred.estimator, pred.meta)
+    if args.json:
+        meta = json.loads((path / "meta.json").read_text())
+        print(json.dumps(meta, indent=2))
+        return 0
+    print(f"{args.device} / {metric}: {data.n_configs} configs ({data.n_rows} measurements, protocol {data.protocol['key']})"
+          + (f", {data.n_out_of_space} out-of-space rows" if data.n_out_of_space else ""))
+    _print_figures(results, pred.meta["model_name"], metric, cv_method(data.n_configs))
+    if pred.meta.get("surrogate"):
+        print(f"note: this is an {pred.meta['label']}")
+    print(f"saved {pred.meta['model_type']} predictor v{path.name[1:].lstrip('0')} -> {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval
+
+
+def _chart(path: str, title: str, metric: str, names: list, truth, results: dict) -> None:
+    import numpy as np
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    lo, hi = float(np.min(truth)), float(np.max(truth))
+    for name, r in results.items():
+        if "oof" not in r:
+            continue
+        fig.add_trace(go.Scatter(
+            x=truth, y=r["oof"], mode="markers", name=f"{name} (MAPE {r['mape']:.1f}%)", text=names,
+            hovertemplate="%{text}<br>measured %{x:.4g}<br>predicted %{y:.4g}<extra>" + name + "</extra>",
+        ))
+        lo, hi = min(lo, float(np.min(r["oof"]))), max(hi, float(np.max(r["oof"])))
+    for f, dash, label in ((1.0, "solid", "exact"), (1.1, "dot", "+10%"), (0.9, "dot", "-10%")):
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * f, hi * f], mode="lines", name=label,
+                                 line=dict(color="gray", dash=dash, width=1), hoverinfo="skip"))
+    fig.update_layout(title=title, xaxis_title=f"measured {metric}", yaxis_title=f"predicted {metric}", template="plotly_white")
+    tmp = f"{path}.tmp"
+    fig.write_html(tmp, include_plotlyjs=True, full_html=True)  # self-contained: no CDN needed to view it
+    os.replace(tmp, path)
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from predictors import cv_method, evaluate_models, evaluation_models, random_holdout, training_data
+
+    store = _open_store(args.store)
+    metric, _ = _device_metric(store, args.device, args.metric)
+    data = training_data(store.measurements(device=args.device), args.device, metric)
+    models = evaluation_models(metric)
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        known = sorted({k.split("_")[0] for k in models})
+        bad = [m for m in wanted if m not in known]
+        if bad or not wanted:
+            raise UserError(f"models: unknown {bad[0] if bad else args.models!r}; allowed for {metric}: {', '.join(known)}")
+        models = {k: v for k, v in models.items() if k.split("_")[0] in wanted}
+    holdout = random_holdout(data.n_configs, args.holdout) if args.holdout else None
+    results = evaluate_models(data, models, progress=_progress("validating"), holdout=holdout)
+    method = f"random hold-out of {args.holdout} configs" if holdout is not None else cv_method(data.n_configs)
+    if args.json:
+        print(json.dumps({"device": args.device, "metric": metric, "method": method, "n_configs": data.n_configs,
+                          "models": _figures_only(results)}, indent=2))
+    else:
+        print(f"{args.device} / {metric}: {data.n_configs} configs, protocol {data.protocol['key']}")
+        _print_figures(results, None, metric, method)
+    if args.html:
+        names = [n or c.short_hash for n, c in zip(data.names, data.configs)]
+        truth = data.values
+        if holdout is not None:
+            names = [n for n, h in zip(names, holdout) if h]
+            truth = data.values[holdout]
+        _chart(args.html, f"{args.device}: predicted vs measured {metric} ({method})", metric, names, np.asarray(truth), results)
+        print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- update
+
+
+def cmd_update(args) -> int:
+    import numpy as np
+
+    from predictors import (
+        PredictorError, cv_method, from_cost, holdout_mask, load_predictor, regression_report, save_version, train,
+        training_data,
+    )
+
+    store = _open_store(args.store)
+    if not pathlib.Path(args.measurements).is_file():
+        raise UserError(f"measurements: {args.measurements}: no such file")
+    before = store.measurements(device=args.device)  # empty for a device the file introduces
+    report = store.import_file(args.measurements, device_id=args.device)
+    print(str(report))
+    metric, protocol = _device_metric(store, args.device, args.metric)
+    try:
+        previous = load_predictor(args.device, metric)
+    except PredictorError:
+        previous = None
+    try:
+        old = training_data(before, args.device, metric) if len(before) else None
+    except PredictorError:
+        old = None
+    new = training_data(store.measurements(device=args.device), args.device, metric)
+    model = args.model or (previous.meta.get("model_type") if previous is not None else None) or "auto"
+    if model == "transfer":
+        model = "auto"  # a transfer predictor grows into a device model of its own once the device has data
+
+    # Fixed hold-out: by config hash, so the same configs are held out at every update.
+    h_new = holdout_mask([c.hash for c in new.configs])
+    held = set(np.array([c.hash for c in new.configs])[h_new])
+    if h_new.sum() >= 3 and (~h_new).sum() >= 3:
+        truth = new.values[h_new]
+        Xh = new.X[: new.n_configs][h_new]
+        print(f"fixed hold-out: {int(h_new.sum())} configs (chosen by config hash), never trained on below")
+        rows = {}
+        for label, data in (("before", old), ("after", new)):
+            if data is None:
+                rows[label] = {"skipped": "no earlier measurements"}
+                continue
+            fit = data.subset(np.array([c.hash not in held for c in data.configs]))
+            try:
+                est = train(fit, model)[0].estimator
+            except PredictorError as e:
+                rows[label] = {"skipped": str(e)}
+                continue
+            rows[label] = regression_report(truth, from_cost(metric, est.predict(Xh)))
+        _print_figures(rows, None, metric, f"{model} model trained without the hold-out; before: on the data before the import")
+    else:
+        print(f"hold-out too small ({int(h_new.sum())} of {new.n_configs} configs): cross-validated figures below")
+    pred, results = train(new, model, device_protocol=protocol, progress=_progress("validating"))
+    path = save_version(_out_root(args.out) / args.device / metric, pred.estimator, pred.meta)
+    _print_figures(results, pred.meta["model_name"], metric, cv_method(new.n_configs) + " on all data after the import")
+    kept = f"; previous: {previous.path}" if previous is not None else ""
+    print(f"saved {pred.meta['model_type']} predictor v{path.name[1:].lstrip('0')} -> {path}{kept}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- list, fewshot
+
+
+def cmd_list(args) -> int:
+    from predictors import available_predictors, predictor_versions
+
+    rows = [dict(device=d, metric=m, versions=predictor_versions(d, m)) for d, m in available_predictors()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no predictors")
+    for r in rows:
+        latest = r["versions"][0] if r["versions"] else {}
+        users = [v for v in r["versions"] if v["origin"] == "user"]
+        latest = users[-1] if users else r["versions"][-1]
+        print(f"{r['device']:16s} {r['metric']:18s} {latest['model_type']:10s} v{latest['version']} ({latest['origin']}; "
+              f"{len(r['versions'])} version{'s' if len(r['versions']) != 1 else ''})")
+    return 0
+
+
+def cmd_fewshot(args) -> int:
+    from predictors import LGBMModel, AdditiveModel, few_shot_curve, random_holdout, training_data
+
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    except ValueError:
+        raise UserError(f"sizes: a comma-separated list of integers (got {args.sizes!r})") from None
+    if not sizes or min(sizes) < 1:
+        raise UserError("sizes: positive integers")
+    store = _open_store(args.store)
+    metric, _ = _device_metric(store, args.device, args.metric)
+    data = training_data(store.measurements(device=args.device), args.device, metric)
+    source = _load_source(args.source)
+    h = random_holdout(data.n_configs, args.holdout)
+    pool = data.subset(~h)
+    scratch = {"additive": AdditiveModel()}
+    if args.lgbm:
+        scratch["lgbm"] = LGBMModel()
+    df = few_shot_curve(source.estimator, pool.X[: pool.n_configs], pool.y[: pool.n_configs], data.X[: data.n_configs][h],
+                        data.y[: data.n_configs][h], sizes=sizes, repeats=args.repeats, scratch=scratch, metric=metric)
+    agg = df.groupby(["size", "method"], sort=True)[["within_10", "kendall_tau", "mape"]].mean().reset_index()
+    if args.json:
+        print(json.dumps({"device": args.device, "source": args.source, "metric": metric, "holdout": args.holdout,
+                          "repeats": args.repeats, "rows": agg.to_dict("records")}, indent=2))
+        return 0
+    print(f"{args.device} / {metric}: hold-out {args.holdout} configs, pool {pool.n_configs}, source {args.source} "
+          f"({source.model_type} v{source.version}), mean of {args.repeats} draws")
+    print("| training configs | method | within ±10% | Kendall τ | MAPE % |")
+    print("|---:|---|---:|---:|---:|")
+    for r in agg.itertuples(index=False):
+        print(f"| {r.size} | {r.method} | {r.within_10 * 100:.1f}% | {r.kendall_tau:.3f} | {r.mape:.2f} |")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+
+def cmd_predict(args) -> int:
+    from predictors import load_predictor
+    from search_spaces import resolve
+
+    if args.model is not None and args.config is not None:
+        raise UserError("model: give a variant name (--model) or --config FILE, not both")
+    if args.model is None and args.config is None:
+        raise UserError("model: give a variant name (--model NAME) or --config FILE")
+    name, cfg = resolve(args.model, args.config, args.resolution)
+    pred = load_predictor(args.device, args.metric)
+    value = pred.predict_one(cfg)
+    inside = pred.in_domain(cfg)
+    if not inside:
+        why = "; ".join(pred.domain_violations(cfg)[:3])
+        print(f"lowformer-nas: warning: {name} lies outside what the {pred.device} {pred.metric} predictor was trained on "
+              f"({why}); the prediction is an extrapolation", file=sys.stderr)
+    out = {"device": pred.device, "metric": pred.metric, "value": value, "model_type": pred.model_type,
+           "predictor_version": pred.version, "in_domain": inside}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    unit = {"latency_ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "% top-1"}.get(pred.metric, "")
+    note = " (accuracy surrogate, not a trained network's result)" if pred.is_surrogate else ""
+    print(f"{name} on {pred.device}: {value:.4g} {unit}{note}  [{pred.model_type} predictor v{pred.version}"
+          f"{'' if inside else ', out of domain'}]")
+    return 0

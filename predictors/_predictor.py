@@ -1,0 +1,233 @@
+"""Trained predictors: a fitted estimator with its sidecar, where they live, and how the search loads them.
+
+Lookup order for ``load_predictor(device, metric)``: the user's predictors
+(``$LOWFORMER_NAS_HOME/predictors/<device>/<metric>/v<NNNN>/``, newest version), then the ones shipped
+inside the package (``predictors/shipped/<device>/<metric>/v<NNNN>/``).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from measured import ACCURACY_DEVICE
+from search_spaces import ATTENTION_TYPES, OP_TYPES, LowFormerConfig
+
+from ._base import HIGHER_IS_BETTER, PredictorError, from_cost
+from ._features import FEATURE_INDEX, featurize, featurize_one, in_space_mask
+from ._persist import META, load_version, version_dirs
+
+SHIPPED_DIR = pathlib.Path(__file__).parent / "shipped"
+
+# Features whose training range bounds the domain.
+DOMAIN_RANGES = ("resolution", *(f"width{i}" for i in range(5)), *(f"depth{i}" for i in range(5)), "macs", "params")
+
+
+def user_dir() -> pathlib.Path:
+    """Where trained predictors are saved: ``$LOWFORMER_NAS_HOME/predictors`` (the store's home)."""
+    from measured._store import home_dir
+
+    return home_dir() / "predictors"
+
+
+# ---------------------------------------------------------------------------------------------- domain
+
+
+def domain_of(X: np.ndarray) -> dict[str, Any]:
+    """What a predictor was trained on: feature ranges, attention types and op types seen."""
+    X = X[in_space_mask(X)]
+    ranges = {n: [float(X[:, FEATURE_INDEX[n]].min()), float(X[:, FEATURE_INDEX[n]].max())] for n in DOMAIN_RANGES}
+    att = sorted(
+        {a for s in (3, 4) for a in ATTENTION_TYPES if (X[:, FEATURE_INDEX[f"att{s}_{a}"]] > 0).any()},
+        key=ATTENTION_TYPES.index,
+    )
+    ops = [op for op in OP_TYPES if (X[:, FEATURE_INDEX[f"layers.{op}"]] > 0).any()]
+    return {"ranges": ranges, "attention_types": att, "op_types": ops}
+
+
+def domain_mask(X: np.ndarray, domain: dict[str, Any] | None) -> np.ndarray:
+    """Rows of ``X`` inside ``domain`` (all True without a recorded domain)."""
+    ok = np.ones(X.shape[0], dtype=bool)
+    if not domain:
+        return ok
+    for name, (lo, hi) in domain["ranges"].items():
+        v = X[:, FEATURE_INDEX[name]]
+        ok &= (v >= lo) & (v <= hi)
+    seen_att = set(domain["attention_types"])
+    for s in (3, 4):
+        for a in ATTENTION_TYPES:
+            if a not in seen_att:
+                ok &= X[:, FEATURE_INDEX[f"att{s}_{a}"]] == 0
+    seen_ops = set(domain["op_types"])
+    for op in OP_TYPES:
+        if op not in seen_ops:
+            ok &= X[:, FEATURE_INDEX[f"layers.{op}"]] == 0
+    return ok
+
+
+def domain_violations(x: np.ndarray, domain: dict[str, Any] | None) -> list[str]:
+    """Why one feature row lies outside ``domain`` (empty when inside), e.g. "resolution 288 outside [192, 224]"."""
+    if not domain:
+        return []
+    out = []
+    for name, (lo, hi) in domain["ranges"].items():
+        v = x[FEATURE_INDEX[name]]
+        if not lo <= v <= hi:
+            out.append(f"{name} {v:g} outside [{lo:g}, {hi:g}]")
+    for s in (3, 4):
+        for a in ATTENTION_TYPES:
+            if a not in domain["attention_types"] and x[FEATURE_INDEX[f"att{s}_{a}"]]:
+                out.append(f"stage-{s} attention {a} never seen")
+    for op in OP_TYPES:
+        if op not in domain["op_types"] and x[FEATURE_INDEX[f"layers.{op}"]]:
+            out.append(f"op type {op} never seen")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- predictor
+
+
+class TrainedPredictor:
+    """A fitted estimator for one (device, metric), in the device's metric.
+
+    Attributes: ``device``, ``metric``, ``model_type``, ``version``, ``higher_is_better``, ``meta`` (the
+    sidecar dict), ``estimator``, ``path`` (its directory, or None).
+    """
+
+    def __init__(self, estimator, meta: dict[str, Any], path: pathlib.Path | None = None):
+        self.estimator = estimator
+        self.meta = meta
+        self.path = path
+        self.device: str = meta["device"]
+        self.metric: str = meta["metric"]
+        self.model_type: str = meta["model_type"]
+        self.version: int | None = meta.get("version")
+        self.higher_is_better: bool = self.metric in HIGHER_IS_BETTER
+        self._domain = meta.get("domain")
+
+    @property
+    def is_surrogate(self) -> bool:
+        return bool(self.meta.get("surrogate"))
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        """Predictions for rows of :func:`predictors.featurize`."""
+        return from_cost(self.metric, self.estimator.predict(X))
+
+    def predict(self, configs: Sequence[LowFormerConfig]) -> np.ndarray:
+        """Predicted metric values (latency ms, throughput img/s, top-1 %) of a batch of configs."""
+        return self.predict_features(featurize(list(configs)))
+
+    def predict_one(self, config: LowFormerConfig) -> float:
+        return float(self.predict_features(featurize_one(config))[0])
+
+    def in_domain_features(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`in_domain` for rows of :func:`predictors.featurize` (featurise once, ask several predictors)."""
+        return domain_mask(X, self._domain)
+
+    def in_domain_mask(self, configs: Sequence[LowFormerConfig]) -> np.ndarray:
+        return domain_mask(featurize(list(configs)), self._domain)
+
+    def in_domain(self, config: LowFormerConfig) -> bool:
+        """False when ``config`` lies outside the training data: a resolution, width, depth, MACs or params
+        outside the trained range, or an attention type or op type never seen in training."""
+        return bool(domain_mask(featurize_one(config), self._domain)[0])
+
+    def domain_violations(self, config: LowFormerConfig) -> list[str]:
+        """Why ``config`` is outside the training domain (empty when :meth:`in_domain`)."""
+        return domain_violations(featurize_one(config)[0], self._domain)
+
+    def __repr__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return f"TrainedPredictor({self.device}/{self.metric}, {self.model_type}, v{self.version}{where})"
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def _roots() -> list[tuple[str, pathlib.Path]]:
+    return [("user", user_dir()), ("shipped", SHIPPED_DIR)]
+
+
+def available_predictors() -> list[tuple[str, str]]:
+    """Sorted (device, metric) pairs that have a predictor, user-trained or shipped."""
+    found = set()
+    for _, root in _roots():
+        if not root.is_dir():
+            continue
+        for dev in root.iterdir():
+            if dev.is_dir():
+                for met in dev.iterdir():
+                    if met.is_dir() and version_dirs(met):
+                        found.add((dev.name, met.name))
+    return sorted(found)
+
+
+def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
+    """Every saved version of (device, metric): {origin, version, path, model_type, created}, newest last per origin."""
+    out = []
+    for origin, root in _roots():
+        for v, p in version_dirs(root / device / metric):
+            try:
+                meta = json.loads((p / META).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                meta = {}
+            out.append({"origin": origin, "version": v, "path": str(p), "model_type": meta.get("model_type"), "created": meta.get("created")})
+    return out
+
+
+def default_metric(device: str) -> str:
+    """The device's protocol metric among its predictors: top1_pct for imagenet1k, else the metric its
+    sidecars name as the device protocol's (throughput for a40_gpu), else latency_ms."""
+    if device == ACCURACY_DEVICE:
+        return "top1_pct"
+    metrics = sorted({m for d, m in available_predictors() if d == device})
+    if len(metrics) == 1:
+        return metrics[0]
+    for m in metrics:
+        path = _newest(device, m)
+        if path is not None:
+            try:
+                meta = json.loads((path / META).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if meta.get("protocol", {}).get("device_metric") == m:
+                return m
+    return "latency_ms"
+
+
+def _newest(device: str, metric: str) -> pathlib.Path | None:
+    for _, root in _roots():
+        versions = version_dirs(root / device / metric)
+        if versions:
+            return versions[-1][1]
+    return None
+
+
+def _available_line() -> str:
+    pairs = available_predictors()
+    return ", ".join(f"{d}/{m}" for d, m in pairs) if pairs else "none (train one: lowformer-nas predictors train --device NAME)"
+
+
+def load_predictor(device: str, metric: str | None = None) -> TrainedPredictor:
+    """The newest predictor of ``device`` for ``metric`` (None: the device's protocol metric).
+
+    Raises PredictorError (a UserError: one line, listing what is available) for an unknown device or
+    metric, or a predictor trained on another feature schema.
+    """
+    if metric is None:
+        metric = default_metric(device)
+    path = _newest(device, metric)
+    if path is None:
+        if not any(d == device for d, _ in available_predictors()):
+            raise PredictorError(f"device: no predictor for {device!r}; available: {_available_line()}")
+        raise PredictorError(f"metric: no {metric!r} predictor for {device}; available: {_available_line()}")
+    return load_predictor_dir(path)
+
+
+def load_predictor_dir(path) -> TrainedPredictor:
+    """A predictor from one version directory."""
+    est, meta = load_version(pathlib.Path(path))
+    return TrainedPredictor(est, meta, pathlib.Path(path))

@@ -1,0 +1,343 @@
+"""From measurement rows to a validated, saved predictor.
+
+``training_data`` turns the store's rows of one device and metric into features and targets: only ok,
+unflagged rows of one measuring protocol; repeated measurements of one architecture (the paper prints
+some in several tables) become one row (their median), so that no config is ever on both sides of a
+validation split. ``evaluate_models`` cross-validates candidate model types (leave-one-out up to 30
+configs, else 5-fold) and reports their figures in the device's metric; ``train`` picks the best, fits
+it on everything and builds the sidecar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import platform
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from measured import ACCURACY_DEVICE, protocol_key, utc_now
+from search_spaces import LowFormerConfig
+
+from ._additive import AdditiveModel, MacsBaseline
+from ._base import ACCURACY_METRICS, HIGHER_IS_BETTER, MIN_ROWS, PREDICTABLE_METRICS, PredictorError, from_cost, to_cost
+from ._features import featurize, out_of_space_features, schema
+from ._lgbm import LGBMModel
+from ._metrics import cross_val_predict, cv_method, regression_report
+from ._predictor import TrainedPredictor, domain_of
+from ._surrogate import AccuracySurrogate
+from ._transfer import transfer_from
+
+MODEL_CHOICES = ("auto", "additive", "lgbm", "macs", "surrogate", "transfer")
+SURROGATE_LABEL = "accuracy surrogate (ridge regression on architecture descriptors), not a trained network's accuracy"
+_PROTOCOL_COLUMNS = ("backend", "batch", "precision", "threads")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """One device's rows for one metric: in-space configs first, then out-of-space (MACs-only) rows."""
+
+    device: str
+    metric: str
+    configs: list[LowFormerConfig]
+    names: list[str | None]
+    values: np.ndarray  # device metric of the in-space configs (median over repeats)
+    X: np.ndarray  # features: in-space rows, then out-of-space rows
+    y: np.ndarray  # estimator targets (cost space) of every row of X
+    n_rows: int  # measurement rows before aggregation
+    protocol: dict[str, Any]
+    sources: list[str]
+    data_hash: str
+
+    @property
+    def n_configs(self) -> int:
+        return len(self.configs)
+
+    @property
+    def n_out_of_space(self) -> int:
+        return len(self.y) - len(self.configs)
+
+    def subset(self, keep: np.ndarray) -> "TrainingData":
+        """The data with only the in-space configs where ``keep`` is True (out-of-space rows stay)."""
+        keep = np.asarray(keep, bool)
+        n = self.n_configs
+        rows = np.concatenate([np.flatnonzero(keep), np.arange(n, len(self.y))])
+        return dataclasses.replace(
+            self,
+            configs=[c for c, k in zip(self.configs, keep) if k],
+            names=[c for c, k in zip(self.names, keep) if k],
+            values=self.values[keep],
+            X=self.X[rows],
+            y=self.y[rows],
+        )
+
+
+def _clean(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    if "status" in df:
+        df = df[df["status"].fillna("ok") == "ok"]
+    if "flag" in df:
+        df = df[df["flag"].isna()]  # flagged rows (anomaly / suspect) are never trained on
+    return df[np.isfinite(pd.to_numeric(df["value"], errors="coerce"))]
+
+
+def _missing(v) -> bool:
+    return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
+
+
+def _protocol_of(row) -> dict[str, Any]:
+    d = {}
+    for c in _PROTOCOL_COLUMNS:
+        v = row.get(c)
+        d[c] = None if _missing(v) else (int(v) if c in ("batch", "threads") else v)
+    return d
+
+
+def training_data(df: pd.DataFrame, device: str, metric: str, protocol: str | None = None) -> TrainingData:
+    """The rows of ``df`` (``Store.measurements()`` columns) for one device and metric, ready to fit.
+
+    ``protocol``: a protocol key (see :func:`measured.protocol_key`) to use; default the one with the most
+    in-space configs. Raises PredictorError when nothing fits.
+    """
+    if metric not in PREDICTABLE_METRICS:
+        raise PredictorError(f"metric: {metric!r} cannot be predicted; allowed: {'|'.join(PREDICTABLE_METRICS)}")
+    d = _clean(df[(df["device_id"] == device) & (df["metric"] == metric)])
+    if d.empty:
+        have = sorted(set(df.loc[df["device_id"] == device, "metric"]))
+        if not have:
+            others = sorted(set(df["device_id"]) - {device})
+            where = f"; the store has: {', '.join(others)}" if others else " in the store"
+            raise PredictorError(f"device: no measurements of {device!r}{where}")
+        raise PredictorError(f"metric: no {metric} measurements of {device}; it has: {', '.join(have)}")
+    if "protocol" in d:  # the store's column
+        d = d.assign(_protocol=d["protocol"])
+    else:
+        d = d.assign(_protocol=[
+            protocol_key(metric, _s(r.get("backend")), _s(r.get("precision"), "fp32"), _i(r.get("batch"), 1), _i(r.get("threads"), None))
+            for _, r in d.iterrows()
+        ])
+    in_space = d["config_json"].notna()
+    if protocol is None:
+        counts = d[in_space].groupby("_protocol")["config_hash"].nunique().sort_values(ascending=False, kind="stable")
+        if counts.empty:
+            raise PredictorError(f"{device}: no {metric} measurement of a LowFormer config to train on")
+        protocol = counts.index[0]
+    elif protocol not in set(d["_protocol"]):
+        raise PredictorError(f"protocol: {protocol!r} has no rows; {device} has: {', '.join(sorted(set(d['_protocol'])))}")
+    d = d[d["_protocol"] == protocol]
+    in_space = d["config_json"].notna()
+    n_rows = len(d)
+
+    agg = d[in_space].groupby("config_hash", sort=True).agg(
+        value=("value", "median"), config_json=("config_json", "first"), name=("name", "first")
+    )
+    configs = [LowFormerConfig.from_json(j, source="config_json") for j in agg["config_json"]]
+    oos = d[~in_space & d["macs"].notna()].groupby("config_hash", sort=True).agg(
+        value=("value", "median"), macs=("macs", "first"), params=("params", "first"), resolution=("resolution", "first")
+    )
+    values = agg["value"].to_numpy(float)
+    num = lambda c: pd.to_numeric(oos[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)  # noqa: E731
+    X = np.vstack([featurize(configs), out_of_space_features(num("macs"), num("params"), num("resolution"))])
+    y = to_cost(metric, np.concatenate([values, oos["value"].to_numpy(float)]))
+    h = hashlib.sha256()
+    for key, v in [*zip(agg.index, values), *zip(oos.index, oos["value"])]:
+        h.update(f"{key}:{float(v)!r}\n".encode())
+    first = d.iloc[0]
+    return TrainingData(
+        device=device,
+        metric=metric,
+        configs=configs,
+        names=[None if isinstance(n, float) else n for n in agg["name"]],
+        values=values,
+        X=X,
+        y=y,
+        n_rows=n_rows,
+        protocol={"key": protocol, **_protocol_of(first)},
+        sources=sorted(set(d["source"].dropna())) if "source" in d else [],
+        data_hash=h.hexdigest(),
+    )
+
+
+def _s(v, default=None):
+    return default if _missing(v) else str(v)
+
+
+def _i(v, default):
+    return default if _missing(v) else int(v)
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def candidate_models(metric: str, model: str = "auto", source=None, n_configs: int | None = None) -> dict[str, Any]:
+    """{name: unfitted estimator} to validate for ``model`` (one name, or every applicable one for auto).
+
+    The MACs baseline is always among them, as the contrast. LightGBM comes in two targets ("lgbm" fits the
+    additive model's residual ratio, "lgbm_log" log time directly); both are validated and the better kept.
+    """
+    if model not in MODEL_CHOICES:
+        raise PredictorError(f"model: {model!r} unknown; allowed: {'|'.join(MODEL_CHOICES)}")
+    if metric in ACCURACY_METRICS:
+        if model not in ("auto", "surrogate", "macs"):
+            raise PredictorError(f"model: {metric} is predicted by the accuracy surrogate; use --model surrogate|macs|auto")
+        out = {"surrogate": AccuracySurrogate()} if model != "macs" else {}
+        out["macs"] = MacsBaseline()
+        return out
+    if model == "surrogate":
+        raise PredictorError(f"model: surrogate predicts top1_pct, not {metric}; allowed: auto|additive|lgbm|macs|transfer")
+    out: dict[str, Any] = {"macs": MacsBaseline()}
+    if model == "transfer":
+        if source is None:
+            raise PredictorError("source: --model transfer needs --source DEVICE (a device with a trained predictor)")
+        out["transfer"] = transfer_from(source)
+        return out
+    if model in ("auto", "additive"):
+        out["additive"] = AdditiveModel()
+    if model == "lgbm" or (model == "auto" and (n_configs or 0) >= MIN_ROWS["lgbm"]):
+        out["lgbm"] = LGBMModel(target="ratio")
+        out["lgbm_log"] = LGBMModel(target="log")
+    return out
+
+
+def evaluation_models(metric: str) -> dict[str, Any]:
+    """Every model type that applies to ``metric``, the MACs baseline included (what ``eval`` compares)."""
+    if metric in ACCURACY_METRICS:
+        return {"surrogate": AccuracySurrogate(), "macs": MacsBaseline()}
+    return {"macs": MacsBaseline(), "additive": AdditiveModel(), "lgbm": LGBMModel(target="ratio"), "lgbm_log": LGBMModel(target="log")}
+
+
+def _model_type(name: str) -> str:
+    # Candidate names are "<model type>" or "<model type>_<variant>" (lgbm_log).
+    return name.split("_")[0]
+
+
+def evaluate_models(
+    data: TrainingData, models: Mapping[str, Any], progress: Callable | None = None, holdout: np.ndarray | None = None
+) -> dict[str, dict]:
+    """Figures (device metric) of each model on ``data`` and its held-out predictions (``"oof"``).
+
+    Without ``holdout``: cross-validation (:func:`predictors.cross_val_predict`). With ``holdout`` (a mask
+    over the in-space configs): fit on the other configs, score on the held-out ones (``"oof"`` then
+    covers only those).
+    """
+    out = {}
+    n_fit = data.n_configs if holdout is None else int((~np.asarray(holdout, bool)).sum())
+    for name, est in models.items():
+        need = MIN_ROWS[_model_type(name)]
+        if n_fit < need:
+            out[name] = {"skipped": f"needs >= {need} configs, has {n_fit}"}
+            continue
+        if holdout is None:
+            pred = from_cost(data.metric, cross_val_predict(est, data.X, data.y, progress=progress))
+            truth = data.values
+        else:
+            h = np.asarray(holdout, bool)
+            fit = data.subset(~h)
+            pred = from_cost(data.metric, clone(est).fit(fit.X, fit.y).predict(data.X[: data.n_configs][h]))
+            truth = data.values[h]
+        out[name] = {**regression_report(truth, pred), "oof": pred}
+    return out
+
+
+def random_holdout(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """A mask of ``size`` configs out of ``n`` drawn at random (seeded)."""
+    if not 0 < size < n:
+        raise PredictorError(f"holdout: must be between 1 and {n - 1} configs (got {size})")
+    mask = np.zeros(n, bool)
+    mask[np.random.default_rng(seed).choice(n, size=size, replace=False)] = True
+    return mask
+
+
+def _best(results: dict[str, dict], requested: str) -> str:
+    ok = {k: v for k, v in results.items() if "skipped" not in v}
+    if requested not in ("auto",):
+        ok = {k: v for k, v in ok.items() if _model_type(k) == requested}
+    if not ok:
+        reasons = "; ".join(f"{k}: {v['skipped']}" for k, v in results.items() if "skipped" in v)
+        raise PredictorError(f"model: too few measurements to train {requested} ({reasons})")
+    # Lowest MAPE; on equal MAPE the earlier (simpler) candidate.
+    return min(ok, key=lambda k: (round(ok[k]["mape"], 9), list(results).index(k)))
+
+
+def library_versions() -> dict[str, str]:
+    import lightgbm
+    import scipy
+    import sklearn
+
+    from nas import __version__
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "lightgbm": lightgbm.__version__,
+        "pandas": pd.__version__,
+        "lowformer-nas": __version__,
+    }
+
+
+def build_meta(data: TrainingData, model_name: str, results: dict[str, dict], device_protocol: Mapping | None = None) -> dict[str, Any]:
+    """The sidecar of a predictor trained on ``data`` (version and format are added when saved)."""
+    surrogate = data.metric in ACCURACY_METRICS
+    proto = dict(data.protocol)
+    if device_protocol:
+        proto["device"] = dict(device_protocol)
+        m = str(device_protocol.get("metric", ""))
+        proto["device_metric"] = "throughput_img_s" if m.startswith("throughput") else "latency_ms" if m.startswith("latency") else m or None
+    elif data.device == ACCURACY_DEVICE:
+        proto["device_metric"] = "top1_pct"
+    return {
+        "device": data.device,
+        "metric": data.metric,
+        "model_type": _model_type(model_name),
+        "model_name": model_name,
+        "higher_is_better": data.metric in HIGHER_IS_BETTER,
+        "surrogate": surrogate,
+        "label": SURROGATE_LABEL if surrogate else f"{data.metric} predictor for {data.device}",
+        "protocol": proto,
+        "feature_schema": schema(),
+        "training_data": {
+            "hash": data.data_hash,
+            "n_configs": data.n_configs,
+            "n_out_of_space": data.n_out_of_space,
+            "n_rows": data.n_rows,
+            "sources": data.sources,
+            "config_hashes": [c.hash for c in data.configs],
+        },
+        "validation": {
+            "method": cv_method(data.n_configs),
+            "chosen": model_name,
+            "models": {k: {kk: vv for kk, vv in v.items() if kk != "oof"} for k, v in results.items()},
+        },
+        "domain": domain_of(data.X),
+        "libraries": library_versions(),
+        "created": utc_now(),
+    }
+
+
+def train(
+    data: TrainingData,
+    model: str = "auto",
+    source=None,
+    device_protocol: Mapping | None = None,
+    progress: Callable | None = None,
+) -> tuple[TrainedPredictor, dict[str, dict]]:
+    """Validate the candidates for ``model``, fit the best on all of ``data``; (predictor, figures per model)."""
+    models = candidate_models(data.metric, model, source, data.n_configs)
+    results = evaluate_models(data, models, progress)
+    best = _best(results, model)
+    est = clone(models[best]).fit(data.X, data.y)
+    meta = build_meta(data, best, results, device_protocol)
+    return TrainedPredictor(est, meta), results
+
+
+def holdout_mask(hashes, share: float = 0.2) -> np.ndarray:
+    """The fixed hold-out: configs whose hash falls in the first ``share`` of hash space.
+
+    Fixed by content, so the same configs are held out before and after new measurements arrive.
+    """
+    return np.array([int(hashlib.sha256(f"holdout:{h}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share for h in hashes])

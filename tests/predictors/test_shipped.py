@@ -1,0 +1,31 @@
+"""The predictors shipped in the package: one per paper device, loadable by this code (schema hash)."""
+
+import numpy as np
+import pytest
+
+from predictors import SCHEMA_HASH, SHIPPED_DIR, available_predictors, load_predictor
+from search_spaces import get_variant
+
+from .conftest import PAPER_DEVICES
+
+SHIPPED = PAPER_DEVICES + [("imagenet1k", "top1_pct")]
+
+
+def test_every_paper_device_is_shipped():
+    assert set(SHIPPED) <= set(available_predictors())  # the test home is empty: these come from the package
+
+
+@pytest.mark.parametrize("device, metric", SHIPPED)
+def test_shipped_predictor_loads_and_predicts(device, metric):
+    p = load_predictor(device)
+    assert p.metric == metric and p.path.is_relative_to(SHIPPED_DIR)
+    assert p.meta["feature_schema"]["hash"] == SCHEMA_HASH  # retrain with `predictors train` if this fails
+    assert p.meta["training_data"]["sources"] == ["paper"]
+    v = p.predict([get_variant(n).config for n in ("B0", "B1", "B3")])
+    assert np.isfinite(v).all() and (v > 0).all()
+    assert p.in_domain(get_variant("B1").config)
+    if metric == "top1_pct":
+        assert p.is_surrogate and p.model_type == "surrogate" and "surrogate" in p.meta["label"]
+    else:
+        assert p.model_type == "additive" and p.meta["validation"]["method"] == "leave-one-out"
+        assert (p.estimator.coef_ >= 0).all()
