@@ -30,6 +30,12 @@ def register(sub) -> None:
     _store_arg(e)
     e.set_defaults(func=cmd_export)
 
+    n = actions.add_parser("noise", help="repeatability: CV of repeated medians per protocol")
+    n.add_argument("--device", required=True, help="device id")
+    n.add_argument("--json", action="store_true", help="print JSON")
+    _store_arg(n)
+    n.set_defaults(func=cmd_noise)
+
     i = sub.add_parser("import", help="import measurements from CSV, CSV.gz or Parquet into the store")
     i.add_argument("file", help="input file: .csv, .csv.gz or .parquet (the columns of `data export`)")
     i.add_argument("--device", metavar="NAME", help="store every row under this device id")
@@ -77,4 +83,18 @@ def cmd_import(args) -> int:
     store = _open(args)
     report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind)
     print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
+    return 0
+
+
+def cmd_noise(args) -> int:
+    from measured._noise import noise_report
+
+    report = noise_report(_open(args).measurements(device=args.device))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for protocol, r in report.items():
+        print(f"{args.device}  {protocol}: {r['configs']} configs x {r['repeats_per_config']:.1f} repeats; CV of "
+              f"medians: median {r['cv_median_pct']:.2f}%, mean {r['cv_mean_pct']:.2f}%, p90 {r['cv_p90_pct']:.2f}%, "
+              f"max {r['cv_max_pct']:.2f}%; {r['share_within_3pct']:.0%} of configs within 3%")
     return 0

@@ -80,3 +80,17 @@ def test_measure_config_carries_provenance():
     assert "onnxruntime" in versions and "torch" in versions and m.backend_version == versions["onnxruntime"]
     assert m.timestamp.endswith("+00:00") and m.os and m.busy_pct is not None
     assert arch.config_hash == cfg.hash and arch.macs > 0 and m.notes == "B0"
+
+
+def test_noise_report():
+    import pandas as pd
+
+    from measured._noise import noise_report
+
+    df = pd.DataFrame(
+        {"protocol": ["p"] * 5, "config_hash": ["a", "a", "a", "b", "c"], "value": [10.0, 10.2, 9.8, 5.0, 7.0]}
+    )
+    r = noise_report(df)["p"]
+    assert r["configs"] == 1 and r["cv_median_pct"] == pytest.approx(2.0, abs=1e-3)
+    with pytest.raises(UserError, match="no config was measured twice"):
+        noise_report(df[df.config_hash != "a"])

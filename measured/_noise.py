@@ -1,0 +1,37 @@
+"""How repeatable are this device's measurements? Coefficient of variation of repeated medians."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from search_spaces import UserError
+
+
+def noise_report(df: pd.DataFrame) -> dict:
+    """CV (std / mean, ddof 1) of the medians of every config measured at least twice under one protocol.
+
+    ``df`` holds ok measurements (``Store.measurements``). Returns the number of configs and repeats and
+    the median, mean, 90th percentile and maximum CV in percent, per protocol.
+    """
+    if df.empty:
+        raise UserError("device: no measurements to assess")
+    out = {}
+    for protocol, g in df.groupby("protocol"):
+        stats = g.groupby("config_hash")["value"].agg(["count", "mean", "std"])
+        stats = stats[stats["count"] >= 2]
+        if stats.empty:
+            continue
+        cv = (stats["std"] / stats["mean"] * 100).to_numpy()
+        out[protocol] = {
+            "configs": int(len(stats)),
+            "repeats_per_config": float(stats["count"].mean()),
+            "cv_median_pct": round(float(np.median(cv)), 3),
+            "cv_mean_pct": round(float(np.mean(cv)), 3),
+            "cv_p90_pct": round(float(np.percentile(cv, 90)), 3),
+            "cv_max_pct": round(float(np.max(cv)), 3),
+            "share_within_3pct": round(float(np.mean(cv <= 3.0)), 3),
+        }
+    if not out:
+        raise UserError("device: no config was measured twice; run `lowformer-nas measure --sample 30 --repeats 5`")
+    return out
