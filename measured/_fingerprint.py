@@ -147,11 +147,18 @@ class LoadMonitor:
         self._own = own.user + own.system
         return self
 
+    # /proc/stat counts in 10 ms ticks: over a shorter window a single tick reads as a busy machine, so
+    # short blocks are extended by an idle tail (in which all busy time is other processes').
+    MIN_WINDOW_S = 0.5
+
     def __exit__(self, *exc) -> None:
         wall = time.perf_counter() - self._wall
+        if wall < self.MIN_WINDOW_S:
+            time.sleep(self.MIN_WINDOW_S - wall)
+            wall = time.perf_counter() - self._wall
         own = self._proc.cpu_times()
         own_s = own.user + own.system - self._own
         sys_s = self._busy(psutil.cpu_times()) - self._sys
-        self.other_pct = max(0.0, (sys_s - own_s) / max(wall * self._cores, 1e-9) * 100.0)
+        self.other_pct = min(100.0, max(0.0, (sys_s - own_s) / max(wall * self._cores, 1e-9) * 100.0))
         self.own_pct = own_s / max(wall * self._cores, 1e-9) * 100.0
         self.wall_s = wall
