@@ -1,0 +1,63 @@
+"""study: rerun the paper's hardware experiments on this device."""
+
+from __future__ import annotations
+
+STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "study", help="rerun one of the paper's hardware experiments here (Tables 1-3, Figures 3 and 8)",
+        description="Measure a study's models on this machine, store the measurements, write CSV, markdown and "
+                    "an HTML chart, and print the paper's numbers for the closest device with a verdict per finding.",
+    )
+    p.add_argument("name", metavar="NAME", help=f"{'|'.join(STUDY_NAMES)}|all")
+    p.add_argument("--device", metavar="ID",
+                   help="device id to store this machine's measurements under (default: named after its hardware)")
+    p.add_argument("--backend", default="onnxruntime",
+                   help="onnxruntime (default)|torch|torchscript|torch_cuda|tensorrt")
+    p.add_argument("--metric", default="latency_ms", help="latency_ms (default, batch 1)|throughput_img_s (batch 200)")
+    p.add_argument("--batch", type=int, help="batch size (default: 1 for latency, 200 for throughput)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of the backend (default 1)")
+    p.add_argument("--precision", default="fp32", help="fp32 (default)|fp16 (GPU backends)")
+    p.add_argument("--runs", type=int, help="timed runs per model at most (default 100; 3 with --quick)")
+    p.add_argument("--warmup", type=int, help="warm-up runs per model (default 5; 1 with --quick)")
+    p.add_argument("--budget-s", type=float, default=None, metavar="S",
+                   help="about this many seconds of timed runs per model (default 3; never fewer than 10 runs)")
+    p.add_argument("--mac-cap", type=float, default=None, metavar="GMACS",
+                   help="skip models above this many GMACs (default: 100 on CPU backends, none on GPUs)")
+    p.add_argument("--quick", action="store_true", help="tiny grids, 3 runs, 1 warm-up: a smoke test")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse what an earlier run of this study (same mode, device, protocol) stored")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/studies/NAME)")
+    p.add_argument("--store", metavar="URL", help="measurement store (default: $LOWFORMER_NAS_STORE or the home store)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_study)
+
+
+def cmd_study(args) -> int:
+    from search_spaces import UserError
+
+    if args.name != "all" and args.name not in STUDY_NAMES:
+        raise UserError(f"study: unknown {args.name!r}; allowed: {'|'.join(STUDY_NAMES)}|all")
+    if args.mac_cap is not None and not args.mac_cap > 0:
+        raise UserError(f"mac-cap: must be > 0 GMACs (got {args.mac_cap})")
+    from measured._store import Store
+    from nas.studies import POINT_BUDGET_S, StudySettings, run_study
+
+    settings = StudySettings(
+        device=args.device, backend=args.backend, metric=args.metric, batch=args.batch, threads=args.threads,
+        precision=args.precision, quick=args.quick, runs=args.runs, warmup=args.warmup,
+        budget_s=args.budget_s if args.budget_s is not None else POINT_BUDGET_S,
+        mac_cap=args.mac_cap * 1e9 if args.mac_cap is not None else None, resume=args.resume,
+        progress=not args.no_progress, out=args.out,
+    ).validate()
+    names = STUDY_NAMES if args.name == "all" else (args.name,)
+    with Store(args.store) as store:
+        for name in names:
+            result = run_study(name, settings, store)
+            print(result.report())
+            print("wrote " + ", ".join(str(p) for p in result.files.values()))
+            if len(names) > 1:
+                print()
+    return 0

@@ -1,0 +1,420 @@
+"""Run a study: measure its models on this machine, store every measurement, write CSV, markdown and chart.
+
+Toy models are timed in this process (``measured._harness``: export, warm-up, timed runs, busy check);
+search-space configs (Figure 8) go through ``measured._campaign.run_campaign`` like any config, so they land
+in the store exactly as a campaign's would.
+
+Measurement cost is bounded per point: the protocol's warm-up and statistic are kept, but the number of
+timed runs is chosen so that one point's timed runs take about ``POINT_BUDGET_S`` (never fewer than
+``MIN_RUNS``, never more than the protocol's runs), and on a CPU backend a point above ``CPU_MAC_CAP`` MACs
+is skipped (and listed as skipped). Every study run measures afresh (a new repeat index per point), unless
+``resume`` reuses what an earlier run of the same study and mode stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import time
+from typing import Any
+
+import pandas as pd
+
+from measured._backends import BACKENDS, get_backend
+from measured._harness import HARNESS_METRICS, Protocol, make_measurement, measure_runner, measurement_id
+from measured._records import Device, Measurement
+from search_spaces import UserError
+
+from ._base import Analysis, PaperContext, Study, UnknownStudy
+from ._paper import PaperData, describe_device, preferred_devices
+from ._verdict import RULES
+
+# ------------------------------------------------------------------------------------------------------
+# Measurement-cost choices (documented in CHOICES.md)
+# ------------------------------------------------------------------------------------------------------
+POINT_BUDGET_S = 3.0
+MIN_RUNS = 10
+CPU_MAC_CAP = 100e9
+QUICK_RUNS, QUICK_WARMUP = 3, 1
+DEFAULT_OUT = pathlib.Path("runs") / "studies"
+
+
+def _studies() -> dict[str, Study]:
+    from ._attention import AttentionStudy
+    from ._depthwise import DepthwiseStudy
+    from ._fused import FusedMBConvStudy
+    from ._resolution import ResolutionVsChannelsStudy
+    from ._scaling import ResolutionScalingStudy
+
+    return {s.name: s for s in (DepthwiseStudy(), FusedMBConvStudy(), ResolutionVsChannelsStudy(), AttentionStudy(),
+                                ResolutionScalingStudy())}
+
+
+def study_names() -> list[str]:
+    return list(_studies())
+
+
+def get_study(name: str) -> Study:
+    studies = _studies()
+    if name not in studies:
+        raise UnknownStudy(f"study: unknown {name!r}; allowed: {'|'.join(studies)}|all")
+    return studies[name]
+
+
+@dataclasses.dataclass
+class StudySettings:
+    """How to run a study. ``device``: the id the local measurements are stored under (None: named after
+    this machine's hardware fingerprint)."""
+
+    device: str | None = None
+    backend: str = "onnxruntime"
+    metric: str = "latency_ms"
+    batch: int | None = None  # None: 1 for latency, 200 for throughput (the paper's protocols)
+    threads: int = 1
+    precision: str = "fp32"
+    quick: bool = False
+    runs: int | None = None  # None: the protocol's 100 (3 in quick mode)
+    warmup: int | None = None  # None: the protocol's 5 (1 in quick mode)
+    budget_s: float = POINT_BUDGET_S
+    mac_cap: float | None = None  # None: CPU_MAC_CAP on CPU backends, no cap on GPUs
+    resume: bool = False
+    progress: bool = True
+    out: str | os.PathLike | None = None
+
+    def validate(self) -> "StudySettings":
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend: unknown {self.backend!r}; allowed: {'|'.join(BACKENDS)}")
+        if self.metric not in HARNESS_METRICS:
+            raise UserError(f"metric: must be one of {'|'.join(HARNESS_METRICS)} (got {self.metric!r})")
+        if not (isinstance(self.budget_s, (int, float)) and self.budget_s > 0):
+            raise UserError(f"budget_s: must be > 0 seconds (got {self.budget_s!r})")
+        if self.mac_cap is not None and not self.mac_cap > 0:
+            raise UserError(f"mac_cap: must be > 0 (got {self.mac_cap!r})")
+        return self
+
+    @property
+    def device_kind(self) -> str:
+        return BACKENDS[self.backend].device_kind
+
+    @property
+    def effective_mac_cap(self) -> float | None:
+        if self.mac_cap is not None:
+            return self.mac_cap
+        return CPU_MAC_CAP if self.device_kind == "cpu" else None
+
+    def protocol(self) -> Protocol:
+        kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads, precision=self.precision)
+        if self.quick:
+            # A smoke run: no re-measuring on a busy machine (that would multiply a test's time).
+            kw.update(runs=QUICK_RUNS, warmup=QUICK_WARMUP, retries=0)
+        if self.runs is not None:
+            kw["runs"] = self.runs
+        if self.warmup is not None:
+            kw["warmup"] = self.warmup
+        if self.metric == "throughput_img_s":
+            return Protocol.throughput(**({"batch": self.batch} if self.batch else {}), **kw)
+        return Protocol(batch=self.batch or 1, **kw)
+
+    def campaign(self, study: str) -> str:
+        return f"study:{study}:{'quick' if self.quick else 'full'}"
+
+
+@dataclasses.dataclass
+class StudyResult:
+    study: Study
+    settings: StudySettings
+    device: Device
+    protocol: Protocol
+    backend_version: str
+    results: pd.DataFrame
+    analysis: Analysis
+    paper_devices: tuple[str, ...]
+    paper_device_text: str  # the closest paper device, described
+    paper_origin: str
+    seconds: float
+    files: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.results["status"].value_counts().items()}
+
+    def report(self) -> str:
+        """The markdown report (also written as <study>.md)."""
+        return render_report(self)
+
+
+# ------------------------------------------------------------------------------------------------------
+# measuring
+# ------------------------------------------------------------------------------------------------------
+
+
+def choose_runs(per_run_s: float | None, protocol: Protocol, budget_s: float) -> int:
+    """Timed runs for one point: about ``budget_s`` of timing, at least MIN_RUNS, at most the protocol's."""
+    floor = min(MIN_RUNS, protocol.runs)
+    if per_run_s is None or not per_run_s > 0:
+        return protocol.runs
+    return max(floor, min(protocol.runs, int(budget_s / per_run_s)))
+
+
+def measure_toy(toy, protocol: Protocol, device_id: str, *, repeat: int = 0, campaign: str | None = None,
+                budget_s: float = POINT_BUDGET_S) -> Measurement:
+    """Time one toy model in this process; a failure becomes a failed measurement with its reason."""
+    backend = get_backend(protocol.backend, protocol.threads, protocol.precision)
+    proto, timing, status, reason = protocol, None, "ok", None
+    try:
+        runner = backend.load_module(toy.build(), toy.input_shape(protocol.batch))
+        runner()  # the first run initialises lazily: not representative of the next ones
+        t0 = time.perf_counter()
+        runner()
+        proto = dataclasses.replace(protocol, runs=choose_runs(time.perf_counter() - t0, protocol, budget_s))
+        timing, status, reason = measure_runner(runner, proto)
+    except MemoryError:
+        status, reason = "failed", "out of memory"
+    except Exception as e:  # noqa: BLE001 (every failure is stored with its reason; the study goes on)
+        status, reason = "failed", f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+    finally:
+        backend.close()
+    return make_measurement(
+        toy.config_hash, toy.resolution, proto, device_id, timing=timing, status=status, reason=reason,
+        backend_version=backend.version(), repeat=repeat, campaign=campaign, notes=f"study {toy.study}: {toy.name}",
+    )
+
+
+def _time_ms(m: Measurement, protocol: Protocol) -> float:
+    """Time per image in ms (NaN unless ok): latency / batch, or 1000 / throughput."""
+    if m.status != "ok" or m.value is None:
+        return math.nan
+    return m.value / protocol.batch if protocol.metric == "latency_ms" else 1000.0 / m.value
+
+
+def _per_run_s(m: Measurement, protocol: Protocol) -> float | None:
+    """Seconds per timed run (a busy measurement's value still estimates the next model's run count)."""
+    if not m.value:
+        return None
+    return m.value / 1e3 if protocol.metric == "latency_ms" else protocol.batch / m.value
+
+
+def _measurement(row) -> Measurement:
+    """A stored row (a pandas Series, NA for empty) as a Measurement."""
+    values = {k: row[k] for k in Measurement.fields() if k in row}
+    return Measurement.from_mapping({k: (None if pd.isna(v) else v) for k, v in values.items()})
+
+
+class _Ledger:
+    """What the store already holds for this device and protocol: ids (for fresh repeat indexes) and the
+    rows an earlier run of this study stored (for ``resume``)."""
+
+    def __init__(self, store, device_id: str, protocol: Protocol, campaign: str):
+        df = store.measurements(device=device_id, metric=protocol.metric, status=None, protocol=protocol.key,
+                                include_flagged=True)
+        self.ids = set(df["id"]) if len(df) else set()
+        self.device_id, self.protocol, self.previous = device_id, protocol, {}
+        if len(df):
+            mine = df[(df["campaign"] == campaign) & (df["status"] == "ok")].sort_values("timestamp")
+            for _, r in mine.iterrows():
+                self.previous[r["config_hash"]] = r
+
+    def next_repeat(self, config_hash: str) -> int:
+        r = 0
+        while any(measurement_id(self.device_id, self.protocol.key, config_hash, r, s) in self.ids
+                  for s in ("ok", "failed")):
+            r += 1
+        return r
+
+    def reuse(self, config_hash: str) -> Measurement | None:
+        row = self.previous.get(config_hash)
+        if row is None:
+            return None
+        return _measurement(row)
+
+    def stored(self, store, config_hash: str, repeat: int) -> Measurement | None:
+        """The result a campaign stored for ``repeat`` (when it found the job already done)."""
+        df = store.measurements(device=self.device_id, metric=self.protocol.metric, status=None,
+                                protocol=self.protocol.key, include_flagged=True)
+        ids = {measurement_id(self.device_id, self.protocol.key, config_hash, repeat, s) for s in ("ok", "failed")}
+        hit = df[df["id"].isin(ids)]
+        if not len(hit):
+            return None
+        row = hit.iloc[0]
+        return _measurement(row)
+
+
+def _resolve_device(store, settings: StudySettings, paper: PaperData) -> Device:
+    from measured._campaign import resolve_local_device
+
+    if settings.device is not None and settings.device in paper.devices():
+        raise UserError(f"device: {settings.device!r} is one of the paper's devices; give the id to store this "
+                        "machine's measurements under (or leave --device out: named after this machine)")
+    device = resolve_local_device(store, settings.device, gpu=settings.device_kind == "gpu")
+    return device.validate()
+
+
+def measure_points(study: Study, points, settings: StudySettings, store, device: Device,
+                   protocol: Protocol) -> pd.DataFrame:
+    """Measure (or reuse, or skip) every point; store each result as it comes; one row per point."""
+    from tqdm import tqdm
+
+    from measured._campaign import Job, run_campaign
+
+    campaign = settings.campaign(study.name)
+    ledger = _Ledger(store, device.device_id, protocol, campaign)
+    cap = settings.effective_mac_cap
+    rows, s_per_mac = [], None
+    bar = tqdm(points, desc=f"{study.name} on {device.device_id}", unit="model", disable=not settings.progress,
+               dynamic_ncols=True)
+    for p in bar:
+        bar.set_postfix_str(f"{p.name} @{p.resolution}")
+        row: dict[str, Any] = dict(name=p.name, resolution=p.resolution, kind=p.kind, config_hash=p.config_hash,
+                                   macs=p.macs, params=p.params, **dict(p.meta))
+        m, reused = None, False
+        # A point that is only useful with a partner (a Figure 3 cell) is gated by the costlier of the two.
+        gate = p.meta.get("cell_macs", p.macs)
+        if cap is not None and gate > cap:
+            row.update(status="skipped", reason=f"{gate / 1e9:.0f} GMACs is above the cap of {cap / 1e9:.0f} GMACs")
+        else:
+            m = ledger.reuse(p.config_hash) if settings.resume else None
+            reused = m is not None
+            if m is None:
+                repeat = ledger.next_repeat(p.config_hash)
+                if p.kind == "toy":
+                    m = measure_toy(p, protocol, device.device_id, repeat=repeat, campaign=campaign,
+                                    budget_s=settings.budget_s)
+                    store.add_measurements([m], archs=[p.architecture()])
+                else:
+                    est = s_per_mac * p.macs if s_per_mac else None
+                    proto = dataclasses.replace(protocol, runs=choose_runs(est, protocol, settings.budget_s))
+                    report = run_campaign([Job(p.config, p.name, repeat)], proto, device, store, campaign=campaign,
+                                          progress=False)
+                    m = (report.measurements[0] if report.measurements
+                         else ledger.stored(store, p.config_hash, repeat))
+                if m is not None:
+                    ledger.ids.add(m.id)
+        if m is None and "status" not in row:
+            row.update(status="failed", reason="the campaign returned no measurement")
+        if m is not None:
+            per_run = _per_run_s(m, protocol)
+            if per_run:
+                s_per_mac = per_run / max(p.macs, 1)
+            row.update(status=m.status, reason=m.reason, value=m.value, p10=m.p10, p90=m.p90, n=m.n,
+                       time_ms=_time_ms(m, protocol), busy_pct=m.busy_pct, measurement_id=m.id, reused=reused)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in ("value", "p10", "p90", "time_ms", "busy_pct"):
+        if c not in df:
+            df[c] = math.nan
+    df["time_ms"] = df["time_ms"].astype(float)
+    return df
+
+
+# ------------------------------------------------------------------------------------------------------
+# running and writing
+# ------------------------------------------------------------------------------------------------------
+
+
+def run_study(name: str, settings: StudySettings | None = None, store=None) -> StudyResult:
+    """Run one study end to end (see the module docstring). ``store``: a ``measured._store.Store``
+    (None: the default store)."""
+    settings = (settings or StudySettings()).validate()
+    study = get_study(name)
+    protocol = settings.protocol()
+    backend = get_backend(settings.backend, settings.threads, settings.precision)  # unavailable: one-line error
+    if store is None:
+        from measured._store import Store
+
+        store = Store()
+    paper = PaperData.load(store)
+    device = _resolve_device(store, settings, paper)
+    store.add_device(device)
+    t0 = time.perf_counter()
+    points = study.points(settings.quick)
+    results = measure_points(study, points, settings, store, device, protocol)
+    ctx = PaperContext(paper, preferred_devices(settings.device_kind, settings.metric))
+    analysis = study.analyse(results, ctx, settings.quick)
+    result = StudyResult(study, settings, device, protocol, backend.version(), results, analysis, ctx.devices,
+                         describe_device(store, ctx.closest), paper.origin(), time.perf_counter() - t0)
+    write_outputs(result)
+    return result
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    """Write via a temporary file and a rename: a crash never leaves a half-written output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def output_dir(settings: StudySettings, study: str) -> pathlib.Path:
+    return pathlib.Path(settings.out) if settings.out is not None else DEFAULT_OUT / study
+
+
+def write_outputs(result: StudyResult) -> None:
+    out = output_dir(result.settings, result.study.name)
+    name = result.study.name
+    files = {"csv": out / f"{name}.csv", "findings": out / f"{name}_findings.csv", "markdown": out / f"{name}.md",
+             "chart": out / f"{name}.html"}
+    result.files = files
+    _atomic_write(files["csv"], result.results.to_csv(index=False))
+    findings = pd.DataFrame([f.to_dict() for f in result.analysis.findings])
+    _atomic_write(files["findings"], findings.to_csv(index=False))
+    _atomic_write(files["markdown"], result.report())
+    fig = result.analysis.figure
+    fig.update_layout(title=f"{result.study.title} ({result.study.source}) on {result.device.device_id}, "
+                            f"{result.settings.backend}")
+    _atomic_write(files["chart"], fig.to_html(include_plotlyjs=True, full_html=True))
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join("–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                                       for v in r.tolist()) + " |")
+    return "\n".join(lines)
+
+
+def protocol_line(result: StudyResult) -> str:
+    p, s = result.protocol, result.settings
+    cap = s.effective_mac_cap
+    return (f"{p.backend} {result.backend_version}, {p.threads} thread(s), {p.metric}, batch {p.batch}, {p.precision}; "
+            f"warm-up {p.warmup}, median of up to {p.runs} timed runs per model (fewer for slow models: about "
+            f"{s.budget_s:g} s of timed runs per model, never fewer than {min(MIN_RUNS, p.runs)})"
+            + (f"; models above {cap / 1e9:.0f} GMACs skipped" if cap else ""))
+
+
+def render_report(result: StudyResult) -> str:
+    s, a = result.study, result.analysis
+    counts = result.counts()
+    lines = [
+        f"# Study `{s.name}`: {s.title} ({s.source})",
+        "",
+        f"- device: `{result.device.device_id}` ({result.device.name})",
+        f"- protocol: {protocol_line(result)}",
+        f"- paper device (closest first): {result.paper_device_text}; "
+        f"fallbacks {', '.join(result.paper_devices[1:])}",
+        f"- paper numbers from: {result.paper_origin}",
+        f"- models: {', '.join(f'{v} {k}' for k, v in counts.items())}; {result.seconds:.0f} s",
+    ]
+    if result.settings.quick:
+        lines.append("- **quick mode**: reduced sizes and 3 timed runs: a smoke test, not comparable with the paper")
+    lines.append("")
+    for title, table in a.tables:
+        lines += [f"## {title}", "", _md_table(table), ""]
+    lines += ["## Findings", ""]
+    lines += [f"- {f.line()}" + (f"  \n  paper: {f.claim}" if f.claim else "") for f in a.findings]
+    lines += ["", "## Verdict rules", ""]
+    for key in sorted({f.rule for f in a.findings}):
+        lines.append(f"- {key} findings: {RULES[key]}")
+    problems = result.results[result.results["status"] != "ok"]
+    if len(problems):
+        lines += ["", "## Not measured", ""]
+        lines += [f"- {r['name']} @{r['resolution']}: {r['status']}: {r['reason']}" for _, r in problems.iterrows()]
+    if a.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in a.notes]
+    return "\n".join(lines) + "\n"
