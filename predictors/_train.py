@@ -75,12 +75,19 @@ class TrainingData:
         )
 
 
+# Medians of fewer timed runs are smoke tests (e.g. `study --quick`), too noisy to learn from.
+MIN_TIMED_RUNS = 10
+
+
 def _clean(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     if "status" in df:
         df = df[df["status"].fillna("ok") == "ok"]
     if "flag" in df:
         df = df[df["flag"].isna()]  # flagged rows (anomaly / suspect) are never trained on
+    if "n" in df:
+        n = pd.to_numeric(df["n"], errors="coerce")
+        df = df[n.isna() | (n >= MIN_TIMED_RUNS)]
     return df[np.isfinite(pd.to_numeric(df["value"], errors="coerce"))]
 
 
