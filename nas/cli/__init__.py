@@ -9,7 +9,7 @@ import sys
 from search_spaces import UserError
 
 # Modules that add sub-commands; each has register(subparsers).
-_GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._study")
+_GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,293 @@
+"""The study charts (plotly): self-contained offline HTML, and PNG when a browser is there for kaleido.
+
+1. MACs vs predicted latency per device, coloured by attention type: same MACs, very different latency
+   (the paper's Figure 1 message), with the front and the named variants on it;
+2. the Pareto front, predicted latency vs the accuracy side, named variants marked;
+3. knob importances per objective.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ._results import StudyResults
+from ._storage import atomic_write
+
+MACS_VS_LATENCY, PARETO, IMPORTANCE = "macs_vs_latency", "pareto_front", "importance"
+_W, _H = 1400, 760
+# Fixed colours per attention kind, so that every chart of every study reads the same.
+_ATTENTION_COLOURS = {
+    "lowtention": "#1f77b4", "mhsa": "#d62728", "relu_linear": "#2ca02c", "conv only": "#7f7f7f",
+    "lowtention + mhsa": "#9467bd", "lowtention + relu_linear": "#17becf", "mhsa + relu_linear": "#bcbd22",
+}
+_MIXED = ["#8c564b", "#e377c2", "#ff7f0e", "#393b79", "#637939"]
+_STATUS_COLOURS = {"on the front": "#2ca02c", "dominated": "#ff7f0e", "over budget": "#d62728", "not evaluated": "#7f7f7f"}
+_FRONT = "#111111"
+_IMPORTANCE_TOP = 15
+
+
+def _time_objectives(res: StudyResults) -> list[dict[str, Any]]:
+    return [o for o in res.objectives if o.get("device") and o.get("device") != "imagenet1k"] or res.objectives[1:]
+
+
+def _axis_title(o: dict[str, Any]) -> str:
+    units = {"latency_ms": "predicted latency (ms)", "throughput_img_s": "predicted throughput (img/s)",
+             "fps": "predicted fps", "top1_pct": "predicted ImageNet top-1 (%)", "params": "parameters (M)",
+             "macs": "MACs (M)"}
+    return units.get(o.get("metric") or "", o.get("label") or o["key"])
+
+
+def _scale(o: dict[str, Any]) -> float:
+    return 1e-6 if o.get("metric") in ("params", "macs") else 1.0
+
+
+def _budget_of(res: StudyResults, o: dict[str, Any]):
+    for c in res.constraints:
+        if c.objective == o["key"]:
+            return c.limit if o.get("metric") == "latency_ms" else (1000.0 / c.limit)
+    return None
+
+
+def _colours(labels: Sequence[str]) -> dict[str, str]:
+    out, mixed = {}, iter(_MIXED * 4)
+    for lab in labels:
+        out[lab] = _ATTENTION_COLOURS.get(lab) or next(mixed)
+    return out
+
+
+def _hover(df: pd.DataFrame) -> tuple[np.ndarray, str]:
+    cols = ["hash", "named", "attention", "macs", "params", "resolution"]
+    data = df[cols].assign(hash=df["hash"].str[:12], macs=df["macs"] / 1e6, params=df["params"] / 1e6).to_numpy()
+    tmpl = ("<b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]}, %{customdata[5]} px<br>"
+            "MACs %{customdata[3]:.0f} M, params %{customdata[4]:.2f} M<br>x %{x:.4g}, y %{y:.4g}<extra></extra>")
+    return data, tmpl
+
+
+def _label_positions(x: pd.Series, first: str, second: str) -> list[str]:
+    """Alternate the text side of labels in x order, so that neighbouring variants do not print over each other."""
+    order = np.argsort(np.argsort(x.to_numpy(), kind="stable"))
+    return [first if k % 2 == 0 else second for k in order]
+
+
+def _titled(fig: go.Figure, title: str, subtitle: str) -> go.Figure:
+    fig.update_layout(
+        title={"text": f"{title}<br><sup>{subtitle}</sup>", "x": 0.01, "xanchor": "left"},
+        template="plotly_white", width=None, height=_H, margin={"l": 70, "r": 30, "t": 110, "b": 70},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.09, "x": 0, "font": {"size": 12}},
+        font={"size": 13}, hoverlabel={"font_size": 12},
+    )
+    return fig
+
+
+def _named_rows(res: StudyResults) -> pd.DataFrame:
+    t = res.table
+    return t[t["named"] != ""]
+
+
+def macs_vs_latency(res: StudyResults) -> go.Figure:
+    objs = _time_objectives(res)
+    t = res.table
+    fig = make_subplots(rows=1, cols=max(1, len(objs)), subplot_titles=[o.get("device") or o["key"] for o in objs],
+                        horizontal_spacing=0.08)
+    labels = list(t["attention"].value_counts().index) if len(t) else []
+    colour = _colours(labels)
+    front_hashes = set(res.front["hash"])
+    named = _named_rows(res)
+    for j, o in enumerate(objs, start=1):
+        for lab in labels:
+            d = t[t["attention"] == lab]
+            cd, tmpl = _hover(d)
+            fig.add_trace(go.Scatter(
+                x=d["macs"] / 1e6, y=d[o["key"]], mode="markers", name=f"{lab} ({len(d)})", legendgroup=lab,
+                showlegend=j == 1, marker={"size": 6, "color": colour[lab], "opacity": 0.55, "line": {"width": 0}},
+                customdata=cd, hovertemplate=tmpl), row=1, col=j)
+        f = t[t["hash"].isin(front_hashes)]
+        if len(f):
+            cd, tmpl = _hover(f)
+            fig.add_trace(go.Scatter(
+                x=f["macs"] / 1e6, y=f[o["key"]], mode="markers", name=f"Pareto front ({len(f)})", legendgroup="front",
+                showlegend=j == 1, marker={"size": 11, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": _FRONT}},
+                customdata=cd, hovertemplate=tmpl), row=1, col=j)
+        if len(named):
+            cd, tmpl = _hover(named)
+            fig.add_trace(go.Scatter(
+                x=named["macs"] / 1e6, y=named[o["key"]], mode="markers+text", name="named variants",
+                legendgroup="named", showlegend=j == 1, text=named["named"].str.replace(",", "="),
+                textposition=_label_positions(named["macs"], "top center", "bottom center"), textfont={"size": 13, "color": "#000"},
+                marker={"size": 12, "symbol": "diamond", "color": "#ffd400", "line": {"width": 1.5, "color": "#000"}},
+                customdata=cd, hovertemplate=tmpl), row=1, col=j)
+        b = _budget_of(res, o)
+        if b is not None:
+            fig.add_hline(y=b, line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
+                          annotation_text=f"budget {b:g} {'ms' if o.get('metric') == 'latency_ms' else 'img/s'}", annotation_position="top left",
+                          annotation_font={"color": "#d62728"})
+        fig.update_xaxes(title_text="MACs (M)", row=1, col=j)
+        fig.update_yaxes(title_text=_axis_title(o), row=1, col=j)
+    return _titled(fig, f"MACs vs predicted latency — study {res.name}",
+                   f"{len(t)} architectures from {res.n_trials} trials, coloured by attention type: "
+                   "configs with the same MACs run at very different speeds")
+
+
+def pareto_front(res: StudyResults) -> go.Figure:
+    objs = _time_objectives(res)
+    acc = res.objectives[0]
+    t = res.table
+    ys = _scale(acc)
+    fig = make_subplots(rows=1, cols=max(1, len(objs)), subplot_titles=[o.get("device") or o["key"] for o in objs],
+                        horizontal_spacing=0.08)
+    status = {d["name"]: d["status"] for d in res.named_status()}
+    named = _named_rows(res)
+    for j, o in enumerate(objs, start=1):
+        for ok, name, style in ((True, "feasible", {"color": "#9ecae1"}), (False, "over budget / limits", {"color": "#fcbba1"})):
+            d = t[t["feasible"] == ok]
+            if len(d):
+                cd, tmpl = _hover(d)
+                fig.add_trace(go.Scatter(
+                    x=d[o["key"]], y=d[acc["key"]] * ys, mode="markers", name=f"{name} ({len(d)})", legendgroup=name,
+                    showlegend=j == 1, marker={"size": 5, "opacity": 0.6, **style}, customdata=cd, hovertemplate=tmpl),
+                    row=1, col=j)
+        f = res.front
+        if len(f):
+            f = f.sort_values(o["key"])
+            cd, tmpl = _hover(f)
+            # With one device the front is a staircase; with more it is a projection, drawn as points only.
+            mode = "lines+markers" if len(res.objectives) == 2 else "markers"
+            fig.add_trace(go.Scatter(
+                x=f[o["key"]], y=f[acc["key"]] * ys, mode=mode, name=f"Pareto front ({len(f)})", legendgroup="front",
+                showlegend=j == 1, line={"shape": "hv" if o["direction"] == "minimize" else "vh", "color": _FRONT, "width": 1.5},
+                marker={"size": 8, "color": _FRONT}, customdata=cd, hovertemplate=tmpl), row=1, col=j)
+        for st, colour in _STATUS_COLOURS.items():
+            d = named[named["named"].apply(lambda n: any(status.get(x) == st for x in n.split(",")))]
+            if not len(d):
+                continue
+            cd, tmpl = _hover(d)
+            fig.add_trace(go.Scatter(
+                x=d[o["key"]], y=d[acc["key"]] * ys, mode="markers+text", name=f"named: {st}", legendgroup=f"named {st}",
+                showlegend=j == 1, text=d["named"].str.replace(",", "="),
+                textposition=_label_positions(d[o["key"]], "middle right", "middle left"),
+                textfont={"size": 13, "color": "#000"},
+                marker={"size": 13, "symbol": "diamond", "color": colour, "line": {"width": 1.5, "color": "#000"}},
+                customdata=cd, hovertemplate=tmpl), row=1, col=j)
+        b = _budget_of(res, o)
+        if b is not None:
+            fig.add_vline(x=b, line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
+                          annotation_text=f"budget {b:g} {'ms' if o.get('metric') == 'latency_ms' else 'img/s'}", annotation_position="top right",
+                          annotation_font={"color": "#d62728"})
+        fig.update_xaxes(title_text=_axis_title(o), row=1, col=j)
+        fig.update_yaxes(title_text=_axis_title(acc), row=1, col=j)
+    sub = (f"{len(res.front)} configs on the front out of {len(t)} architectures"
+           if res.any_feasible else f"no config meets the constraints ({len(t)} architectures)")
+    return _titled(fig, f"Pareto front — study {res.name}", sub)
+
+
+def importances(res: StudyResults) -> tuple[go.Figure | None, str | None]:
+    """Knob importances per objective (Optuna's default evaluator, PED-ANOVA: which knobs separate the best
+    trials from the rest). Returns (figure, note)."""
+    import optuna
+
+    trials = res.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(trials) < 20:
+        return None, f"importance chart skipped: {len(trials)} trials, at least 20 needed"
+    fig = make_subplots(rows=1, cols=len(res.objectives), subplot_titles=[o["key"] for o in res.objectives],
+                        horizontal_spacing=0.12)
+    for j, o in enumerate(res.objectives, start=1):
+        sign = -1.0 if o["direction"] == "maximize" else 1.0  # the evaluator ranks knobs for low target values
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(res.study, target=lambda t, i=j - 1, s=sign: s * t.values[i])
+        items = list(imp.items())[:_IMPORTANCE_TOP][::-1]
+        fig.add_trace(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h", showlegend=False,
+                             marker={"color": "#1f77b4"}, hovertemplate="%{y}: %{x:.3f}<extra></extra>"), row=1, col=j)
+        fig.update_xaxes(title_text="importance", row=1, col=j)
+    fig = _titled(fig, f"Knob importances — study {res.name}",
+                  f"per objective, top {_IMPORTANCE_TOP} of the knobs: how strongly each knob separates the best "
+                  f"trials from the rest (Optuna PED-ANOVA over {len(trials)} trials)")
+    fig.update_layout(height=max(_H, 28 * _IMPORTANCE_TOP + 200))
+    return fig, None
+
+
+def figures(res: StudyResults) -> tuple[dict[str, go.Figure], list[str]]:
+    figs, notes = {}, []
+    if len(res.table) and _time_objectives(res):
+        figs[MACS_VS_LATENCY] = macs_vs_latency(res)
+        figs[PARETO] = pareto_front(res)
+    fig, note = importances(res)
+    if fig is not None:
+        figs[IMPORTANCE] = fig
+    if note:
+        notes.append(note)
+    return figs, notes
+
+
+def write_figures(figs: dict[str, go.Figure], folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:
+    """Each figure as self-contained HTML (plotly.js inlined: no network needed), and PNG when possible."""
+    folder = pathlib.Path(folder)
+    paths, notes = [], []
+    for name, fig in figs.items():
+        html = fig.to_html(include_plotlyjs=True, full_html=True,
+                           config={"displaylogo": False, "responsive": True,
+                                   "toImageButtonOptions": {"format": "png", "width": _W, "height": fig.layout.height or _H}})
+        atomic_write(folder / f"{name}.html", html)
+        paths.append(str(folder / f"{name}.html"))
+    if not png:
+        notes.append("PNG charts skipped (--no-png)")
+    elif figs:
+        try:
+            import plotly.io as pio
+
+            pngs = [folder / f".{name}.png.tmp" for name in figs]
+            pio.write_images(list(figs.values()), pngs, format="png", width=_W,
+                             height=[f.layout.height or _H for f in figs.values()])
+            for tmp, name in zip(pngs, figs):
+                tmp.replace(folder / f"{name}.png")
+                paths.append(str(folder / f"{name}.png"))
+        except Exception as e:  # noqa: BLE001 (kaleido: no browser, browser crash, timeouts)
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            notes.append(f"PNG charts skipped: kaleido could not render them ({msg[:160]}); the HTML charts are complete")
+            for tmp in folder.glob(".*.png.tmp"):
+                tmp.unlink(missing_ok=True)
+    return paths, notes
+
+
+def write_charts(res: StudyResults, folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:
+    figs, notes = figures(res)
+    paths, more = write_figures(figs, folder, png=png)
+    return paths, notes + more
+
+
+def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
+    """MACs vs measured value on one device, one colour per architecture family (straight from the store).
+    The B/E variants are labelled; every other point names its model on hover."""
+    import plotly.express as px
+
+    from search_spaces import VARIANTS
+
+    _SERIES = {n for n, v in VARIANTS.items() if v.series in ("B", "E")}
+    fig = go.Figure()
+    d = df.dropna(subset=["macs", "value"])
+    palette = iter(px.colors.qualitative.Dark24 + px.colors.qualitative.Light24)
+    for fam, g in sorted(d.groupby("family"), key=lambda kv: (kv[0] != "LowFormer", -len(kv[1]), kv[0])):
+        own = fam == "LowFormer"
+        source = g["source"] if "source" in g else pd.Series([""] * len(g), index=g.index)
+        fig.add_trace(go.Scatter(
+            x=g["macs"] / 1e6, y=g["value"], mode="markers+text" if own else "markers", name=f"{fam} ({len(g)})",
+            text=g["name"].apply(lambda n: n if n in _SERIES else "") if own else None, textposition="top center",
+            textfont={"size": 11},
+            marker={"size": 11 if own else 9, "opacity": 0.85, "color": next(palette),
+                    "symbol": "diamond" if own else "circle", "line": {"width": 1, "color": "#333"} if own else {"width": 0}},
+            customdata=np.stack([g["name"].fillna("").to_numpy(), source.fillna("").astype(str).to_numpy()], axis=1),
+            hovertemplate=f"<b>%{{customdata[0]}}</b> ({fam})<br>MACs %{{x:.0f}} M<br>%{{y:.4g}}<br>%{{customdata[1]}}<extra></extra>"))
+    units = {"latency_ms": "measured latency (ms)", "throughput_img_s": "measured throughput (img/s)"}
+    fig.update_xaxes(title_text="MACs (M)")
+    fig.update_yaxes(title_text=units.get(metric, metric))
+    what = {"latency_ms": "latency", "throughput_img_s": "throughput"}.get(metric, metric)
+    return _titled(fig, f"MACs vs measured {what} on {device}",
+                   f"{len(d)} measurements from the store, one colour per architecture family: "
+                   "MACs alone do not order the models by speed")

@@ -1,0 +1,118 @@
+"""Budgets and limits as Optuna constraints, through one helper that works with either constraint API.
+
+Optuna >= 5 reads ``trial.constraints`` (set with ``Trial.set_constraint``) in every sampler and deprecates the
+samplers' ``constraints_func``; older Optuna only knows ``constraints_func``, called after each trial. The helper
+detects which one is there (by feature, not by version string) and the rest of the search never needs to know.
+
+Constraint values are relative violations, ``(value - limit) / limit``: <= 0 is feasible, and a millisecond
+over a 12 ms budget weighs like 8 % over a parameter limit when samplers and reports add violations up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import optuna
+
+from ._objectives import Evaluation, Objective
+from ._storage import SearchError
+
+# Feature detection, once: the per-trial API of Optuna >= 5.
+HAS_TRIAL_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
+_USER_ATTR = "constraints"  # old API: where the values wait for the sampler's constraints_func
+_TIME_PER_IMAGE_METRICS = ("throughput_img_s", "fps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    key: str  # budget:<device> | max_params | max_macs
+    limit: float
+    label: str
+    unit: str
+    objective: str | None = None  # the objective a budget applies to
+
+    def quantity(self, e: Evaluation, objectives: Sequence[Objective]) -> float:
+        """The constrained quantity of one architecture, in the limit's unit."""
+        if self.key == "max_params":
+            return float(e.params)
+        if self.key == "max_macs":
+            return float(e.macs)
+        i = [o.key for o in objectives].index(self.objective)
+        return ms_per_image(objectives[i].metric, e.values[i])
+
+    def violation(self, quantity: float) -> float:
+        return (quantity - self.limit) / self.limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def ms_per_image(metric: str | None, value: float) -> float:
+    """Throughput protocols time a batch and report images/s; a budget applies to the time per image."""
+    from predictors import to_cost  # the one metric <-> milliseconds-per-image conversion
+
+    return float(to_cost(metric, value)) if metric in _TIME_PER_IMAGE_METRICS else float(value)
+
+
+def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, float | None],
+                     max_params: float | None = None, max_macs: float | None = None) -> list[Constraint]:
+    out = []
+    for o in objectives:
+        b = budgets_ms.get(o.device) if o.is_time else None
+        if b is None:
+            continue
+        _positive("budget-ms", b)
+        what = "time per image (1000/throughput)" if o.metric in _TIME_PER_IMAGE_METRICS else "latency"
+        out.append(Constraint(f"budget:{o.device}", float(b), f"{o.device} {what} <= {b:g} ms", "ms", o.key))
+    if max_params is not None:
+        _positive("max-params", max_params)
+        out.append(Constraint("max_params", float(max_params), f"params <= {max_params / 1e6:g} M", "params"))
+    if max_macs is not None:
+        _positive("max-macs", max_macs)
+        out.append(Constraint("max_macs", float(max_macs), f"MACs <= {max_macs / 1e6:g} M", "MACs"))
+    return out
+
+
+def _positive(field: str, v: float) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or v == float("inf"):
+        raise SearchError(field, f"must be a positive number (got {v!r})")
+
+
+def violations(e: Evaluation, constraints: Sequence[Constraint], objectives: Sequence[Objective]) -> list[float]:
+    return [c.violation(c.quantity(e, objectives)) for c in constraints]
+
+
+def attach(trial: optuna.trial.Trial, constraints: Sequence[Constraint], values: Sequence[float]) -> None:
+    """Record a running trial's constraint values where this Optuna's samplers look for them."""
+    if not constraints:
+        return
+    if HAS_TRIAL_CONSTRAINTS:
+        for c, v in zip(constraints, values):
+            trial.set_constraint(c.key, float(v))
+    else:
+        trial.set_user_attr(_USER_ATTR, [float(v) for v in values])
+
+
+def _constraints_from_user_attr(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    return trial.user_attrs[_USER_ATTR]
+
+
+def sampler_kwargs(constraints: Sequence[Constraint]) -> dict[str, Any]:
+    """Extra sampler arguments: ``constraints_func`` where the trial API is missing, nothing otherwise."""
+    if not constraints or HAS_TRIAL_CONSTRAINTS:
+        return {}
+    return {"constraints_func": _constraints_from_user_attr}
+
+
+def read(trial: optuna.trial.FrozenTrial, constraints: Sequence[Constraint]) -> list[float] | None:
+    """A stored trial's constraint values, in the order of ``constraints`` (None when it has none)."""
+    if not constraints:
+        return []
+    if _USER_ATTR in trial.user_attrs:
+        return [float(v) for v in trial.user_attrs[_USER_ATTR]]
+    if HAS_TRIAL_CONSTRAINTS:
+        got = trial.constraints
+        if all(c.key in got for c in constraints):
+            return [float(got[c.key]) for c in constraints]
+    return None

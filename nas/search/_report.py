@@ -1,0 +1,176 @@
+"""A study's outputs in runs/<study>/: front.csv, front.json, report.md and the charts, each written atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+from typing import Any, Sequence
+
+import optuna
+import pandas as pd
+
+from ._results import StudyResults
+from ._storage import atomic_write
+
+FRONT_CSV, FRONT_JSON, REPORT_MD = "front.csv", "front.json", "report.md"
+_REPORT_FRONT_ROWS = 30
+
+
+def _entry(r: pd.Series, res: StudyResults) -> dict[str, Any]:
+    d = {
+        "rank": int(r["rank"]) if "rank" in r and pd.notna(r.get("rank")) else None,
+        "hash": r["hash"],
+        "named": r["named"] or None,
+        "trial": int(r["trial"]),
+        "macs": int(r["macs"]),
+        "params": int(r["params"]),
+        "predictions": {k: float(r[k]) for k in res.keys},
+        "in_domain": {o["key"]: o["key"] not in r["ood"] for o in res.objectives if o.get("kind") == "PredictorObjective"},
+        "constraints": {c.key: {"value": float(r[f"q:{c.key}"]), "limit": c.limit, "unit": c.unit,
+                                "violation": float(r[f"c:{c.key}"])} for c in res.constraints},
+        "feasible": bool(r["feasible"]),
+        "config": r["config"],
+    }
+    return d
+
+
+def front_json(res: StudyResults) -> dict[str, Any]:
+    return {
+        "study": res.name,
+        "trials": res.n_trials,
+        "architectures": len(res.table),
+        "objectives": res.objectives,
+        "constraints": [c.to_dict() for c in res.constraints],
+        "any_feasible": res.any_feasible,
+        "front": [_entry(r, res) for _, r in res.front.iterrows()],
+        # Never an empty answer: without a feasible config, the nearest misses.
+        "closest": [] if res.any_feasible else [_entry(r, res) for _, r in res.closest().iterrows()],
+        "named": res.named_status(),
+    }
+
+
+def front_frame(res: StudyResults) -> pd.DataFrame:
+    rows = res.front if res.any_feasible else res.closest().assign(rank=None)
+    out = pd.DataFrame({"rank": rows["rank"], "hash": rows["hash"], "named": rows["named"]})
+    for k in res.keys:
+        out[k] = rows[k]
+    out["macs"], out["params"] = rows["macs"], rows["params"]
+    for c in res.constraints:
+        out[f"{c.key} ({c.unit})"] = rows[f"q:{c.key}"]
+    out["violation"], out["feasible"] = rows["violation"], rows["feasible"]
+    out["out_of_domain"] = rows["ood"].apply(";".join)
+    out["attention"], out["resolution"] = rows["attention"], rows["resolution"]
+    out["config_json"] = rows["config"].apply(lambda c: json.dumps(c, separators=(",", ":")))
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in r) + " |")
+    return "\n".join(lines)
+
+
+def _config_summary(r: pd.Series) -> str:
+    c = r["config"]
+    return f"widths {'-'.join(map(str, c['widths']))}, depths {'-'.join(map(str, c['depths']))}, {r['attention']}"
+
+
+def _extra_constraints(res: StudyResults) -> list:
+    # A latency budget's quantity is the latency objective itself: only other units get a column.
+    metric = {o["key"]: o.get("metric") for o in res.objectives}
+    return [c for c in res.constraints if c.objective is None or metric.get(c.objective) != "latency_ms"]
+
+
+def _rows_table(res: StudyResults, rows: pd.DataFrame, with_rank: bool) -> str:
+    heads = (["#"] if with_rank else []) + ["hash", "named"] + res.keys + ["MACs (M)", "params (M)"]
+    extra = [c for c in _extra_constraints(res) if c.unit not in ("params", "MACs")]
+    heads += [f"{c.key} ({c.unit})" for c in extra]
+    heads += ["px", "architecture"] + ([] if with_rank else ["total violation"])
+    out = []
+    for _, r in rows.iterrows():
+        row = ([int(r["rank"])] if with_rank else []) + [f"`{r['hash'][:12]}`", r["named"] or ""]
+        row += [float(r[k]) for k in res.keys] + [r["macs"] / 1e6, r["params"] / 1e6]
+        row += [float(r[f"q:{c.key}"]) for c in extra]
+        row += [int(r["resolution"]), _config_summary(r)]
+        if not with_rank:
+            row.append(f"{r['violation'] * 100:+.0f}%")
+        out.append(row)
+    return _md_table(heads, out)
+
+
+def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    s = res.settings
+    buf = io.StringIO()
+    w = lambda *a: print(*a, file=buf)  # noqa: E731
+    w(f"# Search study `{res.name}`\n")
+    w(_md_table(["setting", "value"], [
+        ["devices", ", ".join(s.get("devices") or []) or "-"],
+        ["objectives", ", ".join(f"{o['direction']} {o['key']}" for o in res.objectives)],
+        ["accuracy side", s.get("objective", "-") + (" (capacity proxy, maximised)" if s.get("objective") in ("params", "macs") else "")],
+        ["constraints", "; ".join(c.label for c in res.constraints) or "none"],
+        ["sampler", f"{s.get('sampler')} ({'no seed' if s.get('seed') is None else 'seed ' + str(s.get('seed'))})"],
+        ["trials", f"{res.n_trials} complete, {len(res.table)} distinct architectures (requested {s.get('trials')})"],
+        ["storage", s.get("storage", "-")],
+        ["created", s.get("created", "-")],
+        ["versions", f"lowformer-nas {s.get('lowformer_nas')}, optuna {optuna.__version__}"],
+    ]))
+    preds = [o for o in res.objectives if o.get("kind") == "PredictorObjective"]
+    if preds:
+        share = res.in_domain_share()
+        w("\n## Predictors\n")
+        w(_md_table(["objective", "device", "metric", "model", "version", "in domain (all)", "in domain (front)"], [
+            [o["key"], o["device"], o["metric"], o.get("model_type") or "-", o.get("version") or "-",
+             _pct(share[o["key"]]["all"]), _pct(share[o["key"]]["front"])] for o in preds]))
+        w("\nIn domain: the share of architectures the predictor's training data covers (its `in_domain`); "
+          "predictions outside it are extrapolations.")
+    if res.any_feasible:
+        n = len(res.front)
+        w(f"\n## Pareto front ({n} configs{', first ' + str(_REPORT_FRONT_ROWS) + ' shown; all in front.csv' if n > _REPORT_FRONT_ROWS else ''})\n")
+        w("Ranked by the first objective. Every config meets all constraints under its predictor.\n")
+        w(_rows_table(res, res.front.head(_REPORT_FRONT_ROWS), with_rank=True))
+    else:
+        w("\n## No feasible config\n")
+        w(f"**None of the {res.n_trials} trials meets the constraints** ({'; '.join(c.label for c in res.constraints)}). "
+          f"The {min(len(res.table), 10)} closest ones (smallest total relative violation):\n")
+        w(_rows_table(res, res.closest(), with_rank=False))
+        w("\nLoosen the budget or the limits, or search longer.")
+    w("\n## Named variants\n")
+    rows = []
+    for d in res.named_status():
+        vals = [d["values"][k] if "values" in d else "-" for k in res.keys]
+        rows.append([d["name"], f"`{d['hash'][:12]}`", *vals, d["status"], d["detail"]])
+    w(_md_table(["variant", "hash"] + res.keys + ["status", "detail"], rows))
+    if charts:
+        w("\n## Charts\n")
+        for c in charts:
+            w(f"- [{pathlib.Path(c).name}]({pathlib.Path(c).name})")
+    for n in notes:
+        w(f"\n_Note: {n}_")
+    return buf.getvalue()
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def write_outputs(res: StudyResults, folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:
+    """Write front.csv, front.json, the charts and report.md; return (paths, notes)."""
+    from ._charts import write_charts
+
+    folder = pathlib.Path(folder)
+    paths = []
+    atomic_write(folder / FRONT_CSV, front_frame(res).to_csv(index=False))
+    atomic_write(folder / FRONT_JSON, json.dumps(front_json(res), indent=1) + "\n")
+    paths += [str(folder / FRONT_CSV), str(folder / FRONT_JSON)]
+    charts, notes = write_charts(res, folder, png=png)
+    atomic_write(folder / REPORT_MD, report_md(res, charts, notes))
+    paths += charts + [str(folder / REPORT_MD)]
+    return paths, notes

@@ -1,0 +1,433 @@
+"""The search loop: every knob of the space on every trial, named variants enqueued, trials persisted one by one.
+
+Speed: Optuna writes one storage record per suggested parameter, which on a journal file or a database costs far
+more than the search itself (29 knobs per trial). So the sampler works on an in-memory copy of the study, and
+each finished trial is written to the persistent study as one record (``Study.add_trial``). What is persisted is
+complete; a killed search loses at most the trials it had not written yet, and a resumed one copies the stored
+trials back into memory and runs only the missing ones. Workers sharing a database study pick up each other's
+trials the same way, every few seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import sys
+import time
+import uuid
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from search_spaces import SPACE, config_to_knobs, knobs_to_config, named_series
+
+from . import _constraints
+from ._constraints import make_constraints
+from ._objectives import ACCURACY_OBJECTIVES, Evaluation, Evaluator, Objective, PredictorLoader, build_objectives
+from ._pareto import LiveFront
+from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
+from ._storage import SearchError, check_study_name, mask_url, open_storage, study_dir, sync_storage
+
+DEFAULT_TRIALS = 3000
+SETTINGS_ATTR = "lowformer_nas"  # study user attr holding the settings a resumed study must keep
+# Trial user attrs.
+HASH, MACS, PARAMS, NAMED, WORKER, OOD = "hash", "macs", "params", "named", "worker", "ood"
+_PULL_EVERY_S = 5.0
+_RANDOM_BATCH = 200
+
+# Every knob, unconditional (see search_spaces._space): ints with an arithmetic run are ordinal for the samplers.
+DISTRIBUTIONS: dict[str, optuna.distributions.BaseDistribution] = {
+    k.name: IntDistribution(*k.int_range[:2], step=k.int_range[2]) if k.int_range else CategoricalDistribution(k.choices)
+    for k in SPACE
+}
+
+
+@dataclasses.dataclass
+class SearchSettings:
+    """What ``lowformer-nas search`` was asked. ``None`` means: the stored study's value, else the default."""
+
+    devices: Sequence[str] = ()
+    budgets_ms: Sequence[float] | None = None  # one for all devices, or one per device
+    trials: int | None = None  # the total the study should reach (a resumed study runs the missing ones)
+    study: str | None = None
+    storage: str | None = None
+    sampler: str | None = None
+    objective: str | None = None
+    max_params: float | None = None
+    max_macs: float | None = None
+    seed: int | None = None
+    runs_dir: str = "runs"
+    population_size: int = 50
+
+
+# Settings a resumed study must keep (changing them would mix incomparable trials).
+_FIXED = ("devices", "budgets_ms", "objective", "max_params", "max_macs", "sampler")
+_OPTION = {"devices": "device", "budgets_ms": "budget-ms"}
+
+
+@dataclasses.dataclass
+class SearchResult:
+    study: str
+    folder: Any
+    n_trials: int  # complete trials in the study
+    ran: int  # trials this call ran
+    scored: int  # architectures this call scored (the rest came from the per-hash cache)
+    seconds: float
+    results: Any = None  # StudyResults
+    outputs: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
+
+
+def _utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _budgets_by_device(devices: Sequence[str], budgets: Sequence[float] | None) -> dict[str, float | None]:
+    if not budgets:
+        return {d: None for d in devices}
+    budgets = list(budgets)
+    for b in budgets:
+        if not isinstance(b, (int, float)) or isinstance(b, bool) or not 0 < b < float("inf"):
+            raise SearchError("budget-ms", f"must be a positive number of milliseconds (got {b!r})")
+    if len(budgets) == 1:
+        return {d: float(budgets[0]) for d in devices}
+    if len(budgets) != len(devices):
+        raise SearchError("budget-ms", f"give one value for all devices or one per --device "
+                                       f"({len(devices)} devices, {len(budgets)} budgets)")
+    return {d: float(b) for d, b in zip(devices, budgets)}
+
+
+def _batch_size(sampler, name: str, study: optuna.Study, population_size: int) -> int:
+    # NSGA-II counts a trial into the generation of the trials COMPLETE when it is asked: asking exactly the
+    # open slots of the current generation, then telling them all, keeps generations whole while scoring in
+    # batches (enqueued named variants belong to no generation).
+    if isinstance(sampler, FastNSGAIISampler):
+        return sampler.open_slots(study)
+    if name == "nsga2":
+        return population_size
+    if name == "random":
+        return _RANDOM_BATCH
+    return 1  # TPE and GP learn from every trial before the next
+
+
+def _sub_seed(seed: int | None, n_done: int) -> int | None:
+    # A resumed study must not replay the first run's random stream (same seed -> the same configs again).
+    if seed is None or n_done == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, n_done]).generate_state(1)[0])
+
+
+def _existing_study(storage, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def _default_name(devices: Sequence[str], runs_dir: str) -> str:
+    stem = "+".join(devices) if devices else "study"
+    stem = stem if len(stem) <= 60 else stem[:60]
+    name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while study_dir(runs_dir, name).exists():
+        n += 1
+        name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    return name
+
+
+def evaluation_of(t: optuna.trial.FrozenTrial) -> Evaluation:
+    return Evaluation(t.user_attrs[HASH], int(t.user_attrs[MACS]), int(t.user_attrs[PARAMS]),
+                      tuple(float(v) for v in t.values), tuple(t.user_attrs.get(OOD, ())))
+
+
+class _Run:
+    """One call of :func:`run_search`: the resolved settings, both studies and the loop."""
+
+    def __init__(self, settings: SearchSettings, objectives: Sequence[Objective] | None,
+                 loader: PredictorLoader | None):
+        s = dataclasses.replace(settings)
+        if s.study is not None:
+            check_study_name(s.study)
+        if s.trials is not None and (not isinstance(s.trials, int) or isinstance(s.trials, bool) or s.trials < 1):
+            raise SearchError("trials", f"must be a positive integer (got {s.trials!r})")
+        if s.population_size < 2:
+            raise SearchError("population-size", f"must be at least 2 (got {s.population_size})")
+
+        # An RDB storage is opened first (a wrong URL fails before anything is written); a journal study is
+        # looked up in its folder.
+        self.rdb = s.storage is not None
+        self.storage = open_storage(s.storage, create=True) if self.rdb else None
+        stored = None
+        if s.study is not None:
+            if self.rdb:
+                exists = _existing_study(self.storage, s.study)
+            else:
+                exists = (study_dir(s.runs_dir, s.study) / "study.journal").exists()
+            if exists:
+                if self.storage is None:
+                    self.storage = open_storage(None, study_dir(s.runs_dir, s.study), create=False)
+                stored = optuna.load_study(study_name=s.study, storage=self.storage).user_attrs.get(SETTINGS_ATTR)
+                if stored is None:
+                    raise SearchError("study", f"{s.study!r} exists but was not made by lowformer-nas search")
+        self.resumed = stored is not None
+        self._resolve(s, stored, objectives)
+
+        self.objectives = list(objectives) if objectives is not None else build_objectives(s.devices, s.objective, loader)
+        if not s.devices:
+            s.devices = [o.device for o in self.objectives if o.is_time]
+        self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
+        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs)
+        self.described = [o.describe() for o in self.objectives]
+        if stored is not None:
+            self._check_same_objectives(stored)
+        if s.study is None:
+            s.study = _default_name(s.devices, s.runs_dir)
+        self.settings = s
+        self.folder = study_dir(s.runs_dir, s.study)
+        self.directions = [o.direction for o in self.objectives]
+
+    def _resolve(self, s: SearchSettings, stored: dict | None, objectives) -> None:
+        if stored is not None:
+            for f in _FIXED:
+                given, kept = getattr(s, f), stored.get(f)
+                if given is not None and not (f == "devices" and not given) and _norm(given) != _norm(kept):
+                    opt = _OPTION.get(f, f.replace("_", "-"))
+                    raise SearchError(opt, f"study {s.study!r} was made with --{opt} {_show(kept)}, not {_show(given)}; "
+                                           "keep it or start a new --study")
+                if given is None or (f == "devices" and not given):
+                    setattr(s, f, kept if not isinstance(kept, list) else list(kept))
+            if s.seed is None:
+                s.seed = stored.get("seed")
+            if s.trials is None:
+                s.trials = stored.get("trials", DEFAULT_TRIALS)
+            s.population_size = stored.get("population_size", s.population_size)
+        s.trials = s.trials or DEFAULT_TRIALS
+        s.sampler = s.sampler or "nsga2"
+        if s.sampler not in SAMPLERS:
+            raise SearchError("sampler", f"must be one of {'|'.join(SAMPLERS)} (got {s.sampler!r})")
+        s.objective = s.objective or ("surrogate" if objectives is None else "custom")
+        if objectives is None and s.objective not in ACCURACY_OBJECTIVES:
+            raise SearchError("objective", f"must be one of {'|'.join(ACCURACY_OBJECTIVES)} (got {s.objective!r})")
+        s.devices = list(s.devices or [])
+
+    def _check_same_objectives(self, stored: dict) -> None:
+        old = {d["key"]: d for d in stored.get("objectives", [])}
+        new = {d["key"]: d for d in self.described}
+        if [d["key"] for d in stored.get("objectives", [])] != [d["key"] for d in self.described]:
+            raise SearchError("objective", f"the study optimises {list(old)}, not {list(new)}; start a new --study")
+        for k, d in new.items():
+            if d.get("version") != old[k].get("version") or d["direction"] != old[k]["direction"]:
+                raise SearchError("predictor", f"{k} is now version {d.get('version')!r}, the study was scored with "
+                                               f"{old[k].get('version')!r}; start a new --study to use it")
+
+    def settings_dict(self) -> dict[str, Any]:
+        s = self.settings
+        from nas import __version__
+
+        return {
+            "study": s.study, "devices": list(s.devices), "budgets_ms": s.budgets_ms and list(s.budgets_ms),
+            "objective": s.objective, "max_params": s.max_params, "max_macs": s.max_macs, "sampler": s.sampler,
+            "seed": s.seed, "trials": s.trials, "population_size": s.population_size,
+            "objectives": self.described, "constraints": [c.to_dict() for c in self.constraints],
+            "storage": mask_url(s.storage) if s.storage else f"journal file {self.folder.as_posix()}/study.journal",
+            "lowformer_nas": __version__, "optuna": optuna.__version__,
+        }
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def run(self, progress: bool) -> SearchResult:
+        s = self.settings
+        t_start = time.perf_counter()
+        if self.storage is None:
+            self.storage = open_storage(None, self.folder, create=True)
+        meta = self.settings_dict()
+        if self.resumed:
+            persistent = optuna.load_study(study_name=s.study, storage=self.storage)
+            meta["created"] = persistent.user_attrs[SETTINGS_ATTR].get("created")
+        else:
+            persistent = optuna.create_study(study_name=s.study, storage=self.storage, directions=self.directions,
+                                             load_if_exists=True)
+            meta["created"] = _utc()
+        persistent.set_user_attr(SETTINGS_ATTR, meta)
+        self.meta, self.persistent = meta, persistent
+        # Through the study (Optuna caches a database's finished trials, so this reads only what is new).
+        n_stored = lambda: len(persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))  # noqa: E731
+
+        done = persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        evaluator = Evaluator(self.objectives)
+        evaluator.seed(evaluation_of(t) for t in done)
+        worker = uuid.uuid4().hex[:12]
+        sampler = make_sampler(s.sampler, _sub_seed(s.seed, len(done)), self.constraints, s.population_size,
+                               search_space=DISTRIBUTIONS)
+        mem = optuna.create_study(directions=self.directions, sampler=sampler)
+        mem.add_trials(done)
+        known = {t.number for t in done}  # persisted trials already in memory (ours are marked by WORKER)
+        named_done = {t.user_attrs.get(NAMED) for t in done}
+        for v in named_series():
+            if v.name not in named_done:
+                mem.enqueue_trial(config_to_knobs(v.config), user_attrs={NAMED: v.name})
+
+        live = LiveFront(self.directions)
+        feasible_seen: set[str] = set()
+
+        def track(evals_and_feasible):
+            fresh = []
+            for e, ok in evals_and_feasible:
+                if ok and e.hash not in feasible_seen:
+                    feasible_seen.add(e.hash)
+                    fresh.append(e.values)
+            live.add(np.array(fresh).reshape(-1, len(self.directions)))
+
+        track((evaluation_of(t), _feasible(_constraints.read(t, self.constraints))) for t in done)
+
+        total = n_stored()
+        ran = 0
+        bar = _progress(progress, s.trials, min(total, s.trials), s.study)
+        last_pull = time.monotonic()
+        try:
+            while total < s.trials:
+                n = min(_batch_size(sampler, s.sampler, mem, s.population_size), s.trials - total)
+                trials = [mem.ask(DISTRIBUTIONS) for _ in range(n)]
+                configs = [knobs_to_config(t.params) for t in trials]
+                evals = evaluator.evaluate(configs)
+                named = [t.user_attrs.get(NAMED) for t in trials]
+                # A worker that joined a shared study before its first trials were written has enqueued the
+                # named variants too: whoever writes one first keeps it.
+                stored_named = self._stored_named(persistent) if any(named) else set()
+                flags, written = [], 0
+                for trial, e, name in zip(trials, evals, named):
+                    cons = _constraints.violations(e, self.constraints, self.objectives)
+                    trial.set_user_attr(HASH, e.hash)
+                    trial.set_user_attr(MACS, e.macs)
+                    trial.set_user_attr(PARAMS, e.params)
+                    trial.set_user_attr(WORKER, worker)
+                    if e.ood:
+                        trial.set_user_attr(OOD, list(e.ood))
+                    _constraints.attach(trial, self.constraints, cons)
+                    frozen = mem.tell(trial, list(e.values))
+                    # A database study may have other writers: it is counted again before each write, so that
+                    # workers stop at its total together. A journal file counts on (one writer, the usual case).
+                    room = (n_stored() if self.rdb else total + written) < s.trials
+                    if room and (name is None or name not in stored_named):
+                        persistent.add_trial(frozen)
+                        written += 1
+                    flags.append((e, _feasible(cons)))
+                ran += written
+                sync_storage(self.storage)
+                track(flags)
+                total = n_stored()
+                if total > len(mem.get_trials(deepcopy=False)) and time.monotonic() - last_pull > _PULL_EVERY_S:
+                    track(self._pull(persistent, mem, known, worker, evaluator))
+                    last_pull = time.monotonic()
+                bar.update(min(total, s.trials) - bar.n)
+                bar.set_postfix(front=len(live), feasible=len(feasible_seen), refresh=False)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"lowformer-nas: search interrupted after {n_stored()} trials; resume with "
+                  f"`lowformer-nas search --study {s.study}`", file=sys.stderr)
+            raise
+        bar.close()
+        sync_storage(self.storage)
+        return SearchResult(s.study, self.folder, n_stored(), ran, evaluator.scored, time.perf_counter() - t_start)
+
+    @staticmethod
+    def _stored_named(persistent) -> set[str]:
+        return {t.user_attrs.get(NAMED) for t in persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))} - {None}
+
+    def _pull(self, persistent, mem, known: set[int], worker: str, evaluator: Evaluator):
+        """Copy trials other workers wrote into the in-memory study (sampler knowledge, cache, live front)."""
+        got = []
+        for t in persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number in known or t.user_attrs.get(WORKER) == worker:
+                continue
+            known.add(t.number)
+            mem.add_trial(t)
+            e = evaluation_of(t)
+            evaluator.seed([e])
+            got.append((e, _feasible(_constraints.read(t, self.constraints))))
+        return got
+
+
+def _feasible(cons: Sequence[float] | None) -> bool:
+    return cons is None or all(c <= 0 for c in cons)
+
+
+def _show(v: Any) -> str:
+    v = _norm(v)
+    return " ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+class _NoBar:
+    n = 0
+
+    def update(self, k):
+        self.n += k
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, total: int, initial: int, name: str):
+    if not enabled:
+        bar = _NoBar()
+        bar.n = initial
+        return bar
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="trial", desc=name, dynamic_ncols=True, smoothing=0.1)
+
+
+def run_search(settings: SearchSettings, *, objectives: Sequence[Objective] | None = None,
+               loader: PredictorLoader | None = None, progress: bool = True, outputs: bool = True,
+               png: bool = True) -> SearchResult:
+    """Run (or resume) a study to ``settings.trials`` complete trials and write its outputs.
+
+    ``objectives`` replaces the default ones (accuracy surrogate or proxy + one predictor per device);
+    ``loader(device, metric=None)`` replaces ``predictors.load_predictor``.
+    """
+    from ._report import write_outputs
+    from ._results import load_results
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "Trial 17 finished" line per trial
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            run = _Run(settings, objectives, loader)
+            result = run.run(progress)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    result.results = load_results(run.persistent, study_name=run.settings.study)
+    if outputs:
+        from ._storage import SETTINGS_FILE, atomic_write
+
+        atomic_write(run.folder / SETTINGS_FILE, json.dumps(run.meta, indent=2) + "\n")
+        result.outputs, result.notes = write_outputs(result.results, run.folder, png=png)
+    return result
+
+
+def open_study(name: str, runs_dir: str = "runs", storage: str | None = None) -> optuna.Study:
+    """A stored search study, read-only use (``plot``, ``export``)."""
+    folder = study_dir(runs_dir, name)
+    st = open_storage(storage, folder, create=False)
+    if storage is not None and not _existing_study(st, name):
+        raise SearchError("study", f"no study {name!r} in {mask_url(storage)}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=st)
+    if SETTINGS_ATTR not in study.user_attrs:
+        raise SearchError("study", f"{name!r} was not made by lowformer-nas search")
+    return study
+

@@ -1,0 +1,76 @@
+"""Search fixtures: analytic objectives (real MAC/parameter counts) behind the predictor interface, and the
+PostgreSQL server of tests/measured (reused, not copied)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas.search import CountObjective, FunctionObjective, SearchSettings
+from search_spaces import UserError, count
+from tests.measured.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
+
+DEVICES = ("jetson_tx2", "rpi5_arm_cpu", "a40_gpu")
+
+
+class AnalyticPredictor:
+    """Stands in for ``predictors.TrainedPredictor`` with analytic values (MACs and memory traffic from
+    search_spaces.count): the adapter and the search are exercised without trained models."""
+
+    model_type = "analytic"
+    version = "analytic-1"
+
+    def __init__(self, device: str, metric: str | None = None):
+        if device not in DEVICES + ("imagenet1k",):
+            raise UserError(f"device: no predictor for {device!r}; available: {', '.join(DEVICES)}")
+        self.device = device
+        self.metric = metric or ("throughput_img_s" if device == "a40_gpu" else "latency_ms")
+        self.higher_is_better = self.metric in ("throughput_img_s", "top1_pct")
+        self.meta = {"analytic": True}
+        self.calls = 0
+
+    def _ms(self, c) -> float:
+        return (1.0 + c.macs / 1.5e8 + c.bytes / 4e8) * (3.0 if self.device == "rpi5_arm_cpu" else 1.0)
+
+    def predict(self, configs) -> np.ndarray:
+        self.calls += 1
+        counts = [count(c) for c in configs]
+        if self.metric == "top1_pct":
+            return np.array([60 + 3 * np.log(k.params / 1e6) + 2 * np.log(k.macs / 1e8) for k in counts])
+        ms = np.array([self._ms(k) for k in counts])
+        return 20_000.0 / ms if self.metric == "throughput_img_s" else ms
+
+    def predict_one(self, config) -> float:
+        return float(self.predict([config])[0])
+
+    def in_domain(self, config) -> bool:
+        return config.resolution <= 256
+
+
+@pytest.fixture
+def loader():
+    made = {}
+
+    def load(device, metric=None):
+        p = AnalyticPredictor(device, metric)
+        made[p.device, p.metric] = p
+        return p
+
+    load.made = made
+    return load
+
+
+def macs_latency(device: str = "jetson_tx2"):
+    """Analytic 'latency' from MACs (minimised) for objectives-only searches."""
+    return FunctionObjective(f"{device}:latency_ms", "minimize", lambda cs: [1.0 + count(c).macs / 1.5e8 for c in cs],
+                             device=device, metric="latency_ms")
+
+
+def proxy_objectives(device: str = "jetson_tx2"):
+    return [CountObjective("params"), macs_latency(device)]
+
+
+def settings(**kw) -> SearchSettings:
+    base = dict(trials=120, study="s", seed=0, budgets_ms=[12.0], population_size=20)
+    base.update(kw)
+    return SearchSettings(**base)

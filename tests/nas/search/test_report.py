@@ -1,0 +1,87 @@
+import json
+import re
+import pathlib
+import shutil
+
+import pandas as pd
+import pytest
+
+from nas.search import load_results, open_study, run_search, write_charts
+from search_spaces import LowFormerConfig, named_series
+
+from .conftest import proxy_objectives, settings
+
+NAMED = [v.name for v in named_series()]
+CHARTS = ("macs_vs_latency", "pareto_front", "importance")
+
+
+def _run(**kw):
+    return run_search(settings(**kw), objectives=proxy_objectives(), progress=False, png=False)
+
+
+def test_outputs_are_written():
+    r = _run(trials=80)
+    d = pathlib.Path("runs/s")
+    for f in ("front.csv", "front.json", "report.md", "settings.json") + tuple(f"{c}.html" for c in CHARTS):
+        assert (d / f).is_file(), f
+    assert not list(d.glob("*.tmp")) and not list(d.glob(".*.tmp"))
+
+    front = json.loads((d / "front.json").read_text())
+    assert front["study"] == "s" and front["trials"] == 80 and front["any_feasible"] and front["closest"] == []
+    assert len(front["front"]) == len(r.results.front)
+    for i, e in enumerate(front["front"], start=1):
+        assert e["rank"] == i and e["feasible"]
+        assert LowFormerConfig.from_dict(e["config"]).hash == e["hash"]
+        assert set(e["predictions"]) == {"params", "jetson_tx2:latency_ms"}
+        assert e["constraints"]["budget:jetson_tx2"]["value"] <= 12.0 and e["macs"] > 0 and e["params"] > 0
+    assert [n["name"] for n in front["named"]] == NAMED
+
+    csv = pd.read_csv(d / "front.csv")
+    assert len(csv) == len(front["front"]) and csv["feasible"].all()
+    assert {"rank", "hash", "named", "params", "jetson_tx2:latency_ms", "macs", "config_json"} <= set(csv.columns)
+
+    report = (d / "report.md").read_text()
+    assert "## Pareto front" in report and "## Named variants" in report
+    for name in NAMED:
+        assert f"| {name} |" in report
+    settings_json = json.loads((d / "settings.json").read_text())
+    assert settings_json["budgets_ms"] == [12.0] and settings_json["trials"] == 80
+
+
+def test_charts_are_self_contained_html():
+    _run(trials=60)
+    for c in CHARTS:
+        html = pathlib.Path(f"runs/s/{c}.html").read_text()
+        # plotly.js itself is inlined (no CDN: charts must open offline); no script is loaded from anywhere.
+        assert not re.search(r"<script[^>]*\bsrc=", html) and "plotly.js v" in html
+        assert "Plotly.newPlot" in html and len(html) > 2_000_000
+    assert "B3" in pathlib.Path("runs/s/pareto_front.html").read_text()  # named variants labelled
+
+
+def test_all_infeasible_report_is_never_empty():
+    _run(trials=50, budgets_ms=[0.5])
+    report = pathlib.Path("runs/s/report.md").read_text()
+    assert "**None of the 50 trials meets the constraints**" in report and "closest" in report
+    csv = pd.read_csv("runs/s/front.csv")
+    assert len(csv) == 10 and not csv["feasible"].any()
+    front = json.loads(pathlib.Path("runs/s/front.json").read_text())
+    assert front["front"] == [] and len(front["closest"]) == 10
+    assert all(n["status"] == "over budget" for n in front["named"])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("google-chrome") is None,
+                    reason="no browser for kaleido")
+def test_png_charts_with_a_browser():
+    _run(trials=40)
+    res = load_results(open_study("s"))
+    paths, notes = write_charts(res, pathlib.Path("runs/s"), png=True)
+    pngs = [p for p in paths if p.endswith(".png")]
+    assert len(pngs) == 3 and not notes
+    for p in pngs:
+        assert pathlib.Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_png_skipped_with_a_note():
+    r = _run(trials=30)
+    assert "PNG charts skipped (--no-png)" in r.notes
+    assert "PNG charts skipped" in pathlib.Path("runs/s/report.md").read_text()
