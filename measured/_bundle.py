@@ -3,34 +3,18 @@ standalone runner script; the runner's CSV comes back with ``lowformer-nas impor
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
 from typing import Sequence
 
 from search_spaces import UserError, count
+from search_spaces._files import atomic_write, sha256_file, write_json
 
 from ._campaign import Job
+from ._records import utc_now
 
 RUNNER = os.path.join(os.path.dirname(__file__), "bundle_runner.py")
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_json(path: str, data) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def write_bundle(
@@ -59,8 +43,11 @@ def write_bundle(
     manifest_path = os.path.join(out_dir, "manifest.json")
     old = {}
     if os.path.exists(manifest_path):
-        with open(manifest_path, encoding="utf-8") as f:
-            old = {m["hash"]: m for m in json.load(f).get("models", [])}
+        try:
+            with open(manifest_path, encoding="utf-8") as f:
+                old = {m["hash"]: m for m in json.load(f).get("models", [])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            old = {}  # unreadable: every model is exported again and the manifest rewritten
     entries = []
     seen = set()
     for job in tqdm(jobs, desc="exporting ONNX", unit="model", disable=not progress, dynamic_ncols=True):
@@ -71,7 +58,7 @@ def write_bundle(
         rel = f"models/{cfg.hash[:16]}.onnx"
         path = os.path.join(out_dir, rel)
         prev = old.get(cfg.hash)
-        if not (prev and os.path.exists(path) and _sha256(path) == prev["sha256"]):
+        if not (prev and os.path.exists(path) and sha256_file(path) == prev["sha256"]):
             export_onnx(cfg, path, batch=batch)
         c = count(cfg)
         entries.append(
@@ -80,7 +67,7 @@ def write_bundle(
                 "name": job.name,
                 "family": "LowFormer",
                 "file": rel,
-                "sha256": _sha256(path),
+                "sha256": sha256_file(path),
                 "resolution": cfg.resolution,
                 "input_shape": [batch, 3, cfg.resolution, cfg.resolution],
                 "config_json": cfg.canonical_json(),
@@ -91,18 +78,20 @@ def write_bundle(
     manifest = {
         "format": 1,
         "name": name or os.path.basename(os.path.abspath(out_dir)),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "protocol": {"metric": "latency_ms", "batch": batch, "warmup": warmup, "runs": runs, "statistic": "median"},
         "models": entries,
     }
     shutil.copyfile(RUNNER, os.path.join(out_dir, "run_bundle.py"))
-    with open(os.path.join(out_dir, "README.txt"), "w", encoding="utf-8") as f:
-        f.write(
+    atomic_write(
+        os.path.join(out_dir, "README.txt"),
+        (
             f"lowformer-nas bundle: {len(entries)} ONNX models (batch {batch}).\n\n"
             "On the device (Python >= 3.8 with numpy and onnxruntime, or TensorRT):\n"
             "    python3 run_bundle.py --out results.csv            # see --help for backends and threads\n\n"
             "Back on the machine with lowformer-nas:\n"
             "    lowformer-nas import results.csv --device NAME\n"
-        )
-    _atomic_json(manifest_path, manifest)
+        ),
+    )
+    write_json(manifest_path, manifest, indent=1)
     return manifest

@@ -21,12 +21,24 @@ from typing import Iterable, Sequence
 from search_spaces import LowFormerConfig, UserError
 
 from ._harness import Protocol, make_measurement, measurement_id
-from ._records import Architecture, Device, Measurement
+from ._records import Architecture, Device, Measurement, is_full_result
 
 DEFAULT_TIMEOUT_S = 900.0
 # The child may use this share of the machine's memory before allocations fail (becoming a stored
 # "out of memory" instead of the kernel's OOM killer picking a victim).
 MEMORY_FRACTION = 0.8
+# GPU runtimes reserve far more virtual address space than they use (CUDA maps the whole device and host
+# memory), so an address-space cap would break them: their children run uncapped.
+UNCAPPED_BACKENDS = ("torch_cuda", "tensorrt")
+
+
+def memory_limit_bytes(backend: str) -> int | None:
+    """The child's address-space cap for a backend (None: uncapped)."""
+    if backend in UNCAPPED_BACKENDS:
+        return None
+    import psutil
+
+    return int(psutil.virtual_memory().total * MEMORY_FRACTION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +82,7 @@ def run_in_child(job: Job, protocol: Protocol, device_id: str, campaign: str | N
             "protocol": dataclasses.asdict(protocol),
             "device_id": device_id,
             "campaign": campaign,
-            "memory_fraction": MEMORY_FRACTION,
+            "memory_limit_bytes": memory_limit_bytes(protocol.backend),
         }
     )
     env = dict(os.environ, OMP_NUM_THREADS=str(protocol.threads), PYTHONUNBUFFERED="1")
@@ -86,12 +98,12 @@ def run_in_child(job: Job, protocol: Protocol, device_id: str, campaign: str | N
     try:
         out, err = proc.communicate(payload, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         proc.communicate()
         return _failed(job, protocol, device_id, campaign, f"timeout: no result after {timeout_s:.0f} s")
     except BaseException:
         # The campaign itself is being stopped: take the child down with it.
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid)
         raise
     result = None
     for line in reversed(out.strip().splitlines()):
@@ -113,6 +125,13 @@ def run_in_child(job: Job, protocol: Protocol, device_id: str, campaign: str | N
     return _failed(job, protocol, device_id, campaign, f"crashed: exit status {proc.returncode}: {tail}")
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it has just exited on its own
+        pass
+
+
 def _failed(job: Job, protocol: Protocol, device_id: str, campaign: str | None, reason: str) -> Measurement:
     return make_measurement(
         job.config.hash, job.config.resolution, protocol, device_id, status="failed", reason=reason,
@@ -124,11 +143,13 @@ def pending(store, jobs: Sequence[Job], protocol: Protocol, device_id: str, retr
     """The jobs without a stored result (ok, or failed unless ``retry_failed``) for this device and protocol."""
     df = store.measurements(device=device_id, metric=protocol.metric, status=None, protocol=protocol.key,
                             include_flagged=True)
+    # Ids carry the run count when it is below MIN_TIMED_RUNS, so a quick run only satisfies a quick
+    # campaign and never stands in for a full measurement.
     have = set(df["id"]) if len(df) else set()
     statuses = ("ok",) if retry_failed else ("ok", "failed")
     out = []
     for j in jobs:
-        ids = {measurement_id(device_id, protocol.key, j.config.hash, j.repeat, s) for s in statuses}
+        ids = {measurement_id(device_id, protocol.key, j.config.hash, j.repeat, s, protocol.runs) for s in statuses}
         if not ids & have:
             out.append(j)
     return out
@@ -169,32 +190,40 @@ def run_campaign(
 def measure_configs(
     configs: Sequence[LowFormerConfig],
     *,
+    store,
     device_id: str | None = None,
-    backend: str = "onnxruntime",
     protocol: Protocol | None = None,
-    store=None,
     names: Sequence[str | None] | None = None,
     campaign: str | None = None,
     progress: bool = True,
-) -> list[Measurement]:
-    """Measure configs on this machine (stored, resumable) and return their measurements, in order.
+) -> list[Measurement | None]:
+    """Measure configs on this machine (stored, resumable): one entry per config, in order.
 
-    Used by ``search --verify``: results already stored for this device and protocol are reused.
+    Each entry is the config's ok measurement under ``protocol`` on this device, else its failed or busy one
+    (with the reason), else None. Results already stored are reused. Used by ``search --verify``.
     """
-    protocol = protocol or Protocol(backend=backend)
+    protocol = protocol or Protocol()
     device = resolve_local_device(store, device_id, gpu=protocol.backend in ("torch_cuda", "tensorrt"))
     jobs = [Job(c, (names[i] if names else None)) for i, c in enumerate(configs)]
     run_campaign(jobs, protocol, device, store, campaign=campaign, progress=progress)
     df = store.measurements(device=device.device_id, metric=protocol.metric, status=None, protocol=protocol.key)
-    by_id = {r["id"]: r for r in df.to_dict("records")}
-    out = []
-    for j in jobs:
-        for status in ("ok", "failed"):
-            row = by_id.get(measurement_id(device.device_id, protocol.key, j.config.hash, 0, status))
-            if row is not None:
-                out.append(Measurement.from_mapping(row))
-                break
-    return out
+    wanted = {c.hash for c in configs}
+    preference = {"ok": 0, "failed": 1, "busy": 2}
+    best: dict[str, dict] = {}
+    for row in df.to_dict("records"):
+        h = row["config_hash"]
+        if h not in wanted or not is_full_result(row):
+            continue
+        key = (preference[row["status"]], _neg_time(row["timestamp"]))
+        if h not in best or key < best[h][0]:
+            best[h] = (key, row)
+    return [Measurement.from_mapping(best[c.hash][1]) if c.hash in best else None for c in configs]
+
+
+def _neg_time(timestamp: str) -> float:
+    import datetime as _dt
+
+    return -_dt.datetime.fromisoformat(timestamp).timestamp()
 
 
 def resolve_local_device(store, device_id: str | None, gpu: bool = False) -> Device:

@@ -10,21 +10,35 @@ import sys
 import traceback
 
 
-def _cap_memory(fraction: float) -> None:
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the campaign dies (even by SIGKILL), so no orphan keeps measuring
+    and disturbs the next campaign's timings."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's process-group kill still covers timeouts and interrupts
+
+
+def _cap_memory(limit_bytes: int | None) -> None:
+    """Cap the address space, so a huge config fails with MemoryError / bad_alloc (stored as "out of
+    memory") instead of the kernel's OOM killer picking a victim."""
+    if not limit_bytes:
+        return
     try:
         import resource
 
-        import psutil
-
-        limit = int(psutil.virtual_memory().total * fraction)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
     except (ImportError, ValueError, OSError):
         pass  # not on this OS: the parent still reports the crash
 
 
 def main() -> int:
+    _die_with_parent()
     job = json.loads(sys.stdin.read())
-    _cap_memory(job.get("memory_fraction", 0.8))
+    _cap_memory(job.get("memory_limit_bytes"))
     try:
         from search_spaces import LowFormerConfig
 

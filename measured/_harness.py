@@ -16,7 +16,7 @@ from search_spaces import LowFormerConfig, UserError
 
 from ._backends import Backend, Runner, get_backend
 from ._fingerprint import LoadMonitor, package_versions
-from ._records import Architecture, Measurement, protocol_key, utc_now
+from ._records import MIN_TIMED_RUNS, Architecture, Measurement, protocol_key, utc_now
 
 HARNESS_METRICS = ("latency_ms", "throughput_img_s")
 
@@ -93,12 +93,18 @@ def time_runner(runner: Runner, warmup: int, runs: int) -> Timing:
     return Timing(times, mon.other_pct)
 
 
-def measurement_id(device_id: str, protocol: str, config_hash: str, repeat: int, status: str) -> str:
+def measurement_id(
+    device_id: str, protocol: str, config_hash: str, repeat: int, status: str, runs: int | None = None
+) -> str:
     """Deterministic for results (ok, failed): a config measured twice under one protocol and repeat index is
-    stored once, even by two campaigns at once. Busy marks are history and get unique ids."""
+    stored once, even by two campaigns at once. Busy marks are history and get unique ids.
+
+    A quick run (fewer than MIN_TIMED_RUNS timed runs) gets ids of its own: it is not a result of the
+    protocol, so it must not occupy the id the full measurement of the same config will take later."""
     if status == "busy":
         return hashlib.sha256(f"busy|{time.time_ns()}|{device_id}|{config_hash}".encode()).hexdigest()
-    return hashlib.sha256(f"{device_id}|{protocol}|{config_hash}|{repeat}|{status}".encode()).hexdigest()
+    smoke = "|smoke" if runs is not None and runs < MIN_TIMED_RUNS else ""
+    return hashlib.sha256(f"{device_id}|{protocol}|{config_hash}|{repeat}|{status}{smoke}".encode()).hexdigest()
 
 
 def measure_runner(runner: Runner, protocol: Protocol) -> tuple[Timing, str, str | None]:
@@ -169,7 +175,7 @@ def make_measurement(
         timestamp=utc_now(),
         campaign=campaign,
         notes=notes,
-        id=measurement_id(device_id, protocol.key, config_hash, repeat, status),
+        id=measurement_id(device_id, protocol.key, config_hash, repeat, status, protocol.runs),
     ).validate()
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from search_spaces import ConfigError, LowFormerConfig, UserError
+from search_spaces._files import atomic_write
 
 from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError
 from ._store import ARCH_COLUMNS, MEASUREMENT_COLUMNS, Store, StoreError
@@ -382,26 +383,24 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a frame as CSV, CSV.gz (reproducible bytes) or Parquet, atomically (temp file + rename)."""
     path = pathlib.Path(path)
     fmt = file_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp: pathlib.Path) -> None:
         if fmt == ".parquet":
             frame.to_parquet(tmp, index=False)
-        else:
-            text = frame.to_csv(index=False, lineterminator="\n")
-            with open(tmp, "wb") as f:
-                if fmt == ".csv.gz":
-                    # No name and time in the gzip header: the same rows give the same bytes.
-                    with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-                        gz.write(text.encode("utf-8"))
-                else:
-                    f.write(text.encode("utf-8"))
-        os.replace(tmp, path)
+            return
+        text = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        with open(tmp, "wb") as f:
+            if fmt == ".csv.gz":
+                # No name and time in the gzip header: the same rows give the same bytes.
+                with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                    gz.write(text)
+            else:
+                f.write(text)
+
+    try:
+        atomic_write(path, writer=write)
     except OSError as e:
         raise StoreError(f"cannot write {path}: {e.strerror or e}", "file") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def export(store: Store, path: str | os.PathLike, *, device=None, metric=None, status=None, protocol=None,

@@ -7,6 +7,8 @@ import pandas as pd
 
 from search_spaces import UserError
 
+from ._records import is_full_result
+
 
 def noise_report(df: pd.DataFrame) -> dict:
     """CV (std / mean, ddof 1) of the medians of every config measured at least twice under one protocol.
@@ -14,6 +16,8 @@ def noise_report(df: pd.DataFrame) -> dict:
     ``df`` holds ok measurements (``Store.measurements``). Returns the number of configs and repeats and
     the median, mean, 90th percentile and maximum CV in percent, per protocol.
     """
+    if not df.empty and "n" in df:
+        df = df[[is_full_result(r) for r in df[["n"]].to_dict("records")]]
     if df.empty:
         raise UserError("device: no measurements to assess")
     out = {}

@@ -19,13 +19,13 @@ import collections
 import functools
 import hashlib
 import json
-import os
 import pathlib
 import re
 import sys
 from typing import Any
 
 from search_spaces import VARIANTS, Variant
+from search_spaces._files import atomic_write
 from search_spaces._variants import PAPER_ALIASES
 
 from ._io import arch_columns, read_rows, records_frame, write_table
@@ -289,16 +289,10 @@ def _device_for(row: dict[str, Any], where: str, specs: dict[str, Device], conv:
 def write(conv: Conversion, out_dir: str | pathlib.Path = DATA_DIR) -> None:
     out_dir = pathlib.Path(out_dir)
     devices = sorted(conv.devices.values(), key=lambda d: (d.kind == "dataset", d.device_id))
-    _write_text(out_dir / DEVICES_FILE, json.dumps([d.__dict__ for d in devices], indent=2, sort_keys=True) + "\n")
+    atomic_write(out_dir / DEVICES_FILE, json.dumps([d.__dict__ for d in devices], indent=2, sort_keys=True) + "\n")
     write_table(records_frame(conv.records), out_dir / ROWS_FILE)
     _update_manifest(out_dir / MANIFEST.name)
-    _write_text(out_dir / REPORT_FILE, report(conv))
-
-
-def _write_text(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(out_dir / REPORT_FILE, report(conv))
 
 
 def _update_manifest(path: pathlib.Path) -> None:
@@ -313,7 +307,7 @@ def _update_manifest(path: pathlib.Path) -> None:
     }
     others = [e for e in entries if e.get("name") != DATASET_NAME]
     # The paper's devices come first: later datasets may refer to them.
-    _write_text(path, json.dumps({"datasets": [entry] + others}, indent=2) + "\n")
+    atomic_write(path, json.dumps({"datasets": [entry] + others}, indent=2) + "\n")
 
 
 def report(conv: Conversion) -> str:

@@ -60,6 +60,18 @@ class RecordError(UserError):
         super().__init__(f"{field}: {message}")
 
 
+# A median of fewer timed runs is a smoke test (`study --quick`, `measure --runs 3`): kept, but never
+# counted as the result of a config, never trained on, never a repeat in the noise figures.
+MIN_TIMED_RUNS = 10
+
+
+def is_full_result(row: Mapping[str, Any]) -> bool:
+    """Whether a stored measurement row (a dict or a pandas row) is a full result of the harness protocol:
+    timed results need at least MIN_TIMED_RUNS runs; rows without a run count (the paper's) qualify."""
+    n = row.get("n")
+    return n is None or (isinstance(n, float) and math.isnan(n)) or n >= MIN_TIMED_RUNS
+
+
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

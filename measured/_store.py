@@ -30,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from search_spaces import UserError
+from search_spaces._errors import one_line
 
 from ._records import _FLOAT_FIELDS, _INT_FIELDS, Architecture, Device, Measurement, protocol_key, utc_now
 
@@ -186,9 +187,16 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip()
-    return (text.splitlines() or [type(e).__name__])[0]
+def with_installed_driver(u):
+    """A ``postgresql://`` URL with a driver that is installed: SQLAlchemy 2.1 defaults to psycopg 3, the
+    postgres extra installs psycopg2. Other URLs come back unchanged."""
+    if u.drivername == "postgresql":
+        import importlib.util
+
+        driver = next((d for d in ("psycopg2", "psycopg") if importlib.util.find_spec(d) is not None), None)
+        if driver is not None:
+            u = u.set(drivername=f"postgresql+{driver}")
+    return u
 
 
 def _make_engine(url: str) -> Engine:
@@ -211,14 +219,7 @@ def _make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     elif backend == "postgresql":
-        if u.drivername == "postgresql":
-            # SQLAlchemy 2.1 defaults to psycopg 3; the postgres extra installs psycopg2.
-            import importlib.util
-
-            for driver in ("psycopg2", "psycopg"):
-                if importlib.util.find_spec(driver) is not None:
-                    u = u.set(drivername=f"postgresql+{driver}")
-                    break
+        u = with_installed_driver(u)
         try:
             engine = sa.create_engine(u, pool_pre_ping=True)
         except ModuleNotFoundError as e:
@@ -233,7 +234,7 @@ def _make_engine(url: str) -> Engine:
             conn.exec_driver_sql("SELECT 1")
     except sa.exc.SQLAlchemyError as e:
         engine.dispose()
-        raise StoreError(f"cannot open {shown}: {_one_line(e)}", "store") from None
+        raise StoreError(f"cannot open {shown}: {one_line(e)}", "store") from None
     return engine
 
 
@@ -304,7 +305,7 @@ def load_devices_file(path: pathlib.Path) -> list[Device]:
         items = json.loads(path.read_text(encoding="utf-8"))
         return [Device(**item).validate() for item in items]
     except (OSError, ValueError, TypeError) as e:
-        raise StoreError(f"{path}: not a JSON list of devices ({_one_line(e)})", "devices") from None
+        raise StoreError(f"{path}: not a JSON list of devices ({one_line(e)})", "devices") from None
 
 
 # ---------------------------------------------------------------------------------------------- the store
@@ -324,7 +325,11 @@ class Store:
         try:
             self._prepare(seed)
         except sa.exc.SQLAlchemyError as e:
-            raise StoreError(f"cannot prepare {self}: {_one_line(e)}", "store") from None
+            self._engine.dispose()
+            raise StoreError(f"cannot prepare {self}: {one_line(e)}", "store") from None
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"

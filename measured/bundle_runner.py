@@ -203,21 +203,26 @@ def main(argv=None):
         ap.error("--warmup must be >= 0 and --runs >= 3")
     fp = fingerprint()
     name = args.device_name or fp.get("board") or fp.get("cpu_model") or platform.node()
+
     threads = args.threads if args.backend == "onnxruntime" else None
     precision = args.precision
+
+    def setting(row):  # what makes two rows of one model comparable (the store's protocol key)
+        return (row.get("backend"), row.get("precision"), str(row.get("threads") or ""), str(row.get("batch")))
 
     done = set()
     if os.path.exists(args.out):
         with open(args.out) as f:
             for row in csv.DictReader(f):
-                if row.get("status") in ("ok", "failed") and row.get("backend") == args.backend:
-                    done.add(row["config_hash"])
+                if row.get("status") in ("ok", "failed"):
+                    done.add((row["config_hash"],) + setting(row))
     new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
     out = open(args.out, "a", newline="")
     writer = csv.DictWriter(out, FIELDS)
     if new_file:
         writer.writeheader()
-    models = [m for m in manifest["models"] if m["hash"] not in done]
+    models = [m for m in manifest["models"]
+              if (m["hash"], args.backend, precision, str(threads or ""), str(m["input_shape"][0])) not in done]
     print("%d models to measure (%d already in %s) with %s" % (len(models), len(done), args.out, args.backend))
     versions = {"python": platform.python_version(), "bundle": manifest.get("created")}
     try:

@@ -20,6 +20,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 
+from search_spaces._files import write_json
+
 from ._base import CostModel, PredictorError
 from ._features import SCHEMA_HASH
 
@@ -104,18 +106,6 @@ def estimator_from_json(doc: dict[str, Any], texts: dict[str, str], prefix: str 
     return est
 
 
-def write_json(path: pathlib.Path, data: Any) -> None:
-    """Atomic JSON write: temp file in the same directory, then os.replace."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def version_dirs(root: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
     """(version, directory) of the complete versions under ``root``, oldest first."""
     out = []
@@ -141,8 +131,8 @@ def save_version(root: pathlib.Path, estimator, meta: dict[str, Any]) -> pathlib
             m = dict(meta, version=version, format=FORMAT)
             for name, text in texts.items():
                 (tmp / name).write_text(text, encoding="utf-8")
-            write_json(tmp / MODEL, doc)
-            write_json(tmp / META, m)  # written last: a directory with meta.json is complete
+            write_json(tmp / MODEL, doc, fsync=True)
+            write_json(tmp / META, m, fsync=True)  # written last: a directory with meta.json is complete
             try:
                 os.rename(tmp, final)  # fails if another process took this version number
             except OSError:
@@ -170,5 +160,11 @@ def load_version(path: pathlib.Path) -> tuple[Any, dict[str, Any]]:
             f"{path}: trained on feature schema {str(schema_hash)[:12]}, this code has {SCHEMA_HASH[:12]}; "
             f"retrain it: lowformer-nas predictors train --device {meta.get('device', 'NAME')} --metric {meta.get('metric', 'M')}"
         )
+    missing = [k for k in ("device", "metric", "model_type") if k not in meta]
+    if missing:
+        raise PredictorError(f"{path}: incomplete predictor sidecar (no {missing[0]!r}); retrain it")
     texts = {p.name: p.read_text(encoding="utf-8") for p in path.glob("*.txt")}
-    return estimator_from_json(doc, texts), meta
+    try:
+        return estimator_from_json(doc, texts), meta
+    except (KeyError, TypeError, ValueError) as e:
+        raise PredictorError(f"{path}: unreadable predictor model ({type(e).__name__}: {e})") from None

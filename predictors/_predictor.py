@@ -217,6 +217,8 @@ def load_predictor(device: str, metric: str | None = None) -> TrainedPredictor:
     Raises PredictorError (a UserError: one line, listing what is available) for an unknown device or
     metric, or a predictor trained on another feature schema.
     """
+    if not isinstance(device, str) or not device or "/" in device or "\\" in device or device.startswith("."):
+        raise PredictorError(f"device: {device!r} is not a device id; available: {_available_line()}")
     if metric is None:
         metric = default_metric(device)
     path = _newest(device, metric)

@@ -175,6 +175,7 @@ def few_shot_curve(
     scratch=None,
     seed: int = 0,
     metric: str = "latency_ms",
+    progress: bool = False,
 ):
     """Transfer vs training from scratch for each training-set size, on one fixed hold-out.
 
@@ -186,6 +187,7 @@ def few_shot_curve(
     "scratch_<name>"), repeat, and the figures of :func:`predictors.regression_report`.
     """
     import pandas as pd
+    from tqdm import tqdm
 
     from ._base import MIN_ROWS, from_cost
     from ._metrics import regression_report
@@ -195,18 +197,17 @@ def few_shot_curve(
         scratch = {"additive": AdditiveModel()}
     elif not isinstance(scratch, dict):
         scratch = {getattr(scratch, "kind", "model"): scratch}
+
     truth = from_cost(metric, y_hold)
     rows = []
-    for n in sizes:
-        if n > len(y_pool):
-            continue
-        for r in range(repeats):
-            idx = rng.choice(len(y_pool), size=n, replace=False)
-            models = [("transfer", transfer_from(source))] + [
-                (f"scratch_{k}", clone(e)) for k, e in scratch.items() if n >= MIN_ROWS.get(getattr(e, "kind", ""), 1)
-            ]
-            for method, est in models:
-                est.fit(X_pool[idx], y_pool[idx])
-                rep = regression_report(truth, from_cost(metric, est.predict(X_hold)))
-                rows.append({"size": n, "method": method, "repeat": r, **rep})
+    plan = [(n, r) for n in sizes if n <= len(y_pool) for r in range(repeats)]
+    for n, r in tqdm(plan, desc="few-shot fits", unit="draw", disable=not progress, dynamic_ncols=True):
+        idx = rng.choice(len(y_pool), size=n, replace=False)
+        models = [("transfer", transfer_from(source))] + [
+            (f"scratch_{k}", clone(e)) for k, e in scratch.items() if n >= MIN_ROWS.get(getattr(e, "kind", ""), 1)
+        ]
+        for method, est in models:
+            est.fit(X_pool[idx], y_pool[idx])
+            rep = regression_report(truth, from_cost(metric, est.predict(X_hold)))
+            rows.append({"size": n, "method": method, "repeat": r, **rep})
     return pd.DataFrame(rows)

@@ -27,7 +27,8 @@ def __getattr__(name):
             module = importlib.import_module(_TORCH_API[name], __name__)
         except ModuleNotFoundError as e:
             raise ModuleNotFoundError(
-                f"{name} needs {e.name}; install the measure extra: pip install 'lowformer-nas[measure]'"
+                f"{name} needs {e.name}; install the measure extra: pip install 'lowformer-nas[measure]'",
+                name=e.name,
             ) from e
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,9 @@ from search_spaces import UserError
 _GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study")
 
 
+_MEASURE_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: one line, exit 2, like ours
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -37,11 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"lowformer-nas: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in _MEASURE_EXTRA:
+            print(f"lowformer-nas: error: {args.command}: needs {e.name}; install the measure extra: "
+                  "pip install 'lowformer-nas[measure]'", file=sys.stderr)
+            return 2
+        raise
+    except BrokenPipeError:  # `lowformer-nas models | head`
+        return 0
+    except OSError as e:
+        # A path the user gave cannot be read or written (missing folder, permissions, full disk).
+        where = e.filename or args.command
+        print(f"lowformer-nas: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("lowformer-nas: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -6,11 +6,7 @@ import json
 
 from measured import DEVICE_KINDS
 
-
-def _store_arg(p) -> None:
-    p.add_argument("--store", metavar="URL",
-                   help="database URL or SQLite file (default: $LOWFORMER_NAS_STORE, else "
-                        "$LOWFORMER_NAS_HOME/store.sqlite)")
+from ._common import add_store_arg
 
 
 def register(sub) -> None:
@@ -20,20 +16,20 @@ def register(sub) -> None:
 
     s = actions.add_parser("summary", help="per device, backend and metric: configs and measurements")
     s.add_argument("--json", action="store_true", help="print a JSON list")
-    _store_arg(s)
+    add_store_arg(s)
     s.set_defaults(func=cmd_summary)
 
     e = actions.add_parser("export", help="write measurements as CSV, CSV.gz or Parquet (by the file suffix)")
     e.add_argument("file", help="output file: .csv, .csv.gz or .parquet")
     e.add_argument("--device", action="append", metavar="D", help="only this device (repeatable)")
     e.add_argument("--metric", action="append", metavar="M", help="only this metric (repeatable)")
-    _store_arg(e)
+    add_store_arg(e)
     e.set_defaults(func=cmd_export)
 
     n = actions.add_parser("noise", help="repeatability: CV of repeated medians per protocol")
     n.add_argument("--device", required=True, help="device id")
     n.add_argument("--json", action="store_true", help="print JSON")
-    _store_arg(n)
+    add_store_arg(n)
     n.set_defaults(func=cmd_noise)
 
     i = sub.add_parser("import", help="import measurements from CSV, CSV.gz or Parquet into the store")
@@ -42,7 +38,7 @@ def register(sub) -> None:
     i.add_argument("--device-kind", choices=DEVICE_KINDS, metavar="KIND",
                    help=f"kind of a device the file introduces without device columns ({'|'.join(DEVICE_KINDS)})")
     i.add_argument("--json", action="store_true", help="print the import report as JSON")
-    _store_arg(i)
+    add_store_arg(i)
     i.set_defaults(func=cmd_import)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from search_spaces import UserError, get_variant, resolve, sample_configs, variant_names
 
+from ._common import add_store_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("measure", help="measure configs on this machine (resumable campaign)")
@@ -24,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per config before it counts as a hang")
     p.add_argument("--retry-failed", action="store_true", help="measure again configs whose earlier run failed")
     p.add_argument("--campaign", help="a name stored with every measurement")
-    p.add_argument("--store", help="store URL (default: the local SQLite store)")
+    add_store_arg(p)
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("bundle", help="ONNX models + a standalone runner for a device this tool cannot run on")
@@ -44,6 +46,16 @@ def _add_selection(p) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME",
                    help=f"a named variant (repeatable): {', '.join(variant_names())}")
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="a JSON config file (repeatable)")
+
+
+def _require_torch(command: str) -> None:
+    # Every backend builds the model with torch first (and exports it to ONNX for onnxruntime/TensorRT).
+    import importlib.util
+
+    for name in ("torch", "onnx"):
+        if importlib.util.find_spec(name) is None:
+            raise UserError(f"{command}: needs {name} to build and export models; install the measure extra: "
+                            "pip install 'lowformer-nas[measure]'")
 
 
 def jobs_from_args(args, repeats: int = 1):
@@ -82,6 +94,7 @@ def cmd_measure(args) -> int:
         raise UserError(f"repeats: must be >= 1 (got {args.repeats})")
     if args.timeout <= 0:
         raise UserError(f"timeout: must be > 0 s (got {args.timeout})")
+    _require_torch("measure")
     batch = args.batch or (200 if args.metric == "throughput_img_s" else 1)
     protocol = Protocol(
         metric=args.metric, backend=args.backend, batch=batch, threads=args.threads, precision=args.precision,
@@ -109,6 +122,7 @@ def cmd_measure(args) -> int:
 def cmd_bundle(args) -> int:
     from measured._bundle import write_bundle
 
+    _require_torch("bundle")
     jobs = jobs_from_args(args)
     manifest = write_bundle(jobs, args.out, batch=args.batch, warmup=args.warmup, runs=args.runs)
     print(f"wrote {len(manifest['models'])} models, manifest.json and run_bundle.py to {args.out}")

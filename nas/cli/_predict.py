@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import sys
 
@@ -205,9 +204,9 @@ def _chart(path: str, title: str, metric: str, names: list, truth, results: dict
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * f, hi * f], mode="lines", name=label,
                                  line=dict(color="gray", dash=dash, width=1), hoverinfo="skip"))
     fig.update_layout(title=title, xaxis_title=f"measured {metric}", yaxis_title=f"predicted {metric}", template="plotly_white")
-    tmp = f"{path}.tmp"
-    fig.write_html(tmp, include_plotlyjs=True, full_html=True)  # self-contained: no CDN needed to view it
-    os.replace(tmp, path)
+    from nas._html import write_html
+
+    write_html(fig, path)
 
 
 def cmd_eval(args) -> int:
@@ -320,7 +319,6 @@ def cmd_list(args) -> int:
     if not rows:
         print("no predictors")
     for r in rows:
-        latest = r["versions"][0] if r["versions"] else {}
         users = [v for v in r["versions"] if v["origin"] == "user"]
         latest = users[-1] if users else r["versions"][-1]
         print(f"{r['device']:16s} {r['metric']:18s} {latest['model_type']:10s} v{latest['version']} ({latest['origin']}; "
@@ -347,7 +345,8 @@ def cmd_fewshot(args) -> int:
     if args.lgbm:
         scratch["lgbm"] = LGBMModel()
     df = few_shot_curve(source.estimator, pool.X[: pool.n_configs], pool.y[: pool.n_configs], data.X[: data.n_configs][h],
-                        data.y[: data.n_configs][h], sizes=sizes, repeats=args.repeats, scratch=scratch, metric=metric)
+                        data.y[: data.n_configs][h], sizes=sizes, repeats=args.repeats, scratch=scratch, metric=metric,
+                        progress=not args.json)
     agg = df.groupby(["size", "method"], sort=True)[["within_10", "kendall_tau", "mape"]].mean().reset_index()
     if args.json:
         print(json.dumps({"device": args.device, "source": args.source, "metric": metric, "holdout": args.holdout,

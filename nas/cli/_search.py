@@ -8,6 +8,8 @@ import sys
 
 from search_spaces import UserError
 
+from ._common import add_store_arg
+
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
 
@@ -43,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
     p.add_argument("--verify", type=int, default=0, metavar="N",
                    help="then measure the top-N front configs on this machine and print predicted vs measured")
+    add_store_arg(p, "--verify: the ")
     p.add_argument("--no-png", action="store_true", help="HTML charts only")
     p.add_argument("--population-size", type=int, default=50, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -56,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--storage", metavar="URL", help="the study's database, when it was searched with --storage")
     p.add_argument("--device", metavar="NAME", help="plot measured: the device")
     p.add_argument("--metric", default="latency_ms", help="plot measured: the metric (default latency_ms)")
-    p.add_argument("--store", metavar="URL", help="plot measured: the measurement store (default: the user's)")
+    add_store_arg(p, "plot measured: the ")
     p.add_argument("--no-png", action="store_true", help="HTML charts only")
     p.set_defaults(func=cmd_plot)
 
@@ -82,7 +85,9 @@ def cmd_search(args) -> int:
         print(f"note: {n}")
     print(f"outputs in {r.folder}/ (report.md, front.csv, front.json, charts)")
     if args.verify:
-        verify_front(res, args.verify, r.folder)
+        from measured import Store
+
+        verify_front(res, args.verify, r.folder, store=Store(args.store))
     return 0
 
 
@@ -122,14 +127,10 @@ def _plot_measured(args) -> int:
         raise UserError("device: `plot measured` needs --device NAME")
     import pathlib
 
-    from nas.search import check_study_name, measured_figure, write_figures
+    from measured import Store
+    from nas.search import measured_figure, write_figures
 
-    check_study_name(args.device)  # it becomes part of a file name
-    try:
-        from measured import Store
-    except ImportError:
-        raise UserError("store: the measurement store is not available in this installation") from None
-    store = Store(args.store) if args.store else Store()
+    store = Store(args.store)
     df = store.measurements(device=args.device, metric=args.metric)
     if not len(df):
         devices = sorted({d.device_id for d in store.devices()})
@@ -137,7 +138,8 @@ def _plot_measured(args) -> int:
                         f"{', '.join(devices) or 'none'}")
     fig = measured_figure(df, args.device, args.metric)
     folder = pathlib.Path(args.runs_dir) / "measured"
-    paths, notes = write_figures({f"macs_vs_{args.metric}_{args.device}": fig}, folder, png=not args.no_png)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.device)  # the device id becomes part of a file name
+    paths, notes = write_figures({f"macs_vs_{args.metric}_{safe}": fig}, folder, png=not args.no_png)
     for p in paths:
         print(f"wrote {p}")
     for n in notes:

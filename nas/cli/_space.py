@@ -89,7 +89,9 @@ def cmd_export(args) -> int:
         raise UserError("export: give --onnx PATH and/or --json-out PATH (or --study NAME --pick K)")
     name, cfg = _resolve(args)
     if args.json_out:
-        _write_config_json(args.json_out, name, cfg)
+        from search_spaces._files import write_config_json
+
+        write_config_json(args.json_out, cfg, name)
         print(f"wrote {args.json_out}")
     if args.onnx:
         from search_spaces import export_onnx
@@ -97,14 +99,3 @@ def cmd_export(args) -> int:
         export_onnx(cfg, args.onnx, exporter=args.exporter)
         print(f"wrote {args.onnx}  ({name}, {cfg.resolution} px, hash {cfg.hash[:12]})")
     return 0
-
-
-def _write_config_json(path, name, cfg) -> None:
-    import os
-
-    d = {"name": name, **cfg.to_dict()}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(d, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)

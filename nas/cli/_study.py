@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_store_arg
+
 STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
 
 
@@ -30,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="reuse what an earlier run of this study (same mode, device, protocol) stored")
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/studies/NAME)")
-    p.add_argument("--store", metavar="URL", help="measurement store (default: $LOWFORMER_NAS_STORE or the home store)")
+    add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_study)
 

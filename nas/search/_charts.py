@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ._results import StudyResults
-from ._storage import atomic_write
+from nas._html import write_html
 
 MACS_VS_LATENCY, PARETO, IMPORTANCE = "macs_vs_latency", "pareto_front", "importance"
 _W, _H = 1400, 760
@@ -231,10 +231,8 @@ def write_figures(figs: dict[str, go.Figure], folder: pathlib.Path, png: bool = 
     folder = pathlib.Path(folder)
     paths, notes = [], []
     for name, fig in figs.items():
-        html = fig.to_html(include_plotlyjs=True, full_html=True,
-                           config={"displaylogo": False, "responsive": True,
-                                   "toImageButtonOptions": {"format": "png", "width": _W, "height": fig.layout.height or _H}})
-        atomic_write(folder / f"{name}.html", html)
+        write_html(fig, folder / f"{name}.html",
+                   {"responsive": True, "toImageButtonOptions": {"format": "png", "width": _W, "height": fig.layout.height or _H}})
         paths.append(str(folder / f"{name}.html"))
     if not png:
         notes.append("PNG charts skipped (--no-png)")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 from search_spaces import LowFormerConfig
+from search_spaces._files import write_config_json
 
 from ._report import FRONT_JSON
 from ._storage import SearchError, study_dir
@@ -30,8 +32,6 @@ def front_entry(study: str, pick: int, runs_dir: str = "runs") -> dict:
 
 
 def export_pick(args) -> int:
-    from nas.cli._space import _write_config_json
-
     if getattr(args, "model", None) is not None or getattr(args, "config", None) is not None:
         raise SearchError("study", "give a model/--config or --study NAME --pick K, not both")
     entry = front_entry(args.study, args.pick, args.runs_dir)
@@ -41,15 +41,19 @@ def export_pick(args) -> int:
     name = f"{args.study}-pick{args.pick}"
     json_out = args.json_out or str(study_dir(args.runs_dir, args.study) / f"pick{args.pick}-{cfg.short_hash}.json")
     preds = ", ".join(f"{k} {v:.4g}" for k, v in entry.get("predictions", {}).items())
-    _write_config_json(json_out, name, cfg)
+    write_config_json(json_out, cfg, name)
     print(f"wrote {json_out}  (front #{args.pick}, hash {cfg.short_hash}: {preds})")
-    if args.onnx:
-        try:
-            from search_spaces import export_onnx
+    import importlib.util
 
-            export_onnx(cfg, args.onnx, exporter=args.exporter)
-        except ModuleNotFoundError as e:
-            raise SearchError("onnx", f"ONNX export needs {e.name or 'torch'}; install the measure extra: "
-                                      "pip install 'lowformer-nas[measure]'") from None
-        print(f"wrote {args.onnx}  ({name}, {cfg.resolution} px, hash {cfg.short_hash})")
+    onnx_out = args.onnx or str(pathlib.Path(json_out).with_suffix(".onnx"))
+    if importlib.util.find_spec("torch") is None:
+        if args.onnx:
+            raise SearchError("onnx", "ONNX export needs torch; install the measure extra: "
+                                      "pip install 'lowformer-nas[measure]'")
+        print("note: no ONNX written (it needs torch: pip install 'lowformer-nas[measure]')")
+        return 0
+    from search_spaces import export_onnx
+
+    export_onnx(cfg, onnx_out, exporter=args.exporter)
+    print(f"wrote {onnx_out}  ({name}, {cfg.resolution} px, hash {cfg.short_hash})")
     return 0

@@ -97,11 +97,19 @@ class PredictorObjective(Objective):
         return np.asarray(self.predictor.predict(list(configs)), dtype=np.float64).reshape(len(configs))
 
     def in_domain(self, configs) -> np.ndarray:
+        mask = getattr(self.predictor, "in_domain_mask", None)  # batch form: featurises once
+        if mask is not None:
+            return np.asarray(mask(list(configs)), dtype=bool)
         return np.array([bool(self.predictor.in_domain(c)) for c in configs])
 
     def describe(self) -> dict[str, Any]:
         p = self.predictor
-        return {**super().describe(), "model_type": getattr(p, "model_type", None), "version": getattr(p, "version", None)}
+        meta = getattr(p, "meta", None) or {}
+        # Version numbers count per folder (user, shipped): the creation time and training-data hash tell
+        # two predictors of the same version apart.
+        identity = f"{meta.get('created')}|{(meta.get('training_data') or {}).get('hash')}"
+        return {**super().describe(), "model_type": getattr(p, "model_type", None), "version": getattr(p, "version", None),
+                "identity": identity}
 
 
 def _check_direction(direction: str) -> None:

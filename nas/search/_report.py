@@ -10,8 +10,9 @@ from typing import Any, Sequence
 import optuna
 import pandas as pd
 
+from search_spaces._files import atomic_write
+
 from ._results import StudyResults
-from ._storage import atomic_write
 
 FRONT_CSV, FRONT_JSON, REPORT_MD = "front.csv", "front.json", "report.md"
 _REPORT_FRONT_ROWS = 30

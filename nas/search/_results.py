@@ -135,7 +135,7 @@ def load_results(study: optuna.Study, study_name: str | None = None) -> StudyRes
             row["n"] += 1
             continue
         cons = _constraints.read(t, constraints)
-        cons = cons if cons is not None else [0.0] * len(constraints)
+        cons = cons if cons is not None else [float("inf")] * len(constraints)  # unknown: never feasible
         cfg = knobs_to_config(t.params)
         row = {"trial": t.number, "hash": h, "named": named or "", "n": 1,
                "macs": int(t.user_attrs[MACS]), "params": int(t.user_attrs[PARAMS])}

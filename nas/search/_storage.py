@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -14,7 +13,9 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 
+from measured._store import with_installed_driver
 from search_spaces import UserError
+from search_spaces._errors import one_line
 
 JOURNAL_FILE = "study.journal"
 SETTINGS_FILE = "settings.json"
@@ -49,11 +50,6 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 (not a URL at all)
         return "<not a database URL>"
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 class SyncLaterJournalBackend(JournalFileBackend):
@@ -122,31 +118,11 @@ def open_storage(url: str | None, folder: pathlib.Path | None = None, *, create:
     engine_kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        if u.drivername == "postgresql":
-            # SQLAlchemy 2.1 defaults to psycopg 3; the postgres extra installs psycopg2 (same choice as measured).
-            driver = next((d for d in ("psycopg2", "psycopg") if importlib.util.find_spec(d) is not None), None)
-            if driver is not None:
-                u = u.set(drivername=f"postgresql+{driver}")
+        u = with_installed_driver(u)
     try:
         return optuna.storages.RDBStorage(u.render_as_string(hide_password=False), engine_kwargs=engine_kwargs)
     except (ModuleNotFoundError, ImportError) as e:
-        raise SearchError("storage", f"{mask_url(url)} needs its database driver ({_one_line(e)}); install the "
+        raise SearchError("storage", f"{mask_url(url)} needs its database driver ({one_line(e)}); install the "
                                      "postgres extra: pip install 'lowformer-nas[postgres]'") from None
     except Exception as e:  # noqa: BLE001 (SQLAlchemy/driver errors of every kind: unreachable, auth, schema)
-        raise SearchError("storage", f"cannot open {mask_url(url)}: {_one_line(e)}") from None
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        raise SearchError("storage", f"cannot open {mask_url(url)}: {one_line(e)}") from None

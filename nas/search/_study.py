@@ -218,7 +218,8 @@ class _Run:
         if [d["key"] for d in stored.get("objectives", [])] != [d["key"] for d in self.described]:
             raise SearchError("objective", f"the study optimises {list(old)}, not {list(new)}; start a new --study")
         for k, d in new.items():
-            if d.get("version") != old[k].get("version") or d["direction"] != old[k]["direction"]:
+            same = all(d.get(f) == old[k].get(f) for f in ("version", "identity", "direction"))
+            if not same:
                 raise SearchError("predictor", f"{k} is now version {d.get('version')!r}, the study was scored with "
                                                f"{old[k].get('version')!r}; start a new --study to use it")
 
@@ -351,7 +352,8 @@ class _Run:
 
 
 def _feasible(cons: Sequence[float] | None) -> bool:
-    return cons is None or all(c <= 0 for c in cons)
+    # A trial without stored constraint values (written by something else) is never taken as feasible.
+    return cons is not None and all(c <= 0 for c in cons)
 
 
 def _show(v: Any) -> str:
@@ -412,7 +414,9 @@ def run_search(settings: SearchSettings, *, objectives: Sequence[Objective] | No
         optuna.logging.set_verbosity(verbosity)
     result.results = load_results(run.persistent, study_name=run.settings.study)
     if outputs:
-        from ._storage import SETTINGS_FILE, atomic_write
+        from search_spaces._files import atomic_write
+
+        from ._storage import SETTINGS_FILE
 
         atomic_write(run.folder / SETTINGS_FILE, json.dumps(run.meta, indent=2) + "\n")
         result.outputs, result.notes = write_outputs(result.results, run.folder, png=png)
@@ -425,8 +429,12 @@ def open_study(name: str, runs_dir: str = "runs", storage: str | None = None) ->
     st = open_storage(storage, folder, create=False)
     if storage is not None and not _existing_study(st, name):
         raise SearchError("study", f"no study {name!r} in {mask_url(storage)}")
+    verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=st)
+    try:
+        study = optuna.load_study(study_name=name, storage=st)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     if SETTINGS_ATTR not in study.user_attrs:
         raise SearchError("study", f"{name!r} was not made by lowformer-nas search")
     return study

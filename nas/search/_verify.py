@@ -6,24 +6,27 @@ import json
 from typing import Any, Callable
 
 from search_spaces import LowFormerConfig
+from search_spaces._files import atomic_write
 
 from ._constraints import ms_per_image
 from ._results import StudyResults
-from ._storage import SearchError, atomic_write
+from ._storage import SearchError
 
 VERIFY_JSON = "verify.json"
 
 
-def verify_front(res: StudyResults, n: int, folder, *, device: str | None = None,
+def verify_front(res: StudyResults, n: int, folder, *, store, device: str | None = None, protocol=None,
                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Measure the top-``n`` front configs on this machine (as the study's device) and compare.
+
+    ``store``: the measurement store the results go to (``measured.Store``); ``protocol``: how to time
+    (default: ``measured.Protocol()``, the paper's CPU protocol with onnxruntime on one thread).
+    """
     if not isinstance(n, int) or n < 1:
         raise SearchError("verify", f"must be a positive number of configs (got {n!r})")
-    try:
-        from measured import measure_configs
-    except ImportError:
-        raise SearchError("verify", "needs the measurement harness (measured.measure_configs), which this "
-                                    "installation lacks") from None
-    times = [o for o in res.objectives if o.get("device") and o["device"] != "imagenet1k"]
+    from measured import ACCURACY_DEVICE, measure_configs
+
+    times = [o for o in res.objectives if o.get("device") and o["device"] != ACCURACY_DEVICE]
     if device is None:
         if not times:
             raise SearchError("verify", "the study has no device objective to verify")
@@ -36,16 +39,18 @@ def verify_front(res: StudyResults, n: int, folder, *, device: str | None = None
         raise SearchError("verify", "the study has no feasible config to measure")
     top = res.front.head(n)
     configs = [LowFormerConfig.from_dict(c) for c in top["config"]]
-    measured = measure_configs(configs, device_id=o["device"], backend="onnxruntime")
+    # One entry per config, aligned: a config without a usable result says why instead of shifting the rest.
+    measured = measure_configs(configs, store=store, device_id=o["device"], protocol=protocol)
     budget = next((c for c in res.constraints if c.objective == o["key"]), None)
     rows = []
     for (_, r), m in zip(top.iterrows(), measured):
-        value = m.value if m.status == "ok" else None
+        value = m.value if m is not None and m.status == "ok" else None
         over = None
         if budget is not None and value is not None:
             over = ms_per_image(m.metric, value) > budget.limit
-        rows.append({"rank": int(r["rank"]), "hash": r["hash"], "metric": m.metric, "predicted": float(r[o["key"]]),
-                     "measured": value, "status": m.status, "reason": m.reason, "over_budget": over})
+        rows.append({"rank": int(r["rank"]), "hash": r["hash"], "metric": o["metric"], "predicted": float(r[o["key"]]),
+                     "measured": value, "status": m.status if m is not None else "missing",
+                     "reason": m.reason if m is not None else "no measurement stored", "over_budget": over})
     log(f"{'#':>3s} {'hash':12s} {'predicted':>10s} {'measured':>10s}  {o['metric']} on {o['device']}")
     for r in rows:
         meas = f"{r['measured']:10.3f}" if r["measured"] is not None else f"{r['status']:>10s}"

@@ -26,6 +26,9 @@ from measured._backends import BACKENDS, get_backend
 from measured._harness import HARNESS_METRICS, Protocol, make_measurement, measure_runner, measurement_id
 from measured._records import Device, Measurement
 from search_spaces import UserError
+from search_spaces._files import atomic_write
+
+from nas._html import write_html
 
 from ._base import Analysis, PaperContext, Study, UnknownStudy
 from ._paper import PaperData, describe_device, preferred_devices
@@ -217,7 +220,7 @@ class _Ledger:
 
     def next_repeat(self, config_hash: str) -> int:
         r = 0
-        while any(measurement_id(self.device_id, self.protocol.key, config_hash, r, s) in self.ids
+        while any(measurement_id(self.device_id, self.protocol.key, config_hash, r, s, self.protocol.runs) in self.ids
                   for s in ("ok", "failed")):
             r += 1
         return r
@@ -232,7 +235,8 @@ class _Ledger:
         """The result a campaign stored for ``repeat`` (when it found the job already done)."""
         df = store.measurements(device=self.device_id, metric=self.protocol.metric, status=None,
                                 protocol=self.protocol.key, include_flagged=True)
-        ids = {measurement_id(self.device_id, self.protocol.key, config_hash, repeat, s) for s in ("ok", "failed")}
+        ids = {measurement_id(self.device_id, self.protocol.key, config_hash, repeat, s, self.protocol.runs)
+               for s in ("ok", "failed")}
         hit = df[df["id"].isin(ids)]
         if not len(hit):
             return None
@@ -337,19 +341,6 @@ def run_study(name: str, settings: StudySettings | None = None, store=None) -> S
     return result
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    """Write via a temporary file and a rename: a crash never leaves a half-written output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def output_dir(settings: StudySettings, study: str) -> pathlib.Path:
     return pathlib.Path(settings.out) if settings.out is not None else DEFAULT_OUT / study
 
@@ -360,14 +351,14 @@ def write_outputs(result: StudyResult) -> None:
     files = {"csv": out / f"{name}.csv", "findings": out / f"{name}_findings.csv", "markdown": out / f"{name}.md",
              "chart": out / f"{name}.html"}
     result.files = files
-    _atomic_write(files["csv"], result.results.to_csv(index=False))
+    atomic_write(files["csv"], result.results.to_csv(index=False))
     findings = pd.DataFrame([f.to_dict() for f in result.analysis.findings])
-    _atomic_write(files["findings"], findings.to_csv(index=False))
-    _atomic_write(files["markdown"], result.report())
+    atomic_write(files["findings"], findings.to_csv(index=False))
+    atomic_write(files["markdown"], result.report())
     fig = result.analysis.figure
     fig.update_layout(title=f"{result.study.title} ({result.study.source}) on {result.device.device_id}, "
                             f"{result.settings.backend}")
-    _atomic_write(files["chart"], fig.to_html(include_plotlyjs=True, full_html=True))
+    write_html(fig, files["chart"])
 
 
 def _md_table(df: pd.DataFrame) -> str:

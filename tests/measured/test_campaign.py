@@ -36,7 +36,8 @@ def test_failures_become_stored_rows(tmp_path, monkeypatch):
     assert m.status == "failed" and m.reason.startswith("timeout: no result after")
     import measured._campaign as campaign
 
-    monkeypatch.setattr(campaign, "MEMORY_FRACTION", 0.005)  # ~120 MB: not even torch fits
+    # 150 MB of address space: not even importing torch fits, on any machine.
+    monkeypatch.setattr(campaign, "memory_limit_bytes", lambda backend: 150 * 2**20)
     m = run_in_child(Job(cfg), FAST, "test-dev", None, timeout_s=120)
     assert m.status == "failed" and m.reason
 
@@ -68,14 +69,7 @@ def test_sigkill_and_restart_lose_and_remeasure_nothing(tmp_path):
     assert all(after[i] == v for i, v in before.items())  # nothing lost, nothing re-measured
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "s.sqlite")
-    return request.getfixturevalue("postgres_url")
-
-
-def test_two_campaigns_at_once(store_url):
+def test_two_campaigns_at_once(store_url):  # SQLite and a real PostgreSQL server (conftest)
     Store(store_url)  # create and seed once, as a user would before starting workers
     a = subprocess.Popen(MEASURE + ["--sample", "4", "--seed", "5", "--store", store_url],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -88,3 +82,19 @@ def test_two_campaigns_at_once(store_url):
     assert len(rows) == 6 and len(set(hashes)) == 6
     expected = {c.hash for c in sample_configs(6, seed=5, resolutions=[32])}
     assert set(hashes) == expected
+
+
+def test_quick_runs_never_stand_in_for_full_ones(tmp_path):
+    from measured._campaign import pending
+    from measured import Architecture
+    from measured._harness import make_measurement
+
+    store = Store(str(tmp_path / "s.sqlite"))
+    store.add_device(local_device())
+    dev = local_device().device_id
+    cfg = next(sample_configs(1, seed=4, resolutions=[32]))
+    store.add_measurements([make_measurement(cfg.hash, 32, FAST, dev, status="failed", reason="x")],
+                           [Architecture.from_config(cfg)])
+    assert pending(store, [Job(cfg)], FAST, dev) == []  # the quick campaign resumes past it
+    full = Protocol()
+    assert pending(store, [Job(cfg)], full, dev) == [Job(cfg)]  # the full one still measures it

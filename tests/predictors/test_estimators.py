@@ -106,7 +106,7 @@ def test_json_round_trip_equal_predictions(case, probe_X, tmp_path):
     np.testing.assert_array_equal(back.predict(probe_X), est.predict(probe_X))
     assert back.get_params(deep=False).keys() == est.get_params(deep=False).keys()
 
-    path = save_version(tmp_path / "dev" / "latency_ms", est, {"device": "dev", "metric": "latency_ms",
+    path = save_version(tmp_path / "dev" / "latency_ms", est, {"device": "dev", "metric": "latency_ms", "model_type": "test",
                                                                 "feature_schema": {"hash": est.schema_hash_}})
     loaded, meta = load_version(path)
     np.testing.assert_array_equal(loaded.predict(probe_X), est.predict(probe_X))

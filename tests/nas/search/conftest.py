@@ -1,5 +1,5 @@
 """Search fixtures: analytic objectives (real MAC/parameter counts) behind the predictor interface, and the
-PostgreSQL server of tests/measured (reused, not copied)."""
+PostgreSQL server of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from nas.search import CountObjective, FunctionObjective, SearchSettings
 from search_spaces import UserError, count
-from tests.measured.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
+
 
 DEVICES = ("jetson_tx2", "rpi5_arm_cpu", "a40_gpu")
 

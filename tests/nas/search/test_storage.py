@@ -3,7 +3,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from nas.search import SearchError, atomic_write, check_study_name, open_storage, run_search
+from nas.search import SearchError, check_study_name, open_storage, run_search
 from nas.search._storage import mask_url
 
 from .conftest import proxy_objectives, settings
@@ -34,12 +34,3 @@ def test_open_storage_errors(tmp_path):
 @pytest.mark.parametrize("name", ["ok", "jetson_tx2-12ms", "a.b-c_d", "x" * 100])
 def test_good_study_names(name):
     assert check_study_name(name) == name
-
-
-def test_atomic_write_replaces_whole_files(tmp_path):
-    p = tmp_path / "d" / "f.txt"
-    atomic_write(p, "one")
-    atomic_write(p, "two")
-    atomic_write(tmp_path / "b.bin", b"\x00\x01")
-    assert p.read_text() == "two" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
-    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["f.txt"]

