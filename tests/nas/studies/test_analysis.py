@@ -68,7 +68,8 @@ def test_resolution_vs_channels_uses_the_high_res_row(ctx, paper_rows):
     f = a.findings[0]
     paper = paper_value(paper_rows, "toy-T2#1-hr", "rpi5_arm_cpu", "relative_latency")
     assert f.local == pytest.approx(1.1) and f.paper == pytest.approx(paper)
-    assert f.verdict in (HOLDS, WEAKER, REVERSED)
+    # The paper's 1.42x (Raspberry Pi 5) against 1.1x: the same way, under half the effect (log scale).
+    assert paper == pytest.approx(1.42) and f.verdict == WEAKER
     assert a.findings[-1].key.startswith("all scenarios")
 
 
