@@ -318,10 +318,11 @@ def cmd_list(args) -> int:
         return 0
     if not rows:
         print("no predictors")
+    width = max([16] + [len(r["device"]) for r in rows])  # measured devices have long fingerprint names
     for r in rows:
         users = [v for v in r["versions"] if v["origin"] == "user"]
         latest = users[-1] if users else r["versions"][-1]
-        print(f"{r['device']:16s} {r['metric']:18s} {latest['model_type']:10s} v{latest['version']} ({latest['origin']}; "
+        print(f"{r['device']:{width}s} {r['metric']:18s} {latest['model_type']:10s} v{latest['version']} ({latest['origin']}; "
               f"{len(r['versions'])} version{'s' if len(r['versions']) != 1 else ''})")
     return 0
 

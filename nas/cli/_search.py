@@ -83,6 +83,11 @@ def cmd_search(args) -> int:
         print(f"  {d['name']:5s} {d['status']:13s} {d['detail']}")
     for n in r.notes:
         print(f"note: {n}")
+    for key, share in res.in_domain_share().items():
+        if share["front"] is not None and share["front"] < 0.5:
+            # The paper's devices are known from a dozen configs: most of the space is extrapolation for them.
+            print(f"note: {1 - share['front']:.0%} of the front lies outside what the {key} predictor was trained "
+                  "on; its values there are extrapolations (report.md, column out_of_domain of front.csv)")
     print(f"outputs in {r.folder}/ (report.md, front.csv, front.json, charts)")
     if args.verify:
         from measured import Store

@@ -260,32 +260,48 @@ def write_charts(res: StudyResults, folder: pathlib.Path, png: bool = True) -> t
     return paths, notes + more
 
 
+_MIN_TAU_ROWS = 6
+
+
 def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
-    """MACs vs measured value on one device, one colour per architecture family (straight from the store).
-    The B/E variants are labelled; every other point names its model on hover."""
+    """MACs vs measured value on one device, one colour per architecture family (straight from the store),
+    log-log: the models span two orders of magnitude of both. The B/E variants are labelled once, at their own
+    resolution; every other point names its model on hover. The subtitle says how well MACs rank the models
+    here (Kendall τ per family), the number the paper's Figure 1 argues about."""
     import plotly.express as px
+    from scipy.stats import kendalltau
 
     from search_spaces import VARIANTS
 
-    _SERIES = {n for n, v in VARIANTS.items() if v.series in ("B", "E")}
+    own_res = {n: v.config.resolution for n, v in VARIANTS.items() if v.series in ("B", "E")}
     fig = go.Figure()
     d = df.dropna(subset=["macs", "value"])
+    d = d[(d["macs"] > 0) & (d["value"] > 0)]
     palette = iter(px.colors.qualitative.Dark24 + px.colors.qualitative.Light24)
+    taus, labelled = [], set()
     for fam, g in sorted(d.groupby("family"), key=lambda kv: (kv[0] != "LowFormer", -len(kv[1]), kv[0])):
         own = fam == "LowFormer"
         source = g["source"] if "source" in g else pd.Series([""] * len(g), index=g.index)
+        labels = []
+        for name, res in zip(g["name"], g["resolution"] if "resolution" in g else [None] * len(g)):
+            show = own and name in own_res and name not in labelled and (res is None or res == own_res[name])
+            labelled.update([name] if show else [])
+            labels.append(name if show else "")
+        if len(g) >= _MIN_TAU_ROWS and g["macs"].nunique() > 1:  # smaller families: hover, not headline
+            taus.append(f"{fam} {kendalltau(g['macs'], g['value']).statistic:.2f} ({len(g)})")
         fig.add_trace(go.Scatter(
             x=g["macs"] / 1e6, y=g["value"], mode="markers+text" if own else "markers", name=f"{fam} ({len(g)})",
-            text=g["name"].apply(lambda n: n if n in _SERIES else "") if own else None, textposition="top center",
-            textfont={"size": 11},
-            marker={"size": 11 if own else 9, "opacity": 0.85, "color": next(palette),
-                    "symbol": "diamond" if own else "circle", "line": {"width": 1, "color": "#333"} if own else {"width": 0}},
+            text=labels if own else None, textposition="top center", textfont={"size": 11},
+            marker={"size": 8 if own else 9, "opacity": 0.75, "color": next(palette),
+                    "symbol": "diamond" if own else "circle", "line": {"width": 0.5, "color": "#333"} if own else {"width": 0}},
             customdata=np.stack([g["name"].fillna("").to_numpy(), source.fillna("").astype(str).to_numpy()], axis=1),
             hovertemplate=f"<b>%{{customdata[0]}}</b> ({fam})<br>MACs %{{x:.0f}} M<br>%{{y:.4g}}<br>%{{customdata[1]}}<extra></extra>"))
     units = {"latency_ms": "measured latency (ms)", "throughput_img_s": "measured throughput (img/s)"}
-    fig.update_xaxes(title_text="MACs (M)")
-    fig.update_yaxes(title_text=units.get(metric, metric))
+    fig.update_xaxes(title_text="MACs (M, log scale)", type="log")
+    fig.update_yaxes(title_text=f"{units.get(metric, metric)}, log scale", type="log")
     what = {"latency_ms": "latency", "throughput_img_s": "throughput"}.get(metric, metric)
+    if d["family"].nunique() > 1 and len(d) >= _MIN_TAU_ROWS:
+        taus.insert(0, f"all {kendalltau(d['macs'], d['value']).statistic:.2f} ({len(d)})")
+    rank = (f"Kendall τ of MACs vs {what}: " + ", ".join(taus) + " (|τ| = 1: MACs order the models exactly)") if taus else ""
     return _titled(fig, f"MACs vs measured {what} on {device}",
-                   f"{len(d)} measurements from the store, one colour per architecture family: "
-                   "MACs alone do not order the models by speed")
+                   f"{len(d)} measurements from the store, one colour per architecture family. {rank}")

@@ -3,11 +3,13 @@ import pathlib
 
 import pytest
 
+import nas.search._objectives as _objectives
 from nas.cli import main
 from search_spaces import LowFormerConfig
 from tests.nas.search.conftest import AnalyticPredictor
 
 BASE = ["--quiet", "--no-png", "--seed", "0", "--population-size", "10"]
+SHIPPED_LOADER = _objectives.default_loader
 
 
 @pytest.fixture(autouse=True)
@@ -116,5 +118,22 @@ def test_plot_measured_from_the_store(capsys):
     assert code == 0, err
     html = pathlib.Path("runs/measured/macs_vs_latency_ms_jetson_tx2.html").read_text()
     assert "LowFormer" in html and "plotly.js v" in html
+    from measured import Store
+    from nas.search import measured_figure
+
+    fig = measured_figure(Store().measurements(device="jetson_tx2", metric="latency_ms"), "jetson_tx2", "latency_ms")
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"  # two orders of magnitude of both
+    assert "Kendall τ of MACs vs latency: all " in fig.layout.title.text and "LowFormer " in fig.layout.title.text
+    labels = [t for tr in fig.data if tr.text is not None for t in tr.text if t]
+    assert "B1" in labels and len(labels) == len(set(labels))  # each named variant labelled once
     code, _, err = run(capsys, "plot", "measured", "--device", "nowhere", "--no-png")
     assert code == 2 and err.startswith("lowformer-nas: error: device: no latency_ms measurements for 'nowhere'")
+
+
+def test_search_says_when_the_front_is_extrapolated(capsys, monkeypatch):
+    # The shipped jetson_tx2 predictor knows a dozen of the paper's configs: the front lies outside them.
+    monkeypatch.setattr("nas.search._objectives.default_loader", SHIPPED_LOADER)
+    code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "12", "--trials", "30",
+                         "--study", "x", *BASE)
+    assert code == 0, err
+    assert "of the front lies outside what the jetson_tx2:latency_ms predictor was trained on" in out
