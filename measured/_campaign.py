@@ -20,21 +20,24 @@ from typing import Iterable, Sequence
 
 from search_spaces import LowFormerConfig, UserError
 
+from ._backends import BACKENDS
 from ._harness import Protocol, make_measurement, measurement_id
-from ._records import Architecture, Device, Measurement, is_full_result
+from ._records import Architecture, Device, Measurement, full_results
 
 DEFAULT_TIMEOUT_S = 900.0
 # The child may use this share of the machine's memory before allocations fail (becoming a stored
 # "out of memory" instead of the kernel's OOM killer picking a victim).
 MEMORY_FRACTION = 0.8
-# GPU runtimes reserve far more virtual address space than they use (CUDA maps the whole device and host
-# memory), so an address-space cap would break them: their children run uncapped.
-UNCAPPED_BACKENDS = ("torch_cuda", "tensorrt")
+
+
+def _is_gpu(backend: str) -> bool:
+    return BACKENDS[backend].device_kind == "gpu"
 
 
 def memory_limit_bytes(backend: str) -> int | None:
-    """The child's address-space cap for a backend (None: uncapped)."""
-    if backend in UNCAPPED_BACKENDS:
+    """The child's address-space cap for a backend (None: uncapped). GPU runtimes reserve far more virtual
+    address space than they use (CUDA maps the whole device and host memory): a cap would break them."""
+    if _is_gpu(backend):
         return None
     import psutil
 
@@ -203,27 +206,17 @@ def measure_configs(
     (with the reason), else None. Results already stored are reused. Used by ``search --verify``.
     """
     protocol = protocol or Protocol()
-    device = resolve_local_device(store, device_id, gpu=protocol.backend in ("torch_cuda", "tensorrt"))
+    device = resolve_local_device(store, device_id, gpu=_is_gpu(protocol.backend))
     jobs = [Job(c, (names[i] if names else None)) for i, c in enumerate(configs)]
     run_campaign(jobs, protocol, device, store, campaign=campaign, progress=progress)
-    df = store.measurements(device=device.device_id, metric=protocol.metric, status=None, protocol=protocol.key)
-    wanted = {c.hash for c in configs}
-    preference = {"ok": 0, "failed": 1, "busy": 2}
-    best: dict[str, dict] = {}
-    for row in df.to_dict("records"):
-        h = row["config_hash"]
-        if h not in wanted or not is_full_result(row):
-            continue
-        key = (preference[row["status"]], _neg_time(row["timestamp"]))
-        if h not in best or key < best[h][0]:
-            best[h] = (key, row)
-    return [Measurement.from_mapping(best[c.hash][1]) if c.hash in best else None for c in configs]
-
-
-def _neg_time(timestamp: str) -> float:
-    import datetime as _dt
-
-    return -_dt.datetime.fromisoformat(timestamp).timestamp()
+    df = full_results(store.measurements(device=device.device_id, metric=protocol.metric, status=None,
+                                         protocol=protocol.key))
+    df = df[df["config_hash"].isin({c.hash for c in configs})].copy()
+    # Per config: ok before failed before busy, then the latest (UTC ISO timestamps sort as text).
+    df["_rank"] = df["status"].map({"ok": 0, "failed": 1, "busy": 2})
+    best = df.sort_values(["_rank", "timestamp"], ascending=[True, False]).drop_duplicates("config_hash")
+    by_hash = {r["config_hash"]: r for r in best.drop(columns="_rank").to_dict("records")}
+    return [Measurement.from_mapping(by_hash[c.hash]) if c.hash in by_hash else None for c in configs]
 
 
 def resolve_local_device(store, device_id: str | None, gpu: bool = False) -> Device:

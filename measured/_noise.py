@@ -7,7 +7,7 @@ import pandas as pd
 
 from search_spaces import UserError
 
-from ._records import is_full_result
+from ._records import full_results
 
 
 def noise_report(df: pd.DataFrame) -> dict:
@@ -16,8 +16,7 @@ def noise_report(df: pd.DataFrame) -> dict:
     ``df`` holds ok measurements (``Store.measurements``). Returns the number of configs and repeats and
     the median, mean, 90th percentile and maximum CV in percent, per protocol.
     """
-    if not df.empty and "n" in df:
-        df = df[[is_full_result(r) for r in df[["n"]].to_dict("records")]]
+    df = full_results(df)
     if df.empty:
         raise UserError("device: no measurements to assess")
     out = {}

@@ -326,7 +326,7 @@ def report(conv: Conversion) -> str:
         "  board, timed on its CPU) and `iphone13` (mobile) carry the spec table (`spec`) and measuring protocol",
         "  (`protocol`: metric, batch, iterations, framework, warmup, statistic) of `device_specs.csv`; unstated",
         "  values are `null`. `gpu_unspecified` (Table 15 tracking fps) stays a device of kind gpu.",
-        f"- **Pseudo-devices** (kind dataset): accuracy and task results go to their dataset (`ImageNet-1K` ->",
+        "- **Pseudo-devices** (kind dataset): accuracy and task results go to their dataset (`ImageNet-1K` ->",
         f"  `{ACCURACY_DEVICE}`, `COCO 2017` -> `coco2017`, ...); params, MACs, relative MACs and the MLP share",
         f"  of MACs (device `n/a`, no dataset) go to `{COUNTS_DEVICE}`, metric names unchanged (`params_m`, ...).",
         "- **LowFormer rows** map to search-space configs through the variant table (`Variant.paper_model`,",

@@ -65,11 +65,15 @@ class RecordError(UserError):
 MIN_TIMED_RUNS = 10
 
 
-def is_full_result(row: Mapping[str, Any]) -> bool:
-    """Whether a stored measurement row (a dict or a pandas row) is a full result of the harness protocol:
+def full_results(df):
+    """The rows of a measurements frame (``Store.measurements``) that are full results of the protocol:
     timed results need at least MIN_TIMED_RUNS runs; rows without a run count (the paper's) qualify."""
-    n = row.get("n")
-    return n is None or (isinstance(n, float) and math.isnan(n)) or n >= MIN_TIMED_RUNS
+    import pandas as pd
+
+    if df.empty or "n" not in df:
+        return df
+    n = pd.to_numeric(df["n"], errors="coerce")
+    return df[n.isna() | (n >= MIN_TIMED_RUNS)]
 
 
 def utc_now() -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from measured._records import ACCURACY_DEVICE, MIN_TIMED_RUNS, protocol_key, utc_now
+from measured._records import ACCURACY_DEVICE, full_results, protocol_key, utc_now
 from search_spaces import LowFormerConfig
 
 from ._additive import AdditiveModel, MacsBaseline
@@ -81,9 +81,7 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
         df = df[df["status"].fillna("ok") == "ok"]
     if "flag" in df:
         df = df[df["flag"].isna()]  # flagged rows (anomaly / suspect) are never trained on
-    if "n" in df:  # smoke-test medians (`study --quick`) are too noisy to learn from
-        n = pd.to_numeric(df["n"], errors="coerce")
-        df = df[n.isna() | (n >= MIN_TIMED_RUNS)]
+    df = full_results(df)  # smoke-test medians (`study --quick`) are too noisy to learn from
     return df[np.isfinite(pd.to_numeric(df["value"], errors="coerce"))]
 
 

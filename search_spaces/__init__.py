@@ -3,7 +3,7 @@ needs torch; with the ``measure`` extra also the torch builder and ONNX export (
 
 from ._config import ATTENTION_TYPES, ConfigError, LowFormerConfig, lowtention_heads
 from ._count import Counts, count, count_graph
-from ._errors import UserError
+from ._errors import MEASURE_EXTRA_HINT, UserError
 from ._graph import OP_TYPES, QUANTITIES, STAGES, Layer, OpGraph, build_op_graph
 from ._space import KNOBS, SPACE, Knob, config_to_knobs, knobs_to_config, sample_config, sample_configs
 from ._variants import VARIANTS, Variant, get_variant, named_series, variant_names
@@ -27,7 +27,7 @@ def __getattr__(name):
             module = importlib.import_module(_TORCH_API[name], __name__)
         except ModuleNotFoundError as e:
             raise ModuleNotFoundError(
-                f"{name} needs {e.name}; install the measure extra: pip install 'lowformer-nas[measure]'",
+                f"{name} needs {e.name}; {MEASURE_EXTRA_HINT}",
                 name=e.name,
             ) from e
         return getattr(module, name)
@@ -56,6 +56,7 @@ __all__ = [
     "Knob",
     "Layer",
     "LowFormerConfig",
+    "MEASURE_EXTRA_HINT",
     "OP_TYPES",
     "OpGraph",
     "QUANTITIES",

@@ -5,6 +5,17 @@ class UserError(Exception):
     """Bad input from a user (a file, a flag, a name). ``str(err)`` is one line that says what is allowed."""
 
 
+# What to do when the torch-based part (building, exporting, measuring models) is not installed.
+MEASURE_EXTRA_HINT = "install the measure extra: pip install 'lowformer-nas[measure]'"
+
+
+def missing_module(*names: str) -> str | None:
+    """The first of ``names`` that is not installed (found without importing it), else None."""
+    import importlib.util
+
+    return next((n for n in names if importlib.util.find_spec(n) is None), None)
+
+
 def one_line(e: BaseException) -> str:
     """The first line of an exception's text (a database driver's, say), for a one-line error message."""
     text = str(getattr(e, "orig", None) or e).strip()

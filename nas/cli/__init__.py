@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from search_spaces import UserError
+from search_spaces import MEASURE_EXTRA_HINT, UserError
 
 # Modules that add sub-commands; each has register(subparsers).
 _GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study")
@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in _MEASURE_EXTRA:
-            print(f"lowformer-nas: error: {args.command}: needs {e.name}; install the measure extra: "
-                  "pip install 'lowformer-nas[measure]'", file=sys.stderr)
+            print(f"lowformer-nas: error: {args.command}: needs {e.name}; {MEASURE_EXTRA_HINT}", file=sys.stderr)
             return 2
         raise
     except BrokenPipeError:  # `lowformer-nas models | head`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from search_spaces import UserError, get_variant, resolve, sample_configs, variant_names
+from search_spaces._errors import MEASURE_EXTRA_HINT, missing_module
 
 from ._common import add_store_arg
 
@@ -49,13 +50,11 @@ def _add_selection(p) -> None:
 
 
 def _require_torch(command: str) -> None:
-    # Every backend builds the model with torch first (and exports it to ONNX for onnxruntime/TensorRT).
-    import importlib.util
-
-    for name in ("torch", "onnx"):
-        if importlib.util.find_spec(name) is None:
-            raise UserError(f"{command}: needs {name} to build and export models; install the measure extra: "
-                            "pip install 'lowformer-nas[measure]'")
+    # Every backend builds the model with torch first (and exports it to ONNX for onnxruntime/TensorRT); checked
+    # here because the campaign's children would otherwise each store the missing import as a failure.
+    name = missing_module("torch", "onnx")
+    if name is not None:
+        raise UserError(f"{command}: needs {name} to build and export models; {MEASURE_EXTRA_HINT}")
 
 
 def jobs_from_args(args, repeats: int = 1):
@@ -126,5 +125,5 @@ def cmd_bundle(args) -> int:
     jobs = jobs_from_args(args)
     manifest = write_bundle(jobs, args.out, batch=args.batch, warmup=args.warmup, runs=args.runs)
     print(f"wrote {len(manifest['models'])} models, manifest.json and run_bundle.py to {args.out}")
-    print(f"on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv --device NAME")
+    print("on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv --device NAME")
     return 0

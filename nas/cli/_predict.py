@@ -8,12 +8,9 @@ import sys
 
 from search_spaces import UserError, variant_names
 
+from ._common import add_store_arg
+
 _METRIC_CHOICES = ("latency_ms", "throughput_img_s", "fps", "top1_pct")
-
-
-def _store_arg(p) -> None:
-    p.add_argument("--store", metavar="URL",
-                   help="database URL or SQLite file (default: $LOWFORMER_NAS_STORE, else $LOWFORMER_NAS_HOME/store.sqlite)")
 
 
 def _device_args(p, metric_help="default: the device's protocol metric") -> None:
@@ -36,7 +33,7 @@ def register(sub) -> None:
     t.add_argument("--protocol", metavar="KEY", help="measuring protocol to train on (default: the one with most configs)")
     t.add_argument("--out", metavar="DIR", help="predictors directory (default: $LOWFORMER_NAS_HOME/predictors)")
     t.add_argument("--json", action="store_true", help="print the sidecar as JSON")
-    _store_arg(t)
+    add_store_arg(t)
     t.set_defaults(func=cmd_train)
 
     e = actions.add_parser("eval", help="validation figures of every model type, MACs baseline included")
@@ -45,7 +42,7 @@ def register(sub) -> None:
     e.add_argument("--holdout", type=int, metavar="N", help="score on N random configs held out of training (default: cross-validation)")
     e.add_argument("--models", metavar="LIST", help="comma-separated model types (default: every applicable one)")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
-    _store_arg(e)
+    add_store_arg(e)
     e.set_defaults(func=cmd_eval)
 
     u = actions.add_parser("update", help="import measurements, retrain, compare before/after on a fixed hold-out")
@@ -54,7 +51,7 @@ def register(sub) -> None:
     u.add_argument("--model", default=None, choices=MODEL_CHOICES, metavar="MODEL",
                    help="model type (default: the current predictor's, else auto)")
     u.add_argument("--out", metavar="DIR", help="predictors directory (default: $LOWFORMER_NAS_HOME/predictors)")
-    _store_arg(u)
+    add_store_arg(u)
     u.set_defaults(func=cmd_update)
 
     ls = actions.add_parser("list", help="available predictors and their versions")
@@ -69,7 +66,7 @@ def register(sub) -> None:
     f.add_argument("--repeats", type=int, default=5, metavar="R", help="random draws per size (default 5)")
     f.add_argument("--lgbm", action="store_true", help="also train LightGBM from scratch (sizes >= 50)")
     f.add_argument("--json", action="store_true")
-    _store_arg(f)
+    add_store_arg(f)
     f.set_defaults(func=cmd_fewshot)
 
     pr = sub.add_parser("predict", help="predict a variant's or config's latency/throughput/top-1 on a device")

@@ -17,8 +17,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._results import StudyResults
 from nas._html import write_html
+from search_spaces._errors import one_line
+
+from ._results import StudyResults
 
 MACS_VS_LATENCY, PARETO, IMPORTANCE = "macs_vs_latency", "pareto_front", "importance"
 _W, _H = 1400, 760
@@ -48,10 +50,13 @@ def _scale(o: dict[str, Any]) -> float:
     return 1e-6 if o.get("metric") in ("params", "macs") else 1.0
 
 
-def _budget_of(res: StudyResults, o: dict[str, Any]):
+def _budget_of(res: StudyResults, o: dict[str, Any]) -> tuple[float, str] | None:
+    """(the objective's budget in its own unit, the line's label), or None without a budget."""
     for c in res.constraints:
         if c.objective == o["key"]:
-            return c.limit if o.get("metric") == "latency_ms" else (1000.0 / c.limit)
+            if o.get("metric") == "latency_ms":
+                return c.limit, f"budget {c.limit:g} ms"
+            return 1000.0 / c.limit, f"budget {1000.0 / c.limit:g} img/s"
     return None
 
 
@@ -123,11 +128,10 @@ def macs_vs_latency(res: StudyResults) -> go.Figure:
                 textposition=_label_positions(named["macs"], "top center", "bottom center"), textfont={"size": 13, "color": "#000"},
                 marker={"size": 12, "symbol": "diamond", "color": "#ffd400", "line": {"width": 1.5, "color": "#000"}},
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
-        b = _budget_of(res, o)
-        if b is not None:
-            fig.add_hline(y=b, line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
-                          annotation_text=f"budget {b:g} {'ms' if o.get('metric') == 'latency_ms' else 'img/s'}", annotation_position="top left",
-                          annotation_font={"color": "#d62728"})
+        budget = _budget_of(res, o)
+        if budget is not None:
+            fig.add_hline(y=budget[0], line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
+                          annotation_text=budget[1], annotation_position="top left", annotation_font={"color": "#d62728"})
         fig.update_xaxes(title_text="MACs (M)", row=1, col=j)
         fig.update_yaxes(title_text=_axis_title(o), row=1, col=j)
     return _titled(fig, f"MACs vs predicted latency — study {res.name}",
@@ -175,11 +179,10 @@ def pareto_front(res: StudyResults) -> go.Figure:
                 textfont={"size": 13, "color": "#000"},
                 marker={"size": 13, "symbol": "diamond", "color": colour, "line": {"width": 1.5, "color": "#000"}},
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
-        b = _budget_of(res, o)
-        if b is not None:
-            fig.add_vline(x=b, line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
-                          annotation_text=f"budget {b:g} {'ms' if o.get('metric') == 'latency_ms' else 'img/s'}", annotation_position="top right",
-                          annotation_font={"color": "#d62728"})
+        budget = _budget_of(res, o)
+        if budget is not None:
+            fig.add_vline(x=budget[0], line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
+                          annotation_text=budget[1], annotation_position="top right", annotation_font={"color": "#d62728"})
         fig.update_xaxes(title_text=_axis_title(o), row=1, col=j)
         fig.update_yaxes(title_text=_axis_title(acc), row=1, col=j)
     sub = (f"{len(res.front)} configs on the front out of {len(t)} architectures"
@@ -247,8 +250,8 @@ def write_figures(figs: dict[str, go.Figure], folder: pathlib.Path, png: bool = 
                 tmp.replace(folder / f"{name}.png")
                 paths.append(str(folder / f"{name}.png"))
         except Exception as e:  # noqa: BLE001 (kaleido: no browser, browser crash, timeouts)
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            notes.append(f"PNG charts skipped: kaleido could not render them ({msg[:160]}); the HTML charts are complete")
+            notes.append(f"PNG charts skipped: kaleido could not render them ({one_line(e)[:160]}); "
+                         "the HTML charts are complete")
             for tmp in folder.glob(".*.png.tmp"):
                 tmp.unlink(missing_ok=True)
     return paths, notes

@@ -6,6 +6,7 @@ import json
 import pathlib
 
 from search_spaces import LowFormerConfig
+from search_spaces._errors import MEASURE_EXTRA_HINT, missing_module
 from search_spaces._files import write_config_json
 
 from ._report import FRONT_JSON
@@ -43,13 +44,10 @@ def export_pick(args) -> int:
     preds = ", ".join(f"{k} {v:.4g}" for k, v in entry.get("predictions", {}).items())
     write_config_json(json_out, cfg, name)
     print(f"wrote {json_out}  (front #{args.pick}, hash {cfg.short_hash}: {preds})")
-    import importlib.util
-
     onnx_out = args.onnx or str(pathlib.Path(json_out).with_suffix(".onnx"))
-    if importlib.util.find_spec("torch") is None:
+    if missing_module("torch"):
         if args.onnx:
-            raise SearchError("onnx", "ONNX export needs torch; install the measure extra: "
-                                      "pip install 'lowformer-nas[measure]'")
+            raise SearchError("onnx", f"ONNX export needs torch; {MEASURE_EXTRA_HINT}")
         print("note: no ONNX written (it needs torch: pip install 'lowformer-nas[measure]')")
         return 0
     from search_spaces import export_onnx

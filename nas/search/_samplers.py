@@ -17,6 +17,8 @@ from optuna.distributions import BaseDistribution
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from search_spaces._errors import MEASURE_EXTRA_HINT, missing_module
+
 from . import _constraints
 from ._constraints import Constraint
 from ._storage import SearchError
@@ -103,8 +105,6 @@ def make_sampler(name: str, seed: int | None, constraints: Sequence[Constraint] 
         return optuna.samplers.TPESampler(seed=seed, **kw)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    try:
-        import torch  # noqa: F401 (Optuna's GP sampler is written in torch)
-    except ModuleNotFoundError:
-        raise SearchError("sampler", "gp needs torch; install the measure extra: pip install 'lowformer-nas[measure]'") from None
+    if missing_module("torch"):  # Optuna's GP sampler is written in torch
+        raise SearchError("sampler", f"gp needs torch; {MEASURE_EXTRA_HINT}")
     return optuna.samplers.GPSampler(seed=seed, **kw)

@@ -11,7 +11,6 @@ trials the same way, every few seconds.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import sys
 import time
@@ -24,6 +23,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from measured._records import utc_now
 from search_spaces import SPACE, config_to_knobs, knobs_to_config, named_series
 
 from . import _constraints
@@ -81,10 +81,6 @@ class SearchResult:
     results: Any = None  # StudyResults
     outputs: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
-
-
-def _utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _budgets_by_device(devices: Sequence[str], budgets: Sequence[float] | None) -> dict[str, float | None]:
@@ -250,7 +246,7 @@ class _Run:
         else:
             persistent = optuna.create_study(study_name=s.study, storage=self.storage, directions=self.directions,
                                              load_if_exists=True)
-            meta["created"] = _utc()
+            meta["created"] = utc_now()
         persistent.set_user_attr(SETTINGS_ATTR, meta)
         self.meta, self.persistent = meta, persistent
         # Through the study (Optuna caches a database's finished trials, so this reads only what is new).
