@@ -5,6 +5,7 @@ from ._records import (
     ACCURACY_DEVICE,
     DEVICE_KINDS,
     METRICS,
+    MIN_TIMED_RUNS,
     PRECISIONS,
     SOURCES,
     STATUSES,
@@ -12,9 +13,10 @@ from ._records import (
     Device,
     Measurement,
     RecordError,
+    check_device_id,
+    full_results,
     out_of_space_hash,
     protocol_key,
-    utc_now,
 )
 
 # Imported on first use, so `import measured` stays light (the store needs pandas and SQLAlchemy).
@@ -30,11 +32,14 @@ _STORE_API = {
     "Backend": "._backends",
     "BackendUnavailable": "._backends",
     "get_backend": "._backends",
-    "available_backends": "._backends",
     "Protocol": "._harness",
     "Timing": "._harness",
     "measure_config": "._harness",
-    "measure_module": "._harness",
+    "HARNESS_METRICS": "._harness",
+    "measure_runner": "._harness",
+    "measurement_id": "._harness",
+    "noise_report": "._noise",
+    "with_installed_driver": "._store",
     "measure_onnx": "._harness",
     "make_measurement": "._harness",
     "Job": "._campaign",
@@ -59,6 +64,9 @@ def __getattr__(name):
 
 
 __all__ = [
+    "MIN_TIMED_RUNS",
+    "check_device_id",
+    "full_results",
     "ACCURACY_DEVICE",
     "BACKENDS",
     "Backend",
@@ -68,7 +76,6 @@ __all__ = [
     "LoadMonitor",
     "Protocol",
     "Timing",
-    "available_backends",
     "get_backend",
     "hardware_fingerprint",
     "local_device",
@@ -76,7 +83,11 @@ __all__ = [
     "make_measurement",
     "measure_config",
     "measure_configs",
-    "measure_module",
+    "HARNESS_METRICS",
+    "measure_runner",
+    "measurement_id",
+    "noise_report",
+    "with_installed_driver",
     "measure_onnx",
     "resolve_local_device",
     "run_campaign",
@@ -98,5 +109,4 @@ __all__ = [
     "default_url",
     "out_of_space_hash",
     "protocol_key",
-    "utc_now",
 ]

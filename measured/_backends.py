@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from search_spaces import LowFormerConfig, UserError
+from lowformer_common import UserError
+from search_spaces import LowFormerConfig
 
 Runner = Callable[[], object]
 
@@ -77,7 +78,7 @@ def export_module_onnx(module, input_shape: tuple[int, ...], path: str) -> str:
 
     import torch
 
-    from search_spaces._onnx import DEFAULT_OPSET
+    from search_spaces import DEFAULT_OPSET
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -325,6 +326,3 @@ def get_backend(name: str, threads: int = 1, precision: str = "fp32") -> Backend
         raise BackendUnavailable(f"backend: {name} is not available on this machine (missing package or GPU)")
     return cls(threads=threads, precision=precision)
 
-
-def available_backends() -> list[str]:
-    return [n for n, b in BACKENDS.items() if b.available()]

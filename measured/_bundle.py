@@ -8,11 +8,10 @@ import os
 import shutil
 from typing import Sequence
 
-from search_spaces import UserError, count
-from search_spaces._files import atomic_write, sha256_file, write_json
+from lowformer_common import UserError, atomic_write, sha256_file, utc_now, write_json
+from search_spaces import count
 
 from ._campaign import Job
-from ._records import utc_now
 
 RUNNER = os.path.join(os.path.dirname(__file__), "bundle_runner.py")
 

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Iterable, Sequence
 
-from search_spaces import LowFormerConfig, UserError
+from lowformer_common import UserError
+from search_spaces import LowFormerConfig
 
 from ._backends import BACKENDS
 from ._harness import Protocol, make_measurement, measurement_id

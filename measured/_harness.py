@@ -12,11 +12,12 @@ import time
 
 import numpy as np
 
-from search_spaces import LowFormerConfig, UserError
+from lowformer_common import UserError, utc_now
+from search_spaces import LowFormerConfig
 
 from ._backends import Backend, Runner, get_backend
 from ._fingerprint import LoadMonitor, package_versions
-from ._records import MIN_TIMED_RUNS, Architecture, Measurement, protocol_key, utc_now
+from ._records import MIN_TIMED_RUNS, Architecture, Measurement, protocol_key
 
 HARNESS_METRICS = ("latency_ms", "throughput_img_s")
 
@@ -208,14 +209,5 @@ def measure_onnx(path: str, input_shape: tuple[int, ...], protocol: Protocol) ->
     backend = get_backend(protocol.backend, protocol.threads, protocol.precision)
     try:
         return measure_runner(backend.load_onnx(path, input_shape), protocol)[0]
-    finally:
-        backend.close()
-
-
-def measure_module(module, input_shape: tuple[int, ...], protocol: Protocol) -> tuple[Timing, str, str | None]:
-    """Time any torch module with the protocol (used by the hardware studies' toy models)."""
-    backend = get_backend(protocol.backend, protocol.threads, protocol.precision)
-    try:
-        return measure_runner(backend.load_module(module, input_shape), protocol)
     finally:
         backend.close()

@@ -20,15 +20,18 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
-from search_spaces import ConfigError, LowFormerConfig, UserError
-from search_spaces._files import atomic_write
+from lowformer_common import UserError, atomic_write
+from search_spaces import ConfigError, LowFormerConfig
 
 from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError
-from ._store import ARCH_COLUMNS, MEASUREMENT_COLUMNS, Store, StoreError
+from ._schema import ARCH_COLUMNS, MEASUREMENT_COLUMNS, StoreError
+
+if TYPE_CHECKING:  # the store calls into this module
+    from ._store import Store
 
 DEVICE_COLUMNS = ("device_name", "device_kind", "device_fingerprint", "device_spec", "device_protocol", "device_source")
 EXPORT_COLUMNS = MEASUREMENT_COLUMNS + ARCH_COLUMNS + DEVICE_COLUMNS

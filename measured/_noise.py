@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from search_spaces import UserError
+from lowformer_common import UserError
 
 from ._records import full_results
 

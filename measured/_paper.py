@@ -24,12 +24,11 @@ import re
 import sys
 from typing import Any
 
-from search_spaces import VARIANTS, Variant
-from search_spaces._files import atomic_write
-from search_spaces._variants import PAPER_ALIASES
+from lowformer_common import atomic_write, utc_now
+from search_spaces import PAPER_ALIASES, VARIANTS, Variant
 
 from ._io import arch_columns, read_rows, records_frame, write_table
-from ._records import ACCURACY_DEVICE, Architecture, Device, Measurement, RecordError, out_of_space_hash, utc_now
+from ._records import ACCURACY_DEVICE, Architecture, Device, Measurement, RecordError, out_of_space_hash
 from ._store import DATA_DIR, MANIFEST, StoreError
 
 PAPER_CSV = "paper_measurements.csv"

@@ -12,10 +12,12 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import re
 import uuid
 from typing import Any, Mapping
 
-from search_spaces import LowFormerConfig, UserError, count
+from lowformer_common import UserError, utc_now
+from search_spaces import LowFormerConfig, count
 
 STATUSES = ("ok", "failed", "busy")
 PRECISIONS = ("fp32", "fp16", "int8", "unknown")
@@ -75,9 +77,6 @@ def full_results(df):
     n = pd.to_numeric(df["n"], errors="coerce")
     return df[n.isna() | (n >= MIN_TIMED_RUNS)]
 
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def new_id() -> str:
@@ -295,6 +294,20 @@ def _choice(field: str, v: Any, allowed: tuple) -> None:
 def _require_str(field: str, v: Any) -> None:
     if not isinstance(v, str) or not v.strip():
         raise RecordError(field, f"must be a non-empty string (got {v!r})")
+
+
+# A device id names folders (predictors/<device>/, runs/measured/...), so it must never be a path.
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}")
+
+
+def check_device_id(device_id: Any, field: str = "device") -> str:
+    """``device_id`` if it is a safe device id: 1-80 letters, digits, ``_ . + -``, starting with a letter or
+    digit, no ``..``; else a one-line RecordError naming ``field``."""
+    if not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id) or ".." in device_id:
+        shown = repr(device_id)[:60]
+        raise RecordError(field, f"{shown} is not a device id; use 1-80 letters, digits, '_', '.', '+' or '-', "
+                                 "starting with a letter or digit (no '/', no '..')")
+    return device_id
 
 
 def _require_id(field: str, v: Any) -> None:

@@ -14,7 +14,6 @@ there from the first use.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -29,14 +28,23 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from search_spaces import UserError
-from search_spaces._errors import one_line
+from lowformer_common import home_dir, one_line, utc_now
 
-from ._records import _FLOAT_FIELDS, _INT_FIELDS, Architecture, Device, Measurement, protocol_key, utc_now
+from . import _io
+from ._records import Architecture, Device, Measurement, protocol_key
+from ._schema import (
+    ARCH_COLUMNS,
+    StoreError,
+    _column,
+    architectures_table,
+    devices_table,
+    measurements_table,
+    meta_table,
+    metadata,
+)
 
 SCHEMA_VERSION = "1"
 STORE_ENV = "LOWFORMER_NAS_STORE"
-HOME_ENV = "LOWFORMER_NAS_HOME"
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 MANIFEST = DATA_DIR / "datasets.json"
 _BUSY_TIMEOUT_S = 30
@@ -45,99 +53,7 @@ _PG_LOCK_KEY = 0x10F0_4E45
 _SEED_PREFIX = "seeded:"
 
 
-class StoreError(UserError):
-    """The store cannot be opened, or a write would break its integrity. ``str(err)`` is one line."""
-
-    def __init__(self, message: str, field: str | None = None):
-        self.field = field
-        super().__init__(f"{field}: {message}" if field else message)
-
-
-# ---------------------------------------------------------------------------------------------- schema
-
-metadata = sa.MetaData()
-
-devices_table = sa.Table(
-    "devices",
-    metadata,
-    sa.Column("device_id", sa.String(200), primary_key=True),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("fingerprint", sa.Text, nullable=False),  # JSON object
-    sa.Column("spec", sa.Text, nullable=False),  # JSON object
-    sa.Column("protocol", sa.Text, nullable=False),  # JSON object
-    sa.Column("source", sa.String(20), nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-)
-
-architectures_table = sa.Table(
-    "architectures",
-    metadata,
-    sa.Column("config_hash", sa.String(64), primary_key=True),
-    sa.Column("family", sa.Text, nullable=False),
-    sa.Column("name", sa.Text),
-    sa.Column("config_json", sa.Text),
-    sa.Column("resolution", sa.Integer),
-    sa.Column("params", sa.BigInteger),
-    sa.Column("macs", sa.BigInteger),
-    sa.Column("in_space", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-)
-
-
-def _measurement_column(f: dataclasses.Field) -> sa.Column:
-    # The table follows the record: a field added to Measurement becomes a column here.
-    if f.name == "id":
-        return sa.Column("id", sa.String(200), primary_key=True)
-    if f.name == "device_id":
-        return sa.Column(f.name, sa.String(200), sa.ForeignKey("devices.device_id"), nullable=False)
-    if f.name == "config_hash":
-        return sa.Column(f.name, sa.String(64), sa.ForeignKey("architectures.config_hash"), nullable=False)
-    if f.name in _INT_FIELDS:
-        return sa.Column(f.name, sa.Integer)
-    if f.name in _FLOAT_FIELDS:
-        return sa.Column(f.name, sa.Double)
-    return sa.Column(f.name, sa.Text)
-
-
-measurements_table = sa.Table(
-    "measurements", metadata, *[_measurement_column(f) for f in dataclasses.fields(Measurement)]
-)
-sa.Index("ix_measurements_device_metric_status", measurements_table.c.device_id, measurements_table.c.metric,
-         measurements_table.c.status)
-sa.Index("ix_measurements_device_hash", measurements_table.c.device_id, measurements_table.c.config_hash)
-
-meta_table = sa.Table(
-    "meta",
-    metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-ARCH_COLUMNS = ("family", "name", "config_json", "params", "macs", "in_space")
-MEASUREMENT_COLUMNS = tuple(Measurement.fields())
-
-
-def _column(name: str, values: list) -> pd.Series:
-    """A result column with the record's types: floats (NaN for missing), plain ints or None, text or None.
-
-    Nullable integers stay Python ints in an object column: a row then converts back with
-    ``Measurement.from_mapping`` exactly (pandas' Int64 would hand it ``pd.NA``).
-    """
-    if name in _FLOAT_FIELDS:
-        return pd.Series(values, dtype="float64")
-    if name == "batch":
-        return pd.Series(values, dtype="int64")
-    if name == "in_space":
-        return pd.Series(values, dtype="bool")
-    return pd.Series(values, dtype=object)
-
-
 # ---------------------------------------------------------------------------------------------- URLs
-
-
-def home_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get(HOME_ENV) or pathlib.Path.home() / ".lowformer-nas").expanduser()
 
 
 def default_url() -> str:
@@ -417,8 +333,6 @@ class Store:
             raise StoreError(f"{self} has schema version {v}; this lowformer-nas reads version {SCHEMA_VERSION}", "store")
 
     def _seed_dataset(self, conn: Connection, entry: dict[str, Any], digest: str) -> None:
-        from . import _io
-
         devices = load_devices_file(DATA_DIR / entry["devices"]) if entry.get("devices") else []
         self._insert_devices(conn, devices)
         plan = _io.read_and_plan(self, conn, DATA_DIR / entry["file"], source=entry.get("source", "import"))
@@ -528,8 +442,6 @@ class Store:
     def import_file(self, path: str | os.PathLike, *, device_id: str | None = None, source: str = "import",
                     create_device_kind: str | None = None):
         """Import a CSV, CSV.gz or Parquet file of measurements (see :mod:`measured._io`); an ImportReport."""
-        from . import _io
-
         return _io.import_file(self, path, device_id=device_id, source=source, create_device_kind=create_device_kind)
 
     def export(self, path: str | os.PathLike, **filters: Any) -> int:
@@ -537,8 +449,6 @@ class Store:
 
         ``filters`` are those of :meth:`measurements`; by default every status and flagged rows too.
         """
-        from . import _io
-
         return _io.export(self, path, **filters)
 
     # ------------------------------------------------------------------ reading
@@ -600,18 +510,6 @@ class Store:
         if protocols is not None:
             df = df[df["protocol"].isin(protocols)].reset_index(drop=True)
         return df
-
-    def measured_hashes(self, device_id: str, protocol: str, statuses: Iterable[str] = ("ok", "failed")) -> set[str]:
-        """Config hashes already measured on ``device_id`` under ``protocol`` (to resume a campaign)."""
-        m = measurements_table
-        q = (
-            sa.select(m.c.config_hash, m.c.metric, m.c.backend, m.c.precision, m.c.batch, m.c.threads)
-            .where(m.c.device_id == device_id, m.c.status.in_(list(statuses)))
-            .distinct()
-        )
-        with self._read() as conn:
-            return {r.config_hash for r in conn.execute(q)
-                    if protocol_key(r.metric, r.backend, r.precision, r.batch, r.threads) == protocol}
 
     def summary(self) -> pd.DataFrame:
         """Per device, backend and metric: ``configs`` (distinct architectures with usable rows),

@@ -1,3 +1,5 @@
 """lowformer-nas: LowFormer design-space search for a latency budget on a target device."""
 
-__version__ = "0.1.0"
+from lowformer_common import __version__
+
+__all__ = ["__version__"]

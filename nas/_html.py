@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from search_spaces._files import atomic_write
+from lowformer_common import atomic_write
 
 
 def write_html(fig, path: str | os.PathLike, config: dict | None = None) -> pathlib.Path:

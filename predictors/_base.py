@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from search_spaces import UserError
+from lowformer_common import UserError
 
 from ._features import SCHEMA_HASH, check_features
 
@@ -42,6 +42,10 @@ def from_cost(metric: str, cost) -> np.ndarray:
     return c
 
 
+# Every concrete estimator by class name: what persistence may rebuild from a model.json (nothing else).
+ESTIMATORS: dict[str, type] = {}
+
+
 class CostModel(RegressorMixin, BaseEstimator, abc.ABC):
     """A scikit-learn regressor on the feature matrix of :func:`predictors.featurize`.
 
@@ -52,6 +56,13 @@ class CostModel(RegressorMixin, BaseEstimator, abc.ABC):
 
     # Model type name used on disk and on the command line.
     kind: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        # Registering here, not in the persistence module, keeps persistence free of imports of the models
+        # (which import it for their nested estimators).
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):
+            ESTIMATORS[cls.__name__] = cls
 
     def _validate_X(self, X) -> np.ndarray:
         return check_features(X)

@@ -15,6 +15,7 @@ import numpy as np
 from ._additive import AdditiveModel
 from ._base import CostModel
 from ._features import FEATURE_NAMES, SCHEMA_HASH, in_space_mask
+from ._persist import estimator_from_json, estimator_to_json
 
 TARGETS = ("log", "ratio")
 MODEL_TXT = "model.txt"
@@ -121,8 +122,6 @@ class LGBMModel(CostModel):
         return out
 
     def _state(self, prefix):
-        from ._persist import estimator_to_json
-
         state: dict[str, Any] = {"n_train_": self.n_train_, "booster_": prefix + MODEL_TXT, "base_": None}
         texts = {prefix + MODEL_TXT: self.booster_.model_to_string()}
         if self.base_ is not None:
@@ -133,8 +132,6 @@ class LGBMModel(CostModel):
 
     def _load_state(self, state, texts, prefix):
         import lightgbm as lgb
-
-        from ._persist import estimator_from_json
 
         self.booster_ = lgb.Booster(model_str=texts[state["booster_"]])
         self.base_ = None if state["base_"] is None else estimator_from_json(state["base_"], texts, prefix + "base_.")

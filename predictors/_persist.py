@@ -20,24 +20,14 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 
-from search_spaces._files import write_json
+from lowformer_common import write_json
 
-from ._base import CostModel, PredictorError
+from ._base import ESTIMATORS, CostModel, PredictorError
 from ._features import SCHEMA_HASH
 
 FORMAT = 1
 META = "meta.json"
 MODEL = "model.json"
-
-
-def _classes() -> dict[str, type]:
-    # Imported here: the model modules import this one for their nested estimators.
-    from ._additive import AdditiveModel, MacsBaseline
-    from ._lgbm import LGBMModel
-    from ._surrogate import AccuracySurrogate
-    from ._transfer import TransferModel
-
-    return {c.__name__: c for c in (MacsBaseline, AdditiveModel, LGBMModel, TransferModel, AccuracySurrogate)}
 
 
 def _jsonable(v: Any) -> Any:
@@ -84,7 +74,7 @@ def estimator_to_json(est, prefix: str = "") -> tuple[dict[str, Any], dict[str, 
 
 
 def estimator_from_json(doc: dict[str, Any], texts: dict[str, str], prefix: str = ""):
-    classes = _classes()
+    classes = ESTIMATORS
     name = doc.get("type")
     if name not in classes:
         raise PredictorError(f"model.json: unknown model type {name!r}; this version knows {', '.join(classes)}")

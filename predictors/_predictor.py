@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lowformer_common import home_dir
 from measured import ACCURACY_DEVICE
 from search_spaces import ATTENTION_TYPES, OP_TYPES, LowFormerConfig
 
@@ -28,8 +29,6 @@ DOMAIN_RANGES = ("resolution", *(f"width{i}" for i in range(5)), *(f"depth{i}" f
 
 def user_dir() -> pathlib.Path:
     """Where trained predictors are saved: ``$LOWFORMER_NAS_HOME/predictors`` (the store's home)."""
-    from measured._store import home_dir
-
     return home_dir() / "predictors"
 
 

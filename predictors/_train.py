@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from measured._records import ACCURACY_DEVICE, full_results, protocol_key, utc_now
+from lowformer_common import __version__, utc_now
+from measured import ACCURACY_DEVICE, full_results, protocol_key
 from search_spaces import LowFormerConfig
 
 from ._additive import AdditiveModel, MacsBaseline
@@ -267,8 +268,6 @@ def library_versions() -> dict[str, str]:
     import lightgbm
     import scipy
     import sklearn
-
-    from nas import __version__
 
     return {
         "python": platform.python_version(),

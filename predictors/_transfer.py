@@ -21,9 +21,11 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from ._additive import AdditiveModel
-from ._base import CostModel
+from ._base import MIN_ROWS, CostModel, from_cost
 from ._features import SCHEMA_HASH, in_space_mask
 from ._lgbm import LGBMModel
+from ._metrics import regression_report
+from ._persist import estimator_from_json, estimator_to_json
 
 MODES = ("scale", "affine", "refit")
 # Pull of the affine slope towards 1 (in units of the rows' log-variance): two-parameter fits from ten
@@ -140,8 +142,6 @@ class TransferModel(CostModel):
         return self._predict_mode(X, _unwrap(self.source).predict(X), self.a_, self.b_, self.refit_)
 
     def _state(self, prefix):
-        from ._persist import estimator_to_json
-
         state: dict[str, Any] = {"mode_": self.mode_, "a_": self.a_, "b_": self.b_, "n_train_": self.n_train_, "refit_": None}
         texts: dict[str, str] = {}
         if self.refit_ is not None:
@@ -149,8 +149,6 @@ class TransferModel(CostModel):
         return state, texts
 
     def _load_state(self, state, texts, prefix):
-        from ._persist import estimator_from_json
-
         self.mode_, self.a_, self.b_ = state["mode_"], float(state["a_"]), float(state["b_"])
         self.n_train_ = int(state["n_train_"])
         self.refit_ = None if state["refit_"] is None else estimator_from_json(state["refit_"], texts, prefix + "refit_.")
@@ -188,9 +186,6 @@ def few_shot_curve(
     """
     import pandas as pd
     from tqdm import tqdm
-
-    from ._base import MIN_ROWS, from_cost
-    from ._metrics import regression_report
 
     rng = np.random.default_rng(seed)
     if scratch is None:

@@ -1,19 +1,27 @@
 """LowFormer search space: config, named variants, op graph, analytic counts and sampling, none of which
 needs torch; with the ``measure`` extra also the torch builder and ONNX export (imported lazily)."""
 
+from lowformer_common import MEASURE_EXTRA_HINT
+
 from ._config import ATTENTION_TYPES, ConfigError, LowFormerConfig, lowtention_heads
 from ._count import Counts, count, count_graph
-from ._errors import MEASURE_EXTRA_HINT, UserError
+from ._files import write_config_json
 from ._graph import OP_TYPES, QUANTITIES, STAGES, Layer, OpGraph, build_op_graph
+from ._load import config_from_dict, config_from_json, load_config
+from ._onnx import DEFAULT_OPSET
 from ._space import KNOBS, SPACE, Knob, config_to_knobs, knobs_to_config, sample_config, sample_configs
-from ._variants import VARIANTS, Variant, get_variant, named_series, variant_names
+from ._variants import PAPER_ALIASES, VARIANTS, Variant, get_variant, named_series, variant_names
 
 _TORCH_API = {
     "build_model": "._builder",
     "check_against_graph": "._builder",
     "randomize_": "._builder",
     "set_drop_path": "._builder",
-    "set_drop_path_progress": "._builder",
+    "ConvLayer": "._builder",
+    "MBConv": "._builder",
+    "FusedMBConv": "._builder",
+    "Lowtention": "._builder",
+    "MHSA": "._builder",
     "export_onnx": "._onnx",
 }
 
@@ -37,7 +45,7 @@ def __getattr__(name):
 def resolve(name_or_file: str | None = None, config_file: str | None = None, resolution: int | None = None):
     """(display name, config) from a variant name or alias, or a JSON config file; ``resolution`` overrides."""
     if config_file is not None:
-        cfg, name = LowFormerConfig.from_file(config_file), None
+        cfg, name = load_config(config_file), None
     elif name_or_file is not None:
         v = get_variant(name_or_file)
         cfg, name = v.config, v.name
@@ -50,30 +58,38 @@ def resolve(name_or_file: str | None = None, config_file: str | None = None, res
 
 __all__ = [
     "ATTENTION_TYPES",
+    "ConvLayer",
+    "DEFAULT_OPSET",
+    "FusedMBConv",
+    "Lowtention",
+    "MBConv",
+    "MHSA",
+    "PAPER_ALIASES",
     "ConfigError",
     "Counts",
     "KNOBS",
     "Knob",
     "Layer",
     "LowFormerConfig",
-    "MEASURE_EXTRA_HINT",
     "OP_TYPES",
     "OpGraph",
     "QUANTITIES",
     "SPACE",
     "STAGES",
-    "UserError",
     "VARIANTS",
     "Variant",
     "build_model",
     "build_op_graph",
     "check_against_graph",
+    "config_from_dict",
+    "config_from_json",
     "config_to_knobs",
     "count",
     "count_graph",
     "export_onnx",
     "get_variant",
     "knobs_to_config",
+    "load_config",
     "lowtention_heads",
     "named_series",
     "randomize_",
@@ -81,6 +97,6 @@ __all__ = [
     "sample_config",
     "sample_configs",
     "set_drop_path",
-    "set_drop_path_progress",
     "variant_names",
+    "write_config_json",
 ]

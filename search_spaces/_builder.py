@@ -18,15 +18,14 @@ from ._graph import ATT_DW_KERNEL, OpGraph, build_op_graph
 
 
 class DropPath(nn.Module):
-    """Stochastic depth on a residual branch; ``rate`` is scaled by ``progress`` (spec 10)."""
+    """Stochastic depth on a residual branch (spec 10)."""
 
     def __init__(self, rate: float = 0.0):
         super().__init__()
         self.rate = rate
-        self.progress = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.rate * self.progress
+        p = self.rate
         if not self.training or p <= 0:
             return x
         keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
@@ -320,13 +319,6 @@ def set_drop_path(model: LowFormer, rate: float, skip: int = 0) -> list[float]:
         p.rate = 0.0 if i < skip else rate * (i - skip + 1) / n
         rates.append(p.rate)
     return rates
-
-
-def set_drop_path_progress(model: nn.Module, progress: float) -> None:
-    """Scale every drop-path rate by training progress in [0, 1]."""
-    for m in model.modules():
-        if isinstance(m, DropPath):
-            m.progress = progress
 
 
 # ---------------------------------------------------------------------------------------------- checks

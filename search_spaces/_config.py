@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any, Mapping
 
-from ._errors import UserError
+from lowformer_common import UserError
 
 ATTENTION_TYPES = ("lowtention", "mhsa", "relu_linear", "none")
 ATT_STRIDES = (1, 2, 4)
@@ -280,39 +280,26 @@ class LowFormerConfig:
         return self.hash[:12]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LowFormerConfig":
-        """A config from knob values; unknown keys are an error, missing ones take B1's values.
-
-        ``{"base": "B3", "depths": [...]}`` starts from a named variant instead of B1.
-        """
+    def from_dict(cls, data: Mapping[str, Any], start: "LowFormerConfig | None" = None) -> "LowFormerConfig":
+        """A config from knob values; unknown keys are an error, missing ones take ``start``'s values (B1's
+        by default). A ``"base"`` key naming a variant is resolved by :func:`search_spaces.config_from_dict`."""
         if not isinstance(data, Mapping):
             raise ConfigError("config", f"must be a JSON object of knobs (got {type(data).__name__})")
         data = dict(data)
-        base = data.pop("base", None)
         data.pop("name", None)  # files written by `lowformer-nas export` carry the name for humans
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
+            if key == "base":
+                raise ConfigError(key, "a named base is resolved by search_spaces.config_from_dict and load_config")
             if key not in known:
                 raise ConfigError(key, f"unknown knob; allowed: base, {', '.join(sorted(known))}")
-        if base is not None:
-            from ._variants import get_variant
-
-            return dataclasses.replace(get_variant(base).config, **data)
-        return cls(**data)
+        return dataclasses.replace(start, **data) if start is not None else cls(**data)
 
     @classmethod
     def from_json(cls, text: str, source: str = "config") -> "LowFormerConfig":
+        """A config from stored JSON (``canonical_json``, ``to_json``)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(source, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
         return cls.from_dict(data)
-
-    @classmethod
-    def from_file(cls, path: str) -> "LowFormerConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(str(path), f"cannot read config file ({e.strerror})") from None
-        return cls.from_json(text, source=str(path))

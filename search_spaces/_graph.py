@@ -377,12 +377,6 @@ class OpGraph:
         self.config = config
         self.blocks = blocks
 
-    def stage_out_shapes(self) -> dict[str, tuple[int, ...]]:
-        out: dict[str, tuple[int, ...]] = {}
-        for b in self.blocks:
-            out[b.stage] = b.parts[-1].out_shape
-        return out
-
     def attention_tokens(self) -> dict[str, int]:
         """Tokens each stage's attention attends over (0 where a stage has none)."""
         tok = {s: 0 for s in STAGES}

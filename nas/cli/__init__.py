@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from search_spaces import MEASURE_EXTRA_HINT, UserError
+from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__
 
 # Modules that add sub-commands; each has register(subparsers).
 _GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study")
@@ -21,8 +21,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas import __version__
-
     parser = _Parser(prog="lowformer-nas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lowformer-nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

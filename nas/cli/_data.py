@@ -83,7 +83,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_noise(args) -> int:
-    from measured._noise import noise_report
+    from measured import noise_report
 
     report = noise_report(_open(args).measurements(device=args.device))
     if args.json:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from search_spaces import UserError, get_variant, resolve, sample_configs, variant_names
-from search_spaces._errors import MEASURE_EXTRA_HINT, missing_module
+from lowformer_common import MEASURE_EXTRA_HINT, UserError, missing_module
+from search_spaces import get_variant, resolve, sample_configs, variant_names
 
 from ._common import add_store_arg
 
@@ -58,7 +58,7 @@ def _require_torch(command: str) -> None:
 
 
 def jobs_from_args(args, repeats: int = 1):
-    from measured._campaign import Job
+    from measured import Job
 
     if args.sample < 0:
         raise UserError(f"sample: must be >= 0 (got {args.sample})")
@@ -84,10 +84,7 @@ def jobs_from_args(args, repeats: int = 1):
 
 
 def cmd_measure(args) -> int:
-    from measured import Store
-    from measured._backends import get_backend
-    from measured._campaign import resolve_local_device, run_campaign
-    from measured._harness import Protocol
+    from measured import Protocol, Store, get_backend, resolve_local_device, run_campaign
 
     if args.repeats < 1:
         raise UserError(f"repeats: must be >= 1 (got {args.repeats})")
@@ -119,7 +116,7 @@ def cmd_measure(args) -> int:
 
 
 def cmd_bundle(args) -> int:
-    from measured._bundle import write_bundle
+    from measured import write_bundle
 
     _require_torch("bundle")
     jobs = jobs_from_args(args)

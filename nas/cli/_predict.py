@@ -6,7 +6,8 @@ import json
 import pathlib
 import sys
 
-from search_spaces import UserError, variant_names
+from lowformer_common import UserError
+from search_spaces import variant_names
 
 from ._common import add_store_arg
 
@@ -249,7 +250,14 @@ def cmd_update(args) -> int:
     import numpy as np
 
     from predictors import (
-        PredictorError, cv_method, from_cost, holdout_mask, load_predictor, regression_report, save_version, train,
+        PredictorError,
+        cv_method,
+        from_cost,
+        holdout_mask,
+        load_predictor,
+        regression_report,
+        save_version,
+        train,
         training_data,
     )
 
@@ -325,7 +333,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_fewshot(args) -> int:
-    from predictors import LGBMModel, AdditiveModel, few_shot_curve, random_holdout, training_data
+    from predictors import AdditiveModel, LGBMModel, few_shot_curve, random_holdout, training_data
 
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})

@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 
-from search_spaces import UserError
+from lowformer_common import UserError
 
 from ._common import add_store_arg
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from search_spaces import STAGES, UserError, count, get_variant, resolve, variant_names
+from lowformer_common import UserError
+from search_spaces import STAGES, count, get_variant, resolve, variant_names
 
 
 def register(sub) -> None:
@@ -89,7 +90,7 @@ def cmd_export(args) -> int:
         raise UserError("export: give --onnx PATH and/or --json-out PATH (or --study NAME --pick K)")
     name, cfg = _resolve(args)
     if args.json_out:
-        from search_spaces._files import write_config_json
+        from search_spaces import write_config_json
 
         write_config_json(args.json_out, cfg, name)
         print(f"wrote {args.json_out}")

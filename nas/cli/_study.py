@@ -38,13 +38,13 @@ def register(sub) -> None:
 
 
 def cmd_study(args) -> int:
-    from search_spaces import UserError
+    from lowformer_common import UserError
 
     if args.name != "all" and args.name not in STUDY_NAMES:
         raise UserError(f"study: unknown {args.name!r}; allowed: {'|'.join(STUDY_NAMES)}|all")
     if args.mac_cap is not None and not args.mac_cap > 0:
         raise UserError(f"mac-cap: must be > 0 GMACs (got {args.mac_cap})")
-    from measured._store import Store
+    from measured import Store
     from nas.studies import POINT_BUDGET_S, StudySettings, run_study
 
     settings = StudySettings(

@@ -16,8 +16,8 @@ from ._objectives import (
 )
 from ._report import front_json, report_md, write_outputs
 from ._results import StudyResults, load_results
-from ._storage import SearchError, check_study_name, open_storage, study_dir
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
+from ._storage import SearchError, check_study_name, open_storage, study_dir
 from ._study import DISTRIBUTIONS, SearchResult, SearchSettings, open_study, run_search
 from ._verify import verify_front
 

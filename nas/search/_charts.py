@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lowformer_common import one_line
 from nas._html import write_html
-from search_spaces._errors import one_line
 
 from ._results import StudyResults
 

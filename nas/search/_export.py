@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import pathlib
 
-from search_spaces import LowFormerConfig
-from search_spaces._errors import MEASURE_EXTRA_HINT, missing_module
-from search_spaces._files import write_config_json
+from lowformer_common import MEASURE_EXTRA_HINT, missing_module
+from search_spaces import LowFormerConfig, write_config_json
 
 from ._report import FRONT_JSON
 from ._storage import SearchError, study_dir

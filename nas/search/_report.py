@@ -10,8 +10,9 @@ from typing import Any, Sequence
 import optuna
 import pandas as pd
 
-from search_spaces._files import atomic_write
+from lowformer_common import atomic_write
 
+from ._charts import write_charts
 from ._results import StudyResults
 
 FRONT_CSV, FRONT_JSON, REPORT_MD = "front.csv", "front.json", "report.md"
@@ -164,8 +165,6 @@ def _pct(x: float | None) -> str:
 
 def write_outputs(res: StudyResults, folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:
     """Write front.csv, front.json, the charts and report.md; return (paths, notes)."""
-    from ._charts import write_charts
-
     folder = pathlib.Path(folder)
     paths = []
     atomic_write(folder / FRONT_CSV, front_frame(res).to_csv(index=False))

@@ -13,9 +13,9 @@ from optuna.trial import TrialState
 from search_spaces import knobs_to_config, named_series
 
 from . import _constraints
+from ._attrs import HASH, MACS, NAMED, OOD, PARAMS, SETTINGS_ATTR
 from ._constraints import Constraint
 from ._pareto import dominates, pareto_mask, to_min
-from ._study import HASH, MACS, NAMED, OOD, PARAMS, SETTINGS_ATTR
 
 CLOSEST = 10  # infeasible configs shown when no config meets the constraints
 

@@ -17,7 +17,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces._errors import MEASURE_EXTRA_HINT, missing_module
+from lowformer_common import MEASURE_EXTRA_HINT, missing_module
 
 from . import _constraints
 from ._constraints import Constraint

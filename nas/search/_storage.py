@@ -13,9 +13,8 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 
-from measured._store import with_installed_driver
-from search_spaces import UserError
-from search_spaces._errors import one_line
+from lowformer_common import UserError, one_line
+from measured import with_installed_driver
 
 JOURNAL_FILE = "study.journal"
 SETTINGS_FILE = "settings.json"

@@ -23,20 +23,20 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from measured._records import utc_now
+from lowformer_common import __version__, atomic_write, utc_now
 from search_spaces import SPACE, config_to_knobs, knobs_to_config, named_series
 
 from . import _constraints
+from ._attrs import HASH, MACS, NAMED, OOD, PARAMS, SETTINGS_ATTR, WORKER
 from ._constraints import make_constraints
 from ._objectives import ACCURACY_OBJECTIVES, Evaluation, Evaluator, Objective, PredictorLoader, build_objectives
 from ._pareto import LiveFront
+from ._report import write_outputs
+from ._results import load_results
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
-from ._storage import SearchError, check_study_name, mask_url, open_storage, study_dir, sync_storage
+from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, study_dir, sync_storage
 
 DEFAULT_TRIALS = 3000
-SETTINGS_ATTR = "lowformer_nas"  # study user attr holding the settings a resumed study must keep
-# Trial user attrs.
-HASH, MACS, PARAMS, NAMED, WORKER, OOD = "hash", "macs", "params", "named", "worker", "ood"
 _PULL_EVERY_S = 5.0
 _RANDOM_BATCH = 200
 
@@ -221,8 +221,6 @@ class _Run:
 
     def settings_dict(self) -> dict[str, Any]:
         s = self.settings
-        from nas import __version__
-
         return {
             "study": s.study, "devices": list(s.devices), "budgets_ms": s.budgets_ms and list(s.budgets_ms),
             "objective": s.objective, "max_params": s.max_params, "max_macs": s.max_macs, "sampler": s.sampler,
@@ -396,9 +394,6 @@ def run_search(settings: SearchSettings, *, objectives: Sequence[Objective] | No
     ``objectives`` replaces the default ones (accuracy surrogate or proxy + one predictor per device);
     ``loader(device, metric=None)`` replaces ``predictors.load_predictor``.
     """
-    from ._report import write_outputs
-    from ._results import load_results
-
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "Trial 17 finished" line per trial
     try:
@@ -410,10 +405,6 @@ def run_search(settings: SearchSettings, *, objectives: Sequence[Objective] | No
         optuna.logging.set_verbosity(verbosity)
     result.results = load_results(run.persistent, study_name=run.settings.study)
     if outputs:
-        from search_spaces._files import atomic_write
-
-        from ._storage import SETTINGS_FILE
-
         atomic_write(run.folder / SETTINGS_FILE, json.dumps(run.meta, indent=2) + "\n")
         result.outputs, result.notes = write_outputs(result.results, run.folder, png=png)
     return result

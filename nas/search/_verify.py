@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from lowformer_common import atomic_write
 from search_spaces import LowFormerConfig
-from search_spaces._files import atomic_write
 
 from ._constraints import ms_per_image
 from ._results import StudyResults

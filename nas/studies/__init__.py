@@ -20,7 +20,6 @@ from ._runner import (
     measure_toy,
     render_report,
     run_study,
-    study_names,
 )
 from ._toys import (
     ConfigPoint,
@@ -76,7 +75,6 @@ __all__ = [
     "preferred_devices",
     "render_report",
     "run_study",
-    "study_names",
     "table1_toys",
     "table2_toys",
     "table3_toys",

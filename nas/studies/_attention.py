@@ -80,9 +80,8 @@ class AttentionStudy(Study):
 
 def _chart(series, variants):
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2,
                         subplot_titles=("time here (ms)", "time change vs MHSA (%): here solid, paper dotted"))

@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import pandas as pd
 
-from search_spaces import UserError
+from lowformer_common import UserError
 
 from ._paper import PaperData
 from ._verdict import Finding

@@ -22,12 +22,18 @@ from typing import Any
 
 import pandas as pd
 
-from measured._backends import BACKENDS, get_backend
-from measured._harness import HARNESS_METRICS, Protocol, make_measurement, measure_runner, measurement_id
-from measured._records import Device, Measurement
-from search_spaces import UserError
-from search_spaces._files import atomic_write
-
+from lowformer_common import UserError, atomic_write
+from measured import (
+    BACKENDS,
+    HARNESS_METRICS,
+    Device,
+    Measurement,
+    Protocol,
+    get_backend,
+    make_measurement,
+    measure_runner,
+    measurement_id,
+)
 from nas._html import write_html
 
 from ._base import Analysis, PaperContext, Study, UnknownStudy
@@ -53,10 +59,6 @@ def _studies() -> dict[str, Study]:
 
     return {s.name: s for s in (DepthwiseStudy(), FusedMBConvStudy(), ResolutionVsChannelsStudy(), AttentionStudy(),
                                 ResolutionScalingStudy())}
-
-
-def study_names() -> list[str]:
-    return list(_studies())
 
 
 def get_study(name: str) -> Study:
@@ -245,7 +247,7 @@ class _Ledger:
 
 
 def _resolve_device(store, settings: StudySettings, paper: PaperData) -> Device:
-    from measured._campaign import resolve_local_device
+    from measured import resolve_local_device
 
     if settings.device is not None and settings.device in paper.devices():
         raise UserError(f"device: {settings.device!r} is one of the paper's devices; give the id to store this "
@@ -259,7 +261,7 @@ def measure_points(study: Study, points, settings: StudySettings, store, device:
     """Measure (or reuse, or skip) every point; store each result as it comes; one row per point."""
     from tqdm import tqdm
 
-    from measured._campaign import Job, run_campaign
+    from measured import Job, run_campaign
 
     campaign = settings.campaign(study.name)
     ledger = _Ledger(store, device.device_id, protocol, campaign)
@@ -324,7 +326,7 @@ def run_study(name: str, settings: StudySettings | None = None, store=None) -> S
     protocol = settings.protocol()
     backend = get_backend(settings.backend, settings.threads, settings.precision)  # unavailable: one-line error
     if store is None:
-        from measured._store import Store
+        from measured import Store
 
         store = Store()
     paper = PaperData.load(store)

@@ -34,7 +34,7 @@ GROUPS = ("A", "B", "C")
 @functools.lru_cache(maxsize=None)
 def layer_macs(cin: int, cout: int, kernel: int, stride: int, groups: int, size: int) -> int:
     """MACs of one toy conv layer on a ``size`` x ``size`` input (FlopCounterMode)."""
-    from search_spaces._builder import ConvLayer
+    from search_spaces import ConvLayer
 
     return _toys.count_macs(ConvLayer(cin, cout, kernel, stride, groups=groups), (1, cin, size, size))
 

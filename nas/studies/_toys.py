@@ -22,9 +22,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from measured._records import Architecture, out_of_space_hash
-from search_spaces import LowFormerConfig, get_variant, lowtention_heads
-from search_spaces._builder import MHSA, ConvLayer, FusedMBConv, Lowtention, MBConv
+from measured import Architecture, out_of_space_hash
+from search_spaces import MHSA, ConvLayer, FusedMBConv, LowFormerConfig, Lowtention, MBConv, get_variant, lowtention_heads
 
 TOY_MODELS_CSV = pathlib.Path(__file__).parent / "data" / "toy_models.csv"
 FAMILY = "toy"

@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
+from lowformer_common import UserError
 from nas.search import FunctionObjective, SearchSettings, build_objectives, run_search
-from search_spaces import UserError, count
+from search_spaces import count
 
 
 def make_objectives(device: str, latency_predictor: str | None = None):

@@ -3,8 +3,8 @@ one line (never an ImportError); an available one runs a module and an ONNX file
 
 import pytest
 
+from lowformer_common import UserError
 from measured._backends import BACKENDS, Backend, BackendUnavailable, get_backend
-from search_spaces import UserError
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))

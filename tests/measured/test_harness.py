@@ -4,9 +4,10 @@ import time
 
 import pytest
 
+from lowformer_common import UserError
 from measured._fingerprint import LoadMonitor, hardware_fingerprint, local_device, local_device_id, package_versions
 from measured._harness import Protocol, measure_config, measure_runner, measurement_id, time_runner
-from search_spaces import UserError, get_variant
+from search_spaces import get_variant
 
 
 def _spin(seconds):

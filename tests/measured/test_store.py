@@ -160,15 +160,6 @@ def test_measurements_query(store):
     assert empty.empty and "protocol" in empty.columns
 
 
-def test_measured_hashes(store):
-    a, b = _populate(store)
-    p = protocol_key("latency_ms", "onnxruntime", "fp32", 1, 2)
-    assert store.measured_hashes("local_cpu", p) == {a.config_hash, b.config_hash}
-    assert store.measured_hashes("local_cpu", p, statuses=("failed",)) == {b.config_hash}
-    assert store.measured_hashes("local_cpu", protocol_key("latency_ms", "onnxruntime", "fp32", 1, 1)) == {a.config_hash}
-    assert store.measured_hashes("other_cpu", p) == set()
-
-
 def test_summary(store):
     _populate(store)
     s = store.summary()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from search_spaces import ConfigError, LowFormerConfig, get_variant
+from search_spaces import ConfigError, LowFormerConfig, config_from_dict, get_variant
 
 B1 = LowFormerConfig()
 
@@ -49,8 +49,8 @@ def test_switching_a_parent_back_on_restores_defaults():
 
 
 def test_base_and_overrides_from_dict():
-    cfg = LowFormerConfig.from_dict({"base": "B3", "depths": [1, 2, 3, 4, 4], "attention": ["none", "none"],
-                                     "mlp": [False, False]})
+    cfg = config_from_dict({"base": "B3", "depths": [1, 2, 3, 4, 4], "attention": ["none", "none"],
+                            "mlp": [False, False]})
     assert cfg == get_variant("E2").config
 
 
@@ -97,7 +97,7 @@ def test_unknown_knob_and_malformed_json():
     with pytest.raises(ConfigError, match="must be a JSON object"):
         LowFormerConfig.from_json("[1, 2]")
     with pytest.raises(ConfigError, match="^model: unknown variant 'B7'"):
-        LowFormerConfig.from_dict({"base": "B7"})
+        config_from_dict({"base": "B7"})
 
 
 def test_config_is_immutable():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lowformer_common import UserError
 from nas.search import CountObjective, FunctionObjective, SearchSettings
-from search_spaces import UserError, count
-
+from search_spaces import count
 
 DEVICES = ("jetson_tx2", "rpi5_arm_cpu", "a40_gpu")
 

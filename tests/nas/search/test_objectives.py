@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from nas.search import (CountObjective, Evaluator, FunctionObjective, Objective, PredictorObjective, SearchError,
-                        build_objectives)
-from search_spaces import UserError, count, get_variant, sample_configs
+from lowformer_common import UserError
+from nas.search import CountObjective, Evaluator, FunctionObjective, Objective, PredictorObjective, SearchError, build_objectives
+from search_spaces import count, get_variant, sample_configs
 
 from .conftest import AnalyticPredictor
 

@@ -4,9 +4,9 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.torch
 
+from lowformer_common import UserError
 from measured._harness import Protocol  # noqa: E402
 from nas.studies import MIN_RUNS, StudySettings, choose_runs, measure_toy, table3_toys  # noqa: E402
-from search_spaces import UserError  # noqa: E402
 
 
 def test_choose_runs_bounds_the_time_per_point():

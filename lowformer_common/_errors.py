@@ -1,5 +1,8 @@
 """The one exception family the CLI turns into a one-line message and exit status 2."""
 
+# An error line quotes what the user gave; a 6 MB list must not come back as a 6 MB line.
+MAX_ERROR_CHARS = 300
+
 
 class UserError(Exception):
     """Bad input from a user (a file, a flag, a name). ``str(err)`` is one line that says what is allowed."""
@@ -16,7 +19,13 @@ def missing_module(*names: str) -> str | None:
     return next((n for n in names if importlib.util.find_spec(n) is None), None)
 
 
+def short(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters (an ellipsis marks the cut)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def one_line(e: BaseException) -> str:
     """The first line of an exception's text (a database driver's, say), for a one-line error message."""
     text = str(getattr(e, "orig", None) or e).strip()
-    return (text.splitlines() or [type(e).__name__])[0]
+    return short((text.splitlines() or [type(e).__name__])[0])

@@ -1,9 +1,9 @@
-"""search_spaces._files: whole files or nothing."""
+"""lowformer_common files (and search_spaces.write_config_json): whole files or nothing."""
 
 import json
 
-from search_spaces import get_variant
-from search_spaces._files import atomic_write, sha256_file, write_config_json, write_json
+from lowformer_common import atomic_write, sha256_file, write_json
+from search_spaces import get_variant, write_config_json
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):
