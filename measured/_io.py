@@ -20,11 +20,12 @@ import json
 import math
 import os
 import pathlib
+import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
-from lowformer_common import UserError, atomic_write
+from lowformer_common import UserError, atomic_write, short
 from search_spaces import ConfigError, LowFormerConfig
 
 from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError
@@ -111,6 +112,7 @@ def read_rows(path: pathlib.Path) -> tuple[list[str], list[tuple[str, dict[str, 
         if fmt == ".parquet":
             df = pd.read_parquet(path)
             columns = [str(c) for c in df.columns]
+            _check_header(path, "columns", columns)
             return columns, [(f"row {i + 1}", {k: _clean(v) for k, v in rec.items()})
                              for i, rec in enumerate(df.to_dict("records"))]
         opener = gzip.open if fmt == ".csv.gz" else open
@@ -119,6 +121,7 @@ def read_rows(path: pathlib.Path) -> tuple[list[str], list[tuple[str, dict[str, 
             header = next(reader, None)
             if header is None:
                 raise StoreError(f"{path} line 1: empty file; expected a header row", "file")
+            _check_header(path, "line 1", header)
             rows = []
             start = reader.line_num + 1
             for rec in reader:
@@ -127,13 +130,43 @@ def read_rows(path: pathlib.Path) -> tuple[list[str], list[tuple[str, dict[str, 
                     continue
                 if len(rec) != len(header):
                     raise ImportFileError(str(path), where, f"row: {len(rec)} fields, but the header has {len(header)}")
-                rows.append((where, {k: _clean(v) for k, v in zip(header, rec)}))
+                rows.append((where, {k: _clean(unescape_cell(v)) for k, v in zip(header, rec)}))
             return header, rows
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError) as e:
         if isinstance(e, UserError):
             raise
         raise StoreError(f"{path}: cannot read as {fmt[1:]} ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
                          "file") from None
+
+
+def _check_header(path: pathlib.Path, where: str, columns: list[str]) -> None:
+    """A repeated column name would let the last copy silently overwrite the first one's values."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(columns, start=1):
+        if c in seen:
+            raise ImportFileError(str(path), where, f"{c}: duplicate column (columns {seen[c]} and {i}); each column "
+                                  "may appear once", c)
+        seen[c] = i
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection): exported text cells that
+# start so get a leading apostrophe, which spreadsheets show as text and an import takes off again.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(v: Any) -> Any:
+    """A text cell a spreadsheet cannot run: ``'`` before one that would start a formula. Reversible: text that
+    already starts with apostrophes before such a character gets one more."""
+    if isinstance(v, str) and v.lstrip("'").startswith(_FORMULA_START):
+        return "'" + v
+    return v
+
+
+def unescape_cell(v: Any) -> Any:
+    """The text :func:`escape_cell` was given."""
+    if isinstance(v, str) and v.startswith("'") and v[1:].lstrip("'").startswith(_FORMULA_START):
+        return v[1:]
+    return v
 
 
 def _bool(field: str, v: Any) -> bool | None:
@@ -186,94 +219,269 @@ def measurement_id(m: Measurement, timestamp_given: bool = True) -> str:
 # ---------------------------------------------------------------------------------------------- import
 
 
+@dataclasses.dataclass
+class _Parsed:
+    """The rows of a file as measurements, with where each came from and the columns beside them."""
+
+    measurements: list[Measurement] = dataclasses.field(default_factory=list)
+    where_of: list[str] = dataclasses.field(default_factory=list)
+    arch_info: dict[str, tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)  # hash -> first
+    device_info: dict[str, tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)  # id -> first
+    configs: dict[str, LowFormerConfig] = dataclasses.field(default_factory=dict)
+
+
 def read_and_plan(store: Store, conn, path: str | os.PathLike, *, device_id: str | None = None,
-                  source: str = "import", create_device_kind: str | None = None) -> ImportPlan:
-    """Read and validate a whole file against the store (read through ``conn``); write nothing."""
+                  source: str = "import", create_device_kind: str | None = None, force: bool = False) -> ImportPlan:
+    """Read and validate a whole file against the store (read through ``conn``); write nothing.
+
+    ``force`` imports rows whose device columns name another machine than the stored device they go to
+    (normally refused); each such row says so in its ``notes``.
+    """
     path = pathlib.Path(path)
-    file = str(path)
     columns, rows = read_rows(path)
+    _check_columns(path, columns)
+    if create_device_kind is not None and create_device_kind not in DEVICE_KINDS:
+        raise StoreError(f"must be one of {'|'.join(DEVICE_KINDS)} (got {create_device_kind!r})", "device_kind")
+    overrides = _check_device_identity(store, conn, path, rows, device_id, force)
+    parsed = _parse_rows(path, rows, device_id, source, "source_ref" in columns, overrides)
+    _check_unique_ids(path, parsed)
+    archs = _new_architectures(store, conn, path, parsed)
+    devices = _new_devices(store, conn, path, parsed, create_device_kind, source)
+    return ImportPlan(len(rows), parsed.measurements, archs, devices)
+
+
+def _check_columns(path: pathlib.Path, columns: list[str]) -> None:
     allowed = set(EXPORT_COLUMNS)
     for c in columns:
         if c not in allowed:
-            raise ImportFileError(file, "line 1" if file_format(path) != ".parquet" else "columns",
+            raise ImportFileError(str(path), "line 1" if file_format(path) != ".parquet" else "columns",
                                   f"{c}: unknown column; allowed: {', '.join(EXPORT_COLUMNS)}", c)
-    has_source_ref = "source_ref" in columns
-    if create_device_kind is not None and create_device_kind not in DEVICE_KINDS:
-        raise StoreError(f"must be one of {'|'.join(DEVICE_KINDS)} (got {create_device_kind!r})", "device_kind")
 
-    measurements: list[Measurement] = []
-    where_of: list[str] = []
-    arch_info: dict[str, tuple[str, dict[str, Any]]] = {}  # hash -> (first line, arch columns)
-    device_info: dict[str, tuple[str, dict[str, Any]]] = {}
-    configs: dict[str, LowFormerConfig] = {}
 
+def _parse_rows(path: pathlib.Path, rows: list[tuple[str, dict[str, Any]]], device_id: str | None, source: str,
+                has_source_ref: bool, overrides: dict[str, str]) -> _Parsed:
+    """Every row as a validated, plausible measurement; stops at the first bad row."""
+    file = str(path)
+    out = _Parsed()
     for where, row in rows:
         try:
-            moved = device_id is not None and row.get("device_id") != device_id
-            if device_id is not None:
-                row = {**row, "device_id": device_id}
-            if row.get("source") is None:
-                row = {**row, "source": source}
-            m = Measurement.from_mapping({k: row.get(k) for k in MEASUREMENT_COLUMNS if k != "source_ref"} | {
-                "id": row.get("id") or "pending"})
-            # A row moved to another device is another measurement record: its id follows its content.
-            if row.get("id") is None or moved:
-                m = dataclasses.replace(m, id=measurement_id(m, row.get("timestamp") is not None))
-            # A file without the column gets its own name and line; an exported file keeps what it says.
-            m.source_ref = row.get("source_ref") if has_source_ref else f"{path.name} {where}"
-            if m.source_ref is not None:
-                m.source_ref = str(m.source_ref)
-            _check_arch_columns(m, row, configs)
+            m = _measurement(path, where, row, device_id, source, has_source_ref, overrides)
+            _check_arch_columns(m, row, out.configs)
         except (RecordError, ConfigError) as e:
             raise ImportFileError(file, where, str(e), getattr(e, "field", None)) from None
-        measurements.append(m)
-        where_of.append(where)
+        out.measurements.append(m)
+        out.where_of.append(where)
         arch = {k: row.get(k) for k in ARCH_COLUMNS if row.get(k) is not None}
         if arch:
-            first = arch_info.setdefault(m.config_hash, (where, arch))
+            first = out.arch_info.setdefault(m.config_hash, (where, arch))
             for k in ("family", "name", "in_space"):
                 if k in arch and k in first[1] and str(arch[k]) != str(first[1][k]):
                     raise ImportFileError(file, where, f"{k}: differs from {first[0]} for the same config_hash "
                                           f"({arch[k]!r} vs {first[1][k]!r})", k)
         dev = {k: row.get(k) for k in DEVICE_COLUMNS if row.get(k) is not None}
         if dev:
-            device_info.setdefault(m.device_id, (where, dev))
+            out.device_info.setdefault(m.device_id, (where, dev))
+    return out
 
+
+def _measurement(path: pathlib.Path, where: str, row: dict[str, Any], device_id: str | None, source: str,
+                 has_source_ref: bool, overrides: dict[str, str]) -> Measurement:
+    moved = device_id is not None and row.get("device_id") != device_id
+    if device_id is not None:
+        row = {**row, "device_id": device_id}
+    if row.get("source") is None:
+        row = {**row, "source": source}
+    note = overrides.get(str(row.get("device_id")))
+    if note is not None:  # provenance of an identity check the user overrode (--force)
+        row = {**row, "notes": f"{row['notes']} | {note}" if row.get("notes") else note}
+    m = Measurement.from_mapping({k: row.get(k) for k in MEASUREMENT_COLUMNS if k != "source_ref"} | {
+        "id": row.get("id") or "pending"})
+    # A row moved to another device is another measurement record: its id follows its content.
+    if row.get("id") is None or moved or note is not None:
+        m = dataclasses.replace(m, id=measurement_id(m, row.get("timestamp") is not None))
+    # A file without the column gets its own name and line; an exported file keeps what it says.
+    m.source_ref = row.get("source_ref") if has_source_ref else f"{path.name} {where}"
+    if m.source_ref is not None:
+        m.source_ref = str(m.source_ref)
+    check_plausible(m)
+    return m
+
+
+# Latency beyond this (about 2.8 hours per image) is a unit or parsing error, not a measurement.
+MAX_LATENCY_MS = 1e7
+# The median of timed runs lies between their 10th and 90th percentiles; allow for decimal rounding.
+_REL_TOL = 1e-9
+
+
+def check_plausible(m: Measurement) -> None:
+    """Refuse values no measurement can have: percentiles around the wrong side of the median, negative
+    times, a machine more than fully busy, latency outside (0, 1e7) ms. A RecordError naming the field."""
+    for f in ("p10", "p90"):
+        v = getattr(m, f)
+        if v is not None and v < 0:
+            raise RecordError(f, f"must be >= 0 (got {v})")
+    if m.busy_pct is not None and not 0.0 <= m.busy_pct <= 100.0:
+        raise RecordError("busy_pct", f"must be in [0, 100] % of the machine (got {m.busy_pct})")
+    if m.metric == "latency_ms":
+        if m.value is not None and not 0.0 < m.value < MAX_LATENCY_MS:
+            raise RecordError("value", f"latency must be in (0, {MAX_LATENCY_MS:.0e}) ms (got {m.value})")
+        for f in ("p10", "p90"):
+            v = getattr(m, f)
+            if v is not None and v >= MAX_LATENCY_MS:
+                raise RecordError(f, f"latency must be below {MAX_LATENCY_MS:.0e} ms (got {v})")
+
+    def tol(x: float) -> float:
+        return abs(x) * _REL_TOL
+
+    if m.p10 is not None and m.p90 is not None and m.p10 > m.p90 + tol(m.p90):
+        raise RecordError("p10", f"must be <= p90 (got p10 {m.p10}, p90 {m.p90})")
+    if m.value is not None:
+        if m.p10 is not None and m.p10 > m.value + tol(m.value):
+            raise RecordError("p10", f"must be <= value, the median (got p10 {m.p10}, value {m.value})")
+        if m.p90 is not None and m.value > m.p90 + tol(m.p90):
+            raise RecordError("p90", f"must be >= value, the median (got value {m.value}, p90 {m.p90})")
+
+
+def _check_unique_ids(path: pathlib.Path, parsed: _Parsed) -> None:
+    """Two rows with one id would silently keep only one of them: refuse the file, naming both lines."""
+    seen: dict[str, str] = {}
+    for m, where in zip(parsed.measurements, parsed.where_of):
+        first = seen.setdefault(m.id, where)
+        if first != where:
+            raise ImportFileError(str(path), where, f"id: same id as {first} ({m.id[:16]}…); every row must be "
+                                  "a measurement of its own (a repeated row, or a copied id)", "id")
+
+
+def _new_architectures(store: Store, conn, path: pathlib.Path, parsed: _Parsed) -> list[Architecture]:
+    """Architectures the store lacks, built from their columns; an unknown hash without columns is an error."""
+    file = str(path)
     first_where: dict[str, str] = {}
-    first_dev_where: dict[str, str] = {}
-    by_where = dict(zip(where_of, measurements))
-    for m, where in zip(measurements, where_of):
+    by_where = dict(zip(parsed.where_of, parsed.measurements))
+    for m, where in zip(parsed.measurements, parsed.where_of):
         first_where.setdefault(m.config_hash, where)
-        first_dev_where.setdefault(m.device_id, where)
-
-    # Architectures: new ones are built from their columns; an unknown hash without columns is an error.
-    known_archs = store._known_archs(conn, first_where)
+    known = store._known_archs(conn, first_where)
     archs: list[Architecture] = []
     for h, where in first_where.items():
-        if h in known_archs:
+        if h in known:
             continue
-        if h not in arch_info:
+        if h not in parsed.arch_info:
             raise ImportFileError(
                 file, where, f"config_hash: unknown architecture {h[:12]}…; give config_json (or family, name "
                 "and in_space=false for a model outside the search space)", "config_hash")
-        awhere, cols = arch_info[h]
+        awhere, cols = parsed.arch_info[h]
         try:
-            archs.append(_build_arch(h, cols, by_where[awhere], configs))
+            archs.append(_build_arch(h, cols, by_where[awhere], parsed.configs))
         except (RecordError, ConfigError) as e:
             raise ImportFileError(file, awhere, str(e), getattr(e, "field", None)) from None
+    return archs
 
-    # Devices: new ones come from the device columns, else from create_device_kind.
-    known_devs = store._known_devices(conn, first_dev_where)
+
+def _new_devices(store: Store, conn, path: pathlib.Path, parsed: _Parsed, create_device_kind: str | None,
+                 source: str) -> list[Device]:
+    """Devices the store lacks: from the device columns, else from ``create_device_kind``."""
+    first_where: dict[str, str] = {}
+    for m, where in zip(parsed.measurements, parsed.where_of):
+        first_where.setdefault(m.device_id, where)
+    known = store._known_devices(conn, first_where)
     devices: list[Device] = []
-    for d, where in first_dev_where.items():
-        if d in known_devs:
+    for d, where in first_where.items():
+        if d in known:
             continue
-        dwhere, cols = device_info.get(d, (where, {}))
+        dwhere, cols = parsed.device_info.get(d, (where, {}))
         try:
             devices.append(_build_device(d, cols, create_device_kind, source))
         except RecordError as e:
-            raise ImportFileError(file, dwhere, str(e), e.field) from None
-    return ImportPlan(len(rows), measurements, archs, devices)
+            raise ImportFileError(str(path), dwhere, str(e), e.field) from None
+    return devices
+
+
+# ---------------------------------------------------------------------------------------------- device identity
+
+# What names a machine in a fingerprint (the harness's and the bundle runner's): not its OS, load or versions.
+_IDENTITY_KEYS = ("arch", "cpu_model", "board", "gpu")
+# Words that name a vendor or a class of part, not a device: "Nvidia Jetson TX2" is known by "jetson".
+_GENERIC_WORDS = {"nvidia", "apple", "intel", "amd", "arm", "qualcomm", "the", "gpu", "cpu", "soc", "board"}
+
+
+def identity_facts(fingerprint: dict[str, Any] | None) -> dict[str, str]:
+    """The facts of a fingerprint that name the machine (architecture, CPU model, board, GPU), normalised."""
+    fp = fingerprint or {}
+    gpu = fp.get("gpu")
+    raw = {"arch": fp.get("arch"), "cpu_model": fp.get("cpu_model"), "board": fp.get("board"),
+           "gpu": gpu.get("name") if isinstance(gpu, dict) else fp.get("gpu_name", gpu)}
+    return {k: " ".join(v.split()).lower() for k, v in raw.items() if isinstance(v, str) and v.strip()}
+
+
+def _describe(name: Any, facts: dict[str, str]) -> str:
+    shown = [str(name)] if name else []
+    shown += [facts[k] for k in _IDENTITY_KEYS if k in facts and facts[k] != str(name or "").lower()]
+    return short(", ".join(shown) or "no name", 120)
+
+
+def identity_mismatch(stored: Device, name: Any, fingerprint: dict[str, Any]) -> str | None:
+    """Why a file's device columns (``name``, ``fingerprint``) describe another machine than ``stored``;
+    None when they agree or there is nothing to compare.
+
+    Facts both fingerprints state (architecture, CPU model, board, GPU) must be equal. A stored device without
+    such facts (the paper's, say) but with a real name is compared by its name's key word ("jetson" for "Nvidia
+    Jetson TX2 8GB developer kit"), which the file's name or fingerprint must mention.
+    """
+    file_facts = identity_facts(fingerprint)
+    if not file_facts and not name:
+        return None
+    stored_facts = identity_facts(stored.fingerprint)
+    common = [k for k in _IDENTITY_KEYS if k in stored_facts and k in file_facts]
+    for k in common:
+        if stored_facts[k] != file_facts[k]:
+            return f"{k} {file_facts[k]!r}, the device's is {stored_facts[k]!r}"
+    if common or stored.name == stored.device_id:
+        return None
+    words = [w for w in re.split(r"[^a-z0-9]+", stored.name.lower()) if w and w not in _GENERIC_WORDS]
+    if not words:
+        return None
+    text = " ".join([str(name or "")] + list(file_facts.values())).lower()
+    if words[0] not in re.split(r"[^a-z0-9]+", text):
+        return f"{_describe(name, file_facts)!r}, which does not name a {words[0]!r}"
+    return None
+
+
+def _check_device_identity(store: Store, conn, path: pathlib.Path, rows: list[tuple[str, dict[str, Any]]],
+                           device_id: str | None, force: bool) -> dict[str, str]:
+    """Refuse rows whose device columns name another machine than the device they are stored under (the
+    same within the file, and the stored device's). With ``force``: {device id: note for each row's notes}."""
+    file = str(path)
+    first: dict[str, tuple[str, Any, dict[str, Any], dict[str, str]]] = {}  # device -> (where, name, fp, facts)
+    for where, row in rows:
+        target = device_id if device_id is not None else row.get("device_id")
+        if target is None or (row.get("device_name") is None and row.get("device_fingerprint") is None):
+            continue
+        try:
+            fp = _json_object("device_fingerprint", row.get("device_fingerprint"))
+        except RecordError as e:
+            raise ImportFileError(file, where, str(e), e.field) from None
+        facts = identity_facts(fp)
+        if str(target) not in first:
+            first[str(target)] = (where, row.get("device_name"), fp, facts)
+            continue
+        fwhere, _, _, ffacts = first[str(target)]
+        for k in _IDENTITY_KEYS:
+            if k in ffacts and k in facts and ffacts[k] != facts[k]:
+                raise ImportFileError(file, where, f"device_fingerprint: {k} {facts.get(k)!r} differs from "
+                                      f"{fwhere}'s {ffacts.get(k)!r}: rows of two machines cannot go to one device "
+                                      f"{target!r}", "device_fingerprint")
+    stored = store._devices_by_id(conn, first)
+    notes: dict[str, str] = {}
+    for target, (where, name, fp, _) in first.items():
+        dev = stored.get(target)
+        why = None if dev is None else identity_mismatch(dev, name, fp)
+        if why is None:
+            continue
+        if not force:
+            raise ImportFileError(file, where, f"device_fingerprint: measured on {why}; not device {target!r} "
+                                  f"({short(dev.name, 80)}). Check --device, or give --force to import anyway "
+                                  "(recorded in each row's notes)", "device_fingerprint")
+        notes[target] = f"imported with --force: measured on {why}"
+    return notes
 
 
 def _config(text: str, configs: dict[str, LowFormerConfig]) -> LowFormerConfig:
@@ -335,11 +543,11 @@ def _build_device(device_id: str, cols: dict[str, Any], kind: str | None, source
 
 
 def import_file(store: Store, path: str | os.PathLike, *, device_id: str | None = None, source: str = "import",
-                create_device_kind: str | None = None) -> ImportReport:
+                create_device_kind: str | None = None, force: bool = False) -> ImportReport:
     """Validate the whole file, then write its new devices, architectures and rows in one transaction."""
     with store._read() as conn:
         plan = read_and_plan(store, conn, path, device_id=device_id, source=source,
-                             create_device_kind=create_device_kind)
+                             create_device_kind=create_device_kind, force=force)
     with store._write() as conn:
         devs = store._insert_device_ids(conn, plan.devices)
         _, n_arch, n = store._insert(conn, [], plan.architectures, plan.measurements)
@@ -391,7 +599,13 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         if fmt == ".parquet":
             frame.to_parquet(tmp, index=False)
             return
-        text = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        safe = _escaped(frame)
+        # Minimal quoting quotes a cell with the line terminator (\n) but not one with a bare \r, which a reader
+        # takes for a line end: such a file quotes every text cell.
+        has_cr = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any()
+                     for c in safe.columns if safe[c].dtype == object)
+        quoting = csv.QUOTE_NONNUMERIC if has_cr else csv.QUOTE_MINIMAL
+        text = safe.to_csv(index=False, lineterminator="\n", quoting=quoting).encode("utf-8")
         with open(tmp, "wb") as f:
             if fmt == ".csv.gz":
                 # No name and time in the gzip header: the same rows give the same bytes.
@@ -404,6 +618,15 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         atomic_write(path, writer=write)
     except OSError as e:
         raise StoreError(f"cannot write {path}: {e.strerror or e}", "file") from None
+
+
+def _escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell made safe to open in a spreadsheet (numbers are never formulas)."""
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = pd.Series([escape_cell(v) for v in out[c]], dtype=object, index=out.index)
+    return out
 
 
 def export(store: Store, path: str | os.PathLike, *, device=None, metric=None, status=None, protocol=None,

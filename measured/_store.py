@@ -362,6 +362,14 @@ class Store:
     def _known_archs(self, conn: Connection, hashes: Iterable[str]) -> set[str]:
         return self._known(conn, architectures_table.c.config_hash, hashes)
 
+    def _devices_by_id(self, conn: Connection, ids: Iterable[str]) -> dict[str, Device]:
+        ids = sorted(set(ids))
+        found: dict[str, Device] = {}
+        for i in range(0, len(ids), 500):
+            q = sa.select(devices_table).where(devices_table.c.device_id.in_(ids[i : i + 500]))
+            found.update((r.device_id, _device_from_row(r)) for r in conn.execute(q))
+        return found
+
     def _insert_device_ids(self, conn: Connection, devices: Sequence[Device]) -> list[str]:
         """Insert devices whose id is new; the ids inserted. An existing device row is never changed."""
         if not devices:
@@ -440,9 +448,13 @@ class Store:
             return self._insert(conn, [], archs, rows)[2]
 
     def import_file(self, path: str | os.PathLike, *, device_id: str | None = None, source: str = "import",
-                    create_device_kind: str | None = None):
-        """Import a CSV, CSV.gz or Parquet file of measurements (see :mod:`measured._io`); an ImportReport."""
-        return _io.import_file(self, path, device_id=device_id, source=source, create_device_kind=create_device_kind)
+                    create_device_kind: str | None = None, force: bool = False):
+        """Import a CSV, CSV.gz or Parquet file of measurements (see :mod:`measured._io`); an ImportReport.
+
+        Rows whose device columns name another machine than the stored device they go to are refused, unless
+        ``force`` (then each such row's ``notes`` records it)."""
+        return _io.import_file(self, path, device_id=device_id, source=source, create_device_kind=create_device_kind,
+                               force=force)
 
     def export(self, path: str | os.PathLike, **filters: Any) -> int:
         """Write measurements with their architecture and device columns; returns rows written.

@@ -37,6 +37,9 @@ def register(sub) -> None:
     i.add_argument("--device", metavar="NAME", help="store every row under this device id")
     i.add_argument("--device-kind", choices=DEVICE_KINDS, metavar="KIND",
                    help=f"kind of a device the file introduces without device columns ({'|'.join(DEVICE_KINDS)})")
+    i.add_argument("--force", action="store_true",
+                   help="import rows whose device name/fingerprint columns name another machine than the stored "
+                        "device (refused otherwise); each such row's notes record it")
     i.add_argument("--json", action="store_true", help="print the import report as JSON")
     add_store_arg(i)
     i.set_defaults(func=cmd_import)
@@ -77,7 +80,7 @@ def cmd_export(args) -> int:
 
 def cmd_import(args) -> int:
     store = _open(args)
-    report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind)
+    report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind, force=args.force)
     print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
     return 0
 

@@ -46,7 +46,7 @@ def _good_row(a=None, **over):
 
 
 def _csv(path, rows):
-    header = list(rows[0])
+    header = list(dict.fromkeys(k for r in rows for k in r))
     _write_csv(path, header, [[r.get(h, "") for h in header] for r in rows])
     return path
 
@@ -241,3 +241,162 @@ def test_import_keeps_row_provenance(store, tmp_path):
     store.import_file(_csv(tmp_path / "p.csv", [row]))
     got = store.measurements().iloc[0]
     assert (got["id"], got["source"], got["source_ref"]) == (m.id, "harness", "campaign c1")
+
+
+# ---------------------------------------------------------------------------------------------- hostile files
+
+
+def test_duplicate_column_is_refused(store, tmp_path):
+    """A second `value` column silently overwrote every value (999) before."""
+    row = _good_row()
+    header = list(row) + ["value"]
+    _write_csv(tmp_path / "dup.csv", header, [list(row.values()) + ["999"]])
+    with pytest.raises(ImportFileError) as e:
+        store.import_file(tmp_path / "dup.csv")
+    n = header.index("value") + 1
+    assert str(e.value) == f"{tmp_path / 'dup.csv'} line 1: value: duplicate column (columns {n} and {len(header)}); " \
+                           "each column may appear once"
+    assert store.count() == 0
+
+
+def test_duplicate_ids_name_both_lines(store, tmp_path):
+    """Two rows with one id: one was silently dropped ("1 already stored")."""
+    path = _csv(tmp_path / "ids.csv", [_good_row(id="m1"), _good_row(id="m2", value="13"), _good_row(id="m1", value="14")])
+    with pytest.raises(ImportFileError, match=r"ids.csv line 4: id: same id as line 2 \(m1…\)") as e:
+        store.import_file(path)
+    assert "\n" not in str(e.value) and store.count() == 0
+    # The same row twice (no id column: the id is the row's content) is one measurement typed twice.
+    path = _csv(tmp_path / "twice.csv", [_good_row(), _good_row(value="13"), _good_row()])
+    with pytest.raises(ImportFileError, match=r"twice.csv line 4: id: same id as line 2"):
+        store.import_file(path)
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(p10="13", p90="14"), "p10: must be <= value, the median (got p10 13.0, value 12.5)"),
+    (dict(p10="11", p90="12"), "p90: must be >= value, the median (got value 12.5, p90 12.0)"),
+    (dict(p10="15", p90="11", value=""), "p10: must be <= p90"),
+    (dict(p10="-1", p90="14"), "p10: must be >= 0 (got -1.0)"),
+    (dict(busy_pct="500"), "busy_pct: must be in [0, 100] % of the machine (got 500.0)"),
+    (dict(busy_pct="-0.5"), "busy_pct: must be in [0, 100]"),
+    (dict(value="1e300"), "value: latency must be in (0, 1e+07) ms (got 1e+300)"),
+    (dict(value="inf"), "value: must be a finite number"),
+    (dict(value="nan", status="busy", reason="x"), "value: must be a finite number"),
+    (dict(p90="inf"), "p90: must be a finite number"),
+])
+def test_implausible_values_are_refused(store, tmp_path, change, message):
+    row = {"status": "ok", "reason": "", **_good_row(value="12.5"), **change}
+    if row["value"] == "":
+        row.update(status="failed", reason="crashed")
+    path = _csv(tmp_path / "v.csv", [_good_row(), row])
+    with pytest.raises(ImportFileError) as e:
+        store.import_file(path)
+    assert str(e.value).startswith(f"{path} line 3: ") and message in str(e.value) and "\n" not in str(e.value)
+    assert store.count() == 0
+
+
+def test_plausible_edge_values_pass(store, tmp_path):
+    path = _csv(tmp_path / "ok.csv", [_good_row(p10="12.5", p90="12.5", busy_pct="100"),
+                                      _good_row(value="0.001", p10="0", p90="0.002", busy_pct="0")])
+    assert store.import_file(path).inserted == 2
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)", "\tx", "\rx", "'=already", "''+two", "plain", "'quoted"]
+
+
+def test_formula_cells_are_neutralised_on_export_and_stored_verbatim(store, tmp_path):
+    a = arch("B0")
+    rows = [measurement(a, value=10.0 + i, notes=text, campaign=text) for i, text in enumerate(FORMULAS)]
+    store.add_measurements(rows, archs=[a])
+    store.export(tmp_path / "x.csv")
+    with open(tmp_path / "x.csv", newline="", encoding="utf-8") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "'=cmd|' /C calc'!A0" in cells and "''=already" in cells and "plain" in cells and "'quoted" in cells
+    dst = Store(tmp_path / "d.sqlite", seed=False)
+    dst.import_file(tmp_path / "x.csv")
+    pd.testing.assert_frame_equal(_all(store), _all(dst))
+    assert sorted(_all(dst)["notes"]) == sorted(FORMULAS)
+    store.export(tmp_path / "x.parquet")  # not a spreadsheet format: verbatim
+    assert sorted(pd.read_parquet(tmp_path / "x.parquet")["notes"]) == sorted(FORMULAS)
+
+
+@pytest.mark.parametrize("text", FORMULAS + ["", "'", "''", "=", "'-", "a=b"])
+def test_escape_cell_round_trips(text):
+    from measured._io import escape_cell, unescape_cell
+
+    out = escape_cell(text)
+    assert unescape_cell(out) == text and not out.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+# ---------------------------------------------------------------------------------------------- device identity
+
+XEON = dict(device_name="Intel(R) Xeon(R) Processor", device_kind="cpu",
+            device_fingerprint=json.dumps({"arch": "x86_64", "cpu_model": "Intel(R) Xeon(R) Processor", "os": "Linux"}))
+TX2 = dict(device_name="NVIDIA Jetson TX2 Developer Kit", device_kind="edge",
+           device_fingerprint=json.dumps({"arch": "aarch64", "board": "NVIDIA Jetson TX2 Developer Kit"}))
+
+
+@pytest.fixture
+def tx2_store(store):
+    from measured import Device
+
+    store.add_device(Device("jetson_tx2", "Nvidia Jetson TX2 8GB developer kit", "edge", {}, {}, {}, "paper"))
+    pi = {"arch": "aarch64", "cpu_model": "Cortex-A76", "board": "Raspberry Pi 5 Model B Rev 1.0", "memory_gb": 7.9}
+    store.add_device(Device("my_pi5", "Raspberry Pi 5 Model B Rev 1.0", "edge", pi, {}, {}, "import"))
+    return store
+
+
+def test_rows_of_another_machine_are_refused(tx2_store, tmp_path):
+    """`import results.csv --device jetson_tx2` accepted 36 rows saying "Intel(R) Xeon(R) Processor"."""
+    path = _csv(tmp_path / "xeon.csv", [_good_row(**XEON), _good_row(value="13", **XEON)])
+    with pytest.raises(ImportFileError) as e:
+        tx2_store.import_file(path, device_id="jetson_tx2")
+    assert str(e.value) == (
+        f"{path} line 2: device_fingerprint: measured on 'Intel(R) Xeon(R) Processor, x86_64', which does not name "
+        "a 'jetson'; not device 'jetson_tx2' (Nvidia Jetson TX2 8GB developer kit). Check --device, or give --force "
+        "to import anyway (recorded in each row's notes)")
+    assert tx2_store.count() == 0
+    # Facts both fingerprints state must agree.
+    pi = dict(device_name="Raspberry Pi 5", device_fingerprint=json.dumps({"arch": "aarch64", "cpu_model": "Cortex-A72"}))
+    with pytest.raises(ImportFileError, match="line 2: device_fingerprint: measured on cpu_model 'cortex-a72', the "
+                                              "device's is 'cortex-a76'; not device 'my_pi5'"):
+        tx2_store.import_file(_csv(tmp_path / "pi4.csv", [_good_row(**pi)]), device_id="my_pi5")
+    # The rows' own device id (no --device) is checked the same way.
+    with pytest.raises(ImportFileError, match="not device 'jetson_tx2'"):
+        tx2_store.import_file(_csv(tmp_path / "own.csv", [_good_row(device_id="jetson_tx2", **XEON)]))
+    assert tx2_store.count() == 0
+
+
+def test_rows_of_the_same_machine_are_accepted(tx2_store, tmp_path):
+    assert tx2_store.import_file(_csv(tmp_path / "tx2.csv", [_good_row(**TX2)]), device_id="jetson_tx2").inserted == 1
+    # Another OS, memory or load does not make another machine; a name given with --device-name counts.
+    pi = dict(device_name="bench pi", device_fingerprint=json.dumps(
+        {"arch": "aarch64", "cpu_model": "Cortex-A76", "board": "Raspberry Pi 5 Model B Rev 1.0", "memory_gb": 8.0,
+         "os": "Linux-6.6"}))
+    assert tx2_store.import_file(_csv(tmp_path / "pi.csv", [_good_row(**pi)]), device_id="my_pi5").inserted == 1
+    named = dict(device_name="Jetson TX2 in the lab", device_fingerprint=json.dumps({"board": "quill"}))
+    assert tx2_store.import_file(_csv(tmp_path / "q.csv", [_good_row(value="9", **named)]),
+                                 device_id="jetson_tx2").inserted == 1
+    # A file without device columns cannot be checked (and a new device is created from its columns).
+    assert tx2_store.import_file(_csv(tmp_path / "bare.csv", [_good_row(value="8")]), device_id="jetson_tx2").inserted == 1
+    assert tx2_store.import_file(_csv(tmp_path / "new.csv", [_good_row(value="7", **XEON)]),
+                                 device_id="xeon-box").devices_created == ["xeon-box"]
+
+
+def test_force_imports_and_records_it(tx2_store, tmp_path):
+    path = _csv(tmp_path / "xeon.csv", [_good_row(**XEON), _good_row(value="13", notes="B1", **XEON)])
+    rep = tx2_store.import_file(path, device_id="jetson_tx2", force=True)
+    assert rep.inserted == 2
+    notes = sorted(tx2_store.measurements(device="jetson_tx2")["notes"])
+    assert notes[0].startswith("B1 | imported with --force: measured on 'Intel(R) Xeon(R) Processor, x86_64'")
+    assert notes[1].startswith("imported with --force: measured on")
+    assert tx2_store.device("jetson_tx2").fingerprint == {}  # the stored device is never changed
+
+
+def test_rows_of_two_machines_for_one_device(tx2_store, tmp_path):
+    path = _csv(tmp_path / "mixed.csv", [_good_row(**TX2), _good_row(value="13", **XEON)])
+    with pytest.raises(ImportFileError, match=r"mixed.csv line 3: device_fingerprint: arch 'x86_64' differs from "
+                                              r"line 2's 'aarch64': rows of two machines cannot go to one device 'tx2b'"):
+        tx2_store.import_file(path, device_id="tx2b", create_device_kind="edge")
+    assert tx2_store.count() == 0

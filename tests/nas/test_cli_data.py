@@ -77,3 +77,25 @@ def test_import_errors_exit_2_with_one_line(capsys, tmp_path):
     assert e.value.code == 2 and err.count("\n") == 1 and "invalid choice" in err
     code, _, err = run(capsys, "data", "summary", "--store", "mysql://x@y/z")
     assert code == 2 and err.count("\n") == 1 and "unsupported database" in err
+
+
+XEON = dict(device_name="Intel(R) Xeon(R) Processor", device_kind="cpu",
+            device_fingerprint=json.dumps({"arch": "x86_64", "cpu_model": "Intel(R) Xeon(R) Processor"}))
+
+
+def test_import_from_another_machine_is_refused_unless_forced(capsys, tmp_path):
+    """36 rows saying "Intel(R) Xeon(R) Processor" entered the Jetson TX2's data and its predictor evaluation."""
+    url = str(tmp_path / "s.sqlite")
+    path = _csv(tmp_path / "xeon.csv", [_row(**XEON), _row(value="7.6", **XEON)])
+    before = Store(url).count()
+    for argv in (["import", str(path), "--device", "jetson_tx2"],
+                 ["predictors", "update", "--device", "jetson_tx2", "--measurements", str(path)]):
+        code, out, err = run(capsys, *argv, "--store", url)
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"lowformer-nas: error: {path} line 2: device_fingerprint: measured on 'Intel(R) Xeon(R) "
+                              "Processor, x86_64', which does not name a 'jetson'; not device 'jetson_tx2'")
+        assert "--force" in err and Store(url).count() == before
+    code, out, err = run(capsys, "import", str(path), "--device", "jetson_tx2", "--force", "--store", url)
+    assert code == 0 and "2 inserted" in out
+    notes = Store(url).measurements(device="jetson_tx2", source="import")["notes"]
+    assert len(notes) == 2 and all(n.startswith("imported with --force: measured on 'Intel(R) Xeon(R)") for n in notes)
