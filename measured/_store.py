@@ -264,18 +264,39 @@ class Store:
     # ------------------------------------------------------------------ transactions
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One write transaction (SQLite: holding the write lock from its first statement)."""
+    def _transaction(self, write: bool) -> Iterator[Connection]:
         with self._engine.connect() as conn:
-            conn.execution_options(lowformer_write=True)
+            if write:
+                conn.execution_options(lowformer_write=True)
             with conn.begin():
                 yield conn
 
     @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The store's boundary: a database that went away (PostgreSQL stopped, a network cut, SQLite locked
+        past its timeout) ends the command with one line instead of the driver's traceback. The transaction
+        was rolled back, so a rerun resumes from what was stored."""
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as e:
+            raise StoreError(f"{self} failed: {one_line(e)}; this transaction was rolled back, everything stored "
+                             "before it is kept: run the command again when the database is back", "store") from None
+        except sa.exc.DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+            raise StoreError(f"lost the connection to {self}: {one_line(e)}; this transaction was rolled back: run "
+                             "the command again when the database is back", "store") from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: holding the write lock from its first statement)."""
+        with self._translated(), self._transaction(write=True) as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            with conn.begin():
-                yield conn
+        with self._translated(), self._transaction(write=False) as conn:
+            yield conn
 
     def _insert_ignore(self, table: sa.Table):
         if self.dialect == "postgresql":
@@ -304,7 +325,7 @@ class Store:
     def _prepare(self, seed: bool) -> None:
         # Fast path: an existing, seeded store costs one SELECT.
         try:
-            with self._read() as conn:
+            with self._transaction(write=False) as conn:
                 meta = self._meta(conn)
         except sa.exc.SQLAlchemyError:
             meta = {}
@@ -312,10 +333,11 @@ class Store:
             self._check_version(meta)
             if not seed or not self._pending_datasets(meta):
                 return
-        with self._write() as conn:
+        with self._transaction(write=True) as conn:
             if self.dialect == "postgresql":
                 # DDL and seeding of two fresh processes must not interleave.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            self._refuse_foreign(conn)
             metadata.create_all(conn, checkfirst=True)
             meta = self._meta(conn)
             if "schema_version" not in meta:
@@ -326,6 +348,19 @@ class Store:
             if seed:
                 for entry, digest in self._pending_datasets(meta):
                     self._seed_dataset(conn, entry, digest)
+
+    def _refuse_foreign(self, conn: Connection) -> None:
+        """A database of another application (an Optuna study database, say) is never turned into a store:
+        adding our tables and 2,235 seed rows to it would be hard to undo. An empty database is fine."""
+        tables = set(sa.inspect(conn).get_table_names())
+        ours = set(metadata.tables)
+        if "meta" in tables and "schema_version" in self._meta(conn):
+            return
+        foreign = sorted(tables - ours)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise StoreError(f"{self} holds another application's tables ({shown}) and no lowformer-nas store; "
+                             "give an empty database, a new SQLite file, or an existing store", "store")
 
     def _check_version(self, meta: dict[str, str]) -> None:
         v = meta.get("schema_version")

@@ -223,3 +223,74 @@ def test_two_processes_lose_and_duplicate_nothing(store_url):
     seeded = every[every["device_id"] != "local_cpu"]
     assert seeded["id"].is_unique and len(seeded) == store.count() - 300
     assert set(seeded["source"]) == {"paper", "harness"}
+
+
+# ---------------------------------------------------------------------------------------------- foreign and lost databases
+
+
+def _engine(url: str, **kw) -> sa.Engine:
+    from measured import with_installed_driver
+
+    return sa.create_engine(with_installed_driver(sa.engine.make_url(url)), **kw)
+
+
+def test_a_foreign_database_is_refused(store_url):
+    """`--store` at an Optuna database silently added our tables and seeded 2,235 rows into it."""
+    import optuna
+
+    engine = _engine(store_url)
+    optuna.storages.RDBStorage(engine.url.render_as_string(hide_password=False)).get_all_studies()  # Optuna's schema
+    before = set(sa.inspect(engine).get_table_names())
+    with pytest.raises(StoreError) as e:
+        Store(store_url)
+    text = str(e.value)
+    assert "\n" not in text and text.startswith("store: Store(") and "holds another application's tables (" in text
+    assert "alembic_version" in text and "and no lowformer-nas store; give an empty database" in text
+    assert set(sa.inspect(engine).get_table_names()) == before  # nothing added
+    engine.dispose()
+
+
+def test_a_store_with_a_table_of_its_own_still_opens(store_url):
+    Store(store_url, seed=False).close()
+    engine = _engine(store_url)
+    with engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    engine.dispose()
+    assert Store(store_url, seed=False).count() == 0
+
+
+def test_a_lost_connection_is_one_line_and_a_rerun_resumes(postgres_server, postgres_url):
+    """PostgreSQL going away mid-campaign was a 37-frame traceback; now one line, and the rerun completes."""
+    db = postgres_url.rsplit("/", 1)[1]
+    admin = _engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    store = Store(postgres_url, seed=False)
+    store.add_device(cpu_device())
+    archs = [arch(n) for n in ("B0", "B1", "B2", "B3")]
+    # A campaign's loop: one transaction per config, deterministic ids.
+    rows = [measurement(a, value=10.0 + i, id=f"run-{i}") for i, a in enumerate(archs)]
+
+    def campaign() -> int:
+        done = 0
+        for a, m in zip(archs, rows):
+            done += store.add_measurements([m], archs=[a])
+            if done == 2 and stop:
+                with admin.connect() as c:  # the server stops taking connections and drops ours
+                    c.exec_driver_sql(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+                    c.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+        return done
+
+    stop = True
+    try:
+        with pytest.raises(StoreError) as e:
+            campaign()
+        text = str(e.value)
+        assert "\n" not in text and text.startswith("store: ") and "run the command again" in text
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+    stop = False
+    assert campaign() == 2  # the rerun stores only what is missing
+    df = store.measurements()
+    assert sorted(df["id"]) == [f"run-{i}" for i in range(4)]
+    store.close()
+    admin.dispose()
