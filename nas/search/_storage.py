@@ -1,4 +1,9 @@
-"""Where a study lives: its name, its run folder, its Optuna storage, atomic writes of its outputs."""
+"""Where a study lives: its name, its run folder, its Optuna storage, atomic writes of its outputs.
+
+A journal file is repaired before Optuna reads it: a record torn by a crash mid-write (and a record a later
+append glued onto it) or a garbage line would otherwise stop every later ``search`` and ``plot`` with a
+JSONDecodeError. The original is kept beside it as ``study.journal.bak-<UTC time>``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import sys
+import time
 import weakref
 from typing import Any
 
@@ -13,7 +21,7 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 
-from lowformer_common import UserError, one_line
+from lowformer_common import UserError, atomic_write, one_line
 from measured import with_installed_driver
 
 JOURNAL_FILE = "study.journal"
@@ -79,6 +87,134 @@ class SyncLaterJournalBackend(JournalFileBackend):
             os.fsync(f.fileno())
 
 
+# ---------------------------------------------------------------------------------------------- journal repair
+
+# Optuna writes each record as json.dumps({"op_code": ..., "worker_id": ..., ...}) on a line of its own.
+_RECORD_START = b'{"op_code":'
+# How much of the file's end the quick check reads to find its last line.
+_TAIL_BYTES = 1 << 16
+
+
+def _record(line: bytes) -> bool:
+    """Whether ``line`` is one whole Optuna journal record."""
+    try:
+        obj = json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return False
+    op = obj.get("op_code") if isinstance(obj, dict) else None
+    return isinstance(op, int) and not isinstance(op, bool) and isinstance(obj.get("worker_id"), str)
+
+
+def _salvage(line: bytes) -> bytes | None:
+    """The whole record at the end of a bad line: a process killed mid-write leaves a torn record without its
+    newline, and the next append lands on the same line."""
+    i = line.rfind(_RECORD_START)
+    while i > 0:
+        if _record(line[i:]):
+            return line[i:]
+        i = line.rfind(_RECORD_START, 0, i)
+    return None
+
+
+def _looks_whole(path: pathlib.Path) -> bool:
+    """Quick check (the last line only, read from the end): the file ends with a whole record and its newline.
+    Optuna itself skips a bad last line silently, and the next append would then glue a record onto it."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        tail, pos = b"", end
+        while pos > 0 and b"\n" not in tail[:-1]:
+            step = min(_TAIL_BYTES, pos)
+            pos -= step
+            f.seek(pos)
+            tail = f.read(step) + tail
+    if not tail.endswith(b"\n"):
+        return False
+    return _record(tail[:-1].rsplit(b"\n", 1)[-1])
+
+
+def repair_journal(path: str | os.PathLike) -> str | None:
+    """Drop the torn and garbage lines of a journal file (keeping a backup); what was done, or None if it was
+    whole. Call it holding the journal's lock. A file with no Optuna record at all is refused, untouched."""
+    path = pathlib.Path(path)
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline, else a record cut short
+    kept: list[bytes] = []
+    dropped: list[int] = []
+    for n, line in enumerate(lines, start=1):
+        if _record(line):
+            kept.append(line)
+            continue
+        dropped.append(n)
+        whole = _salvage(line)
+        if whole is not None:
+            kept.append(whole)
+    if tail:
+        dropped.append(len(lines) + 1)
+    if not dropped:
+        return None
+    if not kept or json.loads(kept[0]).get("op_code") != 0:  # 0: CREATE_STUDY, every journal's first record
+        raise SearchError("study", f"{path} is not an Optuna journal of a study (no study record in it); move it "
+                                   "away or start a new --study")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    backup = path.with_name(f"{path.name}.bak-{stamp}")
+    k = 1
+    while backup.exists():
+        k += 1
+        backup = path.with_name(f"{path.name}.bak-{stamp}-{k}")
+    shutil.copy2(path, backup)
+    atomic_write(path, b"".join(line + b"\n" for line in kept), fsync=True)
+    shown = ", ".join(map(str, dropped[:5])) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+    return (f"repaired {path}: dropped {len(dropped)} incomplete or unreadable line(s) (line {shown}), kept "
+            f"{len(kept)} records; the original is {backup.name}")
+
+
+def _journal_storage(path: pathlib.Path, create: bool) -> tuple[optuna.storages.BaseStorage, list[str]]:
+    """Optuna's storage over a journal file, repaired first when needed; (storage, notes on what was done)."""
+    from optuna.storages import JournalStorage
+
+    if not path.exists() or path.stat().st_size == 0:
+        if not create:
+            raise SearchError("study", f"{path} is empty: no study was recorded in it (a search stopped before its "
+                                       "first record?); delete it and run the search again")
+        backend = SyncLaterJournalBackend(str(path))
+        return JournalStorage(backend), []
+    notes: list[str] = []
+    backend = SyncLaterJournalBackend(str(path))
+    for attempt in range(2):
+        if attempt or not _looks_whole(path):
+            # Under the journal's lock: a writer appending right now is never mistaken for a torn record.
+            backend._file_lock.acquire()
+            try:
+                note = repair_journal(path)
+            finally:
+                backend._file_lock.release()
+            if note is not None:
+                notes.append(note)
+                print(f"lowformer-nas: {note}", file=sys.stderr)
+            backend = SyncLaterJournalBackend(str(path))
+        try:
+            return JournalStorage(backend), notes
+        except (ValueError, KeyError, TypeError, AssertionError, AttributeError) as e:
+            if attempt:
+                raise SearchError("study", f"{path}: cannot read it as an Optuna journal ({one_line(e)}); move it "
+                                           "away or start a new --study") from None
+    raise AssertionError("unreachable")
+
+
+def _check_holds_study(storage: optuna.storages.BaseStorage, path: pathlib.Path, name: str) -> None:
+    names = [s.study_name for s in storage.get_all_studies()]
+    if name not in names:
+        held = f"study {names[0]!r}" if len(names) == 1 else f"{len(names)} studies" if names else "no study"
+        raise SearchError("study", f"{path} holds {held}, not {name!r}; it is another study's journal")
+
+
+def storage_notes(storage: optuna.storages.BaseStorage) -> list[str]:
+    """What opening the storage repaired (for a search's result notes); empty when nothing was."""
+    backend = _JOURNALS.get(storage)
+    return list(getattr(backend, "repairs", []))
+
+
 def sync_storage(storage: optuna.storages.BaseStorage) -> None:
     """Make what the study wrote durable (journal files; databases commit every write themselves)."""
     backend = _JOURNALS.get(storage)
@@ -101,10 +237,11 @@ def open_storage(url: str | None, folder: pathlib.Path | None = None, *, create:
         if not create and not path.exists():
             raise SearchError("study", f"no study in {folder} (no {JOURNAL_FILE}); run `lowformer-nas search` first")
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages import JournalStorage
-
-        backend = SyncLaterJournalBackend(str(path))
-        storage = JournalStorage(backend)
+        storage, notes = _journal_storage(path, create)
+        if not create:  # the folder is named after its study (study_dir)
+            _check_holds_study(storage, path, pathlib.Path(folder).name)
+        backend = storage._backend
+        backend.repairs = notes
         _JOURNALS[storage] = backend
         return storage
     try:
