@@ -8,10 +8,14 @@ Copy the bundle folder to the device (Jetson, Raspberry Pi, ...), then:
     python3 run_bundle.py --backend onnxruntime-tensorrt --out results.csv
     python3 run_bundle.py --threads 4 --out results.csv      # the paper's Raspberry Pi 5 used 4 cores
 
-It measures every model of manifest.json with the paper's protocol (batch 1, input generated beforehand,
-warm-up runs, N timed runs, median), appends one CSV row per model as soon as it is measured (a crash
-or Ctrl-C loses nothing; running it again skips what the CSV already holds), and records the device's
-fingerprint and the machine's load while timing. Bring results.csv back and import it:
+It first checks the whole bundle (the manifest's fields, every model file inside the bundle folder and
+matching its sha256) and stops with one line if anything is wrong, before timing anything. Then it measures
+every model of manifest.json with the paper's protocol (batch 1, input generated beforehand, warm-up runs,
+N timed runs, median), appends one CSV row per model as soon as it is measured (a crash or Ctrl-C loses
+nothing; running it again skips what the CSV already holds, and retries failed models unless
+--no-retry-failed), and records the device's fingerprint and the machine's load while timing. Models shipped
+without weights get them written from the manifest's seed (numpy) before they are timed. Bring results.csv
+back and import it:
 
     lowformer-nas import results.csv --device jetson_tx2
 """
@@ -21,10 +25,13 @@ from __future__ import print_function
 import argparse
 import csv
 import datetime
+import glob
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import sys
 import time
 
@@ -35,13 +42,29 @@ FIELDS = [
     "device_name", "device_kind", "device_fingerprint",
 ]
 BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+MAX_MANIFEST_BYTES = 256 * 2 ** 20
+MAX_WEIGHTS_BYTES = 16 * 2 ** 30  # a weights file the runner writes: bounded, so a manifest cannot fill the disk
+# The device id names folders on the importing side: letters, digits, '_', '.', '+', '-'; never a path.
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# A spreadsheet runs a cell starting with one of these as a formula: such text gets a leading apostrophe
+# (lowformer-nas import takes it off again).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+CHUNK = 1 << 22  # weights are generated 4 M values at a time
+
+
+class BundleError(Exception):
+    """The bundle is malformed or was changed: one line, exit status 2, nothing timed."""
+
+
+# ---------------------------------------------------------------------------------------------- the device
 
 
 def _read(path):
     try:
         with open(path) as f:
             return f.read()
-    except (IOError, OSError):
+    except (IOError, OSError, UnicodeDecodeError):
         return ""
 
 
@@ -61,6 +84,10 @@ def fingerprint():
     release = _read("/etc/nv_tegra_release").strip()
     if release:
         fp["jetson_l4t"] = release.splitlines()[0][:120]
+    for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information"))[:1]:
+        for line in _read(info).splitlines():
+            if line.startswith("Model:"):
+                fp["gpu_name"] = line.split(":", 1)[1].strip()
     return fp
 
 
@@ -80,11 +107,167 @@ def _own_seconds():
     return t[0] + t[1]
 
 
+def _slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "unknown"
+
+
+# ---------------------------------------------------------------------------------------------- the manifest
+
+
+def _field(cond, where, message):
+    if not cond:
+        raise BundleError("manifest.json: %s: %s" % (where, message))
+
+
+def _is_int(v, low=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_relative(path, where):
+    _field(isinstance(path, str) and 0 < len(path) <= 200, where, "must be a relative file path")
+    _field(not os.path.isabs(path) and "\x00" not in path and ".." not in path.replace("\\", "/").split("/"),
+           where, "%r must be a path inside the bundle folder" % path[:80])
+
+
+def _check_weights(w, where):
+    _field(isinstance(w, dict), where, "must be an object")
+    _check_relative(w.get("file"), where + ".file")
+    _field(_is_int(w.get("seed")), where + ".seed", "must be a non-negative integer")
+    _field(_is_int(w.get("bytes")), where + ".bytes", "must be a non-negative integer")
+    tensors = w.get("tensors")
+    _field(isinstance(tensors, list), where + ".tensors", "must be a list")
+    end = 0
+    for j, t in enumerate(tensors):
+        tw = "%s.tensors[%d]" % (where, j)
+        _field(isinstance(t, list) and len(t) == 4, tw, "must be [offset, count, mean, std]")
+        offset, count, mean, std = t
+        _field(_is_int(offset, end) and _is_int(count), tw, "offset and count must be integers, in file order")
+        _field(_is_number(mean) and _is_number(std) and std >= 0, tw, "mean and std must be finite, std >= 0")
+        end = offset + 4 * count
+    _field(end <= w["bytes"] <= end + 2 ** 20, where + ".bytes", "must cover the tensors (got %d)" % w["bytes"])
+    _field(w["bytes"] <= MAX_WEIGHTS_BYTES, where + ".bytes", "%d bytes, more than any model of the space" % w["bytes"])
+
+
+def _check_entry(m, i, seen):
+    where = "models[%d]" % i
+    _field(isinstance(m, dict), where, "must be an object")
+    _field(isinstance(m.get("hash"), str) and HEX64.match(m["hash"]), where + ".hash",
+           "must be a 64-character sha256 hex digest")
+    _field(m["hash"] not in seen, where + ".hash", "repeats models[%s]" % seen.get(m["hash"]))
+    seen[m["hash"]] = i
+    _check_relative(m.get("file"), where + ".file")
+    _field(isinstance(m.get("sha256"), str) and HEX64.match(m["sha256"]), where + ".sha256",
+           "must be a 64-character sha256 hex digest")
+    shape = m.get("input_shape")
+    _field(isinstance(shape, list) and len(shape) == 4 and all(_is_int(s, 1) and s <= 100000 for s in shape),
+           where + ".input_shape", "must be 4 positive integers")
+    for key in ("name", "family", "config_json"):
+        _field(m.get(key) is None or isinstance(m[key], str), where + "." + key, "must be text")
+    _field(m.get("resolution") is None or _is_int(m["resolution"], 1), where + ".resolution",
+           "must be a positive integer")
+    if m.get("weights") is not None:
+        _check_weights(m["weights"], where + ".weights")
+
+
+def load_manifest(bundle):
+    """The manifest, every field checked; a BundleError naming the first bad one."""
+    path = os.path.join(bundle, "manifest.json")
+    try:
+        size = os.path.getsize(path)
+        _field(size <= MAX_MANIFEST_BYTES, "file", "%d bytes, more than a bundle's manifest can be" % size)
+        with open(path, "rb") as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+    except (IOError, OSError) as e:
+        raise BundleError("manifest.json: cannot read it in %s (%s)" % (bundle, e.strerror or e))
+    except ValueError as e:  # bad JSON or bad UTF-8
+        raise BundleError("manifest.json: not valid JSON (%s)" % str(e).splitlines()[0][:120])
+    except RecursionError:
+        raise BundleError("manifest.json: nested too deeply")
+    _field(isinstance(manifest, dict), "top level", "must be a JSON object")
+    _field(manifest.get("format") in (1, 2), "format", "must be 1 or 2 (got %r)" % (manifest.get("format"),))
+    _field(manifest.get("name") is None or isinstance(manifest["name"], str), "name", "must be text")
+    proto = manifest.get("protocol", {})
+    _field(isinstance(proto, dict), "protocol", "must be an object")
+    for key, low in (("warmup", 0), ("runs", 1), ("batch", 1)):
+        _field(proto.get(key) is None or _is_int(proto[key], low), "protocol." + key, "must be an integer >= %d" % low)
+    device_id = manifest.get("device_id")
+    _field(device_id is None or (isinstance(device_id, str) and DEVICE_ID.match(device_id) and ".." not in device_id),
+           "device_id", "%r is not a device id: use 1-80 letters, digits, '_', '.', '+' or '-'" % (device_id,))
+    models = manifest.get("models")
+    _field(isinstance(models, list) and models, "models", "must be a non-empty list")
+    seen = {}
+    for i, m in enumerate(models):
+        _check_entry(m, i, seen)
+    return manifest
+
+
+def inside(bundle, rel, where):
+    """``rel`` resolved (links followed) inside the bundle folder, else a BundleError."""
+    root = os.path.realpath(bundle)
+    path = os.path.realpath(os.path.join(root, rel))
+    if not path.startswith(root + os.sep):
+        raise BundleError("manifest.json: %s: %r resolves outside the bundle folder" % (where, rel[:80]))
+    return path
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_files(bundle, models, index):
+    """Every model file inside the bundle and unchanged, every weights file to be written inside it."""
+    for m in models:
+        where = "models[%d]" % index[m["hash"]]
+        path = inside(bundle, m["file"], where + ".file")
+        if not os.path.isfile(path):
+            raise BundleError("%s: %s: no such file; copy the whole bundle folder" % (where, m["file"]))
+        if sha256_of(path) != m["sha256"]:
+            raise BundleError("%s: %s was changed or is corrupt (sha256 mismatch); copy the bundle again"
+                              % (where, m["file"]))
+        if m.get("weights"):
+            inside(bundle, m["weights"]["file"], where + ".weights.file")
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def write_weights(bundle, weights):
+    """Write a model's external weights file from its recipe: per tensor, uniform values with the exported
+    tensor's mean and standard deviation, drawn from the seed (PCG64: the same bits on every platform)."""
+    import numpy as np
+
+    path = inside(bundle, weights["file"], "weights.file")
+    rng = np.random.Generator(np.random.PCG64(weights["seed"]))
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        for offset, count, mean, std in weights["tensors"]:
+            f.seek(offset)
+            half = std * math.sqrt(3.0)  # a uniform on [mean - half, mean + half] has this std
+            scale, shift = np.float32(2.0 * half), np.float32(mean - half)
+            left = count
+            while left:
+                n = min(left, CHUNK)
+                u = rng.random(n, dtype=np.float32)
+                f.write((u * scale + shift).astype("<f4").tobytes())
+                left -= n
+        f.truncate(weights["bytes"])
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
 class Model(object):
-    def __init__(self, entry, root, backend, threads, precision):
-        self.entry = entry
-        path = os.path.join(root, entry["file"])
-        shape = entry["input_shape"]
+    def __init__(self, path, shape, backend, threads, precision):
         import numpy as np
 
         self.x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -130,9 +313,8 @@ def _tensorrt_runner(path, x, precision):
     builder = trt.Builder(logger)
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
-    with open(path, "rb") as f:
-        if not parser.parse(f.read()):
-            raise RuntimeError("TensorRT could not parse %s: %s" % (path, parser.get_error(0)))
+    if not parser.parse_from_file(path):  # from the file: external weights are read beside it
+        raise RuntimeError("TensorRT could not parse %s: %s" % (path, parser.get_error(0)))
     config = builder.create_builder_config()
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
@@ -167,6 +349,7 @@ def measure(model, warmup, runs):
     busy = None
     if sys0 is not None and sys1 is not None:
         busy = max(0.0, (sys1 - sys0) - (own1 - own0)) / max(wall * (os.cpu_count() or 1), 1e-9) * 100.0
+        busy = min(busy, 100.0)
     times.sort()
 
     def pct(q):  # linear interpolation, as numpy.percentile
@@ -178,7 +361,27 @@ def measure(model, warmup, runs):
     return pct(50), pct(10), pct(90), busy
 
 
-def main(argv=None):
+def time_model(bundle, entry, settings, keep_weights=False):
+    """(median, p10, p90, busy, backend version) of one model in seconds, writing its weights first."""
+    path = inside(bundle, entry["file"], "file")
+    weights = entry.get("weights")
+    written = write_weights(bundle, weights) if weights else None
+    try:
+        model = Model(path, entry["input_shape"], settings["backend"], settings["threads"], settings["precision"])
+        for _ in range(3):  # a busy machine is measured again, twice
+            med, p10, p90, busy = measure(model, settings["warmup"], settings["runs"])
+            if busy is None or busy <= settings["busy_threshold"]:
+                break
+        return med, p10, p90, busy, model.version
+    finally:
+        if written and not keep_weights and os.path.exists(written):
+            os.unlink(written)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def parse_args(argv):
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", default=here, help="bundle folder (default: this script's)")
@@ -190,40 +393,100 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=None, help="timed runs (default: the manifest's)")
     ap.add_argument("--busy-threshold", type=float, default=5.0,
                     help="re-measure (twice) when other processes use more than this %% of the CPU")
+    ap.add_argument("--device-id", default=None,
+                    help="device id of the rows (default: the bundle's, else named after the board/CPU)")
     ap.add_argument("--device-name", default=None, help="a human name for this device (default: its board/CPU)")
     ap.add_argument("--device-kind", default="edge", choices=("cpu", "gpu", "edge", "mobile"))
+    ap.add_argument("--no-retry-failed", action="store_true",
+                    help="skip models whose earlier run failed (default: measure them again)")
+    ap.add_argument("--keep-weights", action="store_true", help="keep the weights files written for timing")
     args = ap.parse_args(argv)
+    if args.threads < 1 or (args.warmup is not None and args.warmup < 0) or (args.runs is not None and args.runs < 3):
+        ap.error("--threads must be >= 1, --warmup >= 0 and --runs >= 3")
+    if not (0.0 <= args.busy_threshold <= 100.0):
+        ap.error("--busy-threshold must be in [0, 100]")
+    return args
 
-    with open(os.path.join(args.bundle, "manifest.json")) as f:
-        manifest = json.load(f)
+
+def settings_of(args, manifest):
     proto = manifest.get("protocol", {})
-    warmup = args.warmup if args.warmup is not None else proto.get("warmup", 5)
-    runs = args.runs if args.runs is not None else proto.get("runs", 100)
-    if warmup < 0 or runs < 3:
-        ap.error("--warmup must be >= 0 and --runs >= 3")
-    fp = fingerprint()
+    return {
+        "backend": args.backend, "precision": args.precision,
+        "threads": args.threads if args.backend == "onnxruntime" else None,
+        "warmup": args.warmup if args.warmup is not None else proto.get("warmup", 5),
+        "runs": args.runs if args.runs is not None else proto.get("runs", 100),
+        "busy_threshold": args.busy_threshold,
+    }
+
+
+def device_of(args, manifest, fp):
     name = args.device_name or fp.get("board") or fp.get("cpu_model") or platform.node()
+    device_id = args.device_id or manifest.get("device_id") or _slug(fp.get("board") or fp.get("cpu_model") or name)
+    if not DEVICE_ID.match(device_id) or ".." in device_id:
+        raise BundleError("--device-id: %r is not a device id: use 1-80 letters, digits, '_', '.', '+' or '-'"
+                          % device_id[:80])
+    return {"device_id": device_id, "device_name": name, "device_kind": args.device_kind,
+            "device_fingerprint": json.dumps(fp, sort_keys=True)}
 
-    threads = args.threads if args.backend == "onnxruntime" else None
-    precision = args.precision
 
-    def setting(row):  # what makes two rows of one model comparable (the store's protocol key)
-        return (row.get("backend"), row.get("precision"), str(row.get("threads") or ""), str(row.get("batch")))
+def _key(config_hash, s, batch):
+    """What makes two rows of one model comparable (the store's protocol key)."""
+    return (config_hash, s["backend"], s["precision"], str(s["threads"] or ""), str(batch))
 
+
+def plan(manifest, out, s, retry_failed):
+    """(models still to measure, rows already in ``out``): ok rows count as done, failed ones only when not
+    retried; a busy row is always measured again."""
     done = set()
-    if os.path.exists(args.out):
-        with open(args.out) as f:
+    statuses = ("ok",) if retry_failed else ("ok", "failed")
+    n_rows = 0
+    if os.path.exists(out):
+        with open(out, newline="") as f:
             for row in csv.DictReader(f):
-                if row.get("status") in ("ok", "failed"):
-                    done.add((row["config_hash"],) + setting(row))
-    new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
-    out = open(args.out, "a", newline="")
-    writer = csv.DictWriter(out, FIELDS)
-    if new_file:
-        writer.writeheader()
-    models = [m for m in manifest["models"]
-              if (m["hash"], args.backend, precision, str(threads or ""), str(m["input_shape"][0])) not in done]
-    print("%d models to measure (%d already in %s) with %s" % (len(models), len(done), args.out, args.backend))
+                n_rows += 1
+                if row.get("status") in statuses:
+                    done.add((row.get("config_hash"), row.get("backend"), row.get("precision"),
+                              str(row.get("threads") or ""), str(row.get("batch"))))
+    todo = [m for m in manifest["models"] if _key(m["hash"], s, m["input_shape"][0]) not in done]
+    return todo, n_rows
+
+
+def _cell(v):
+    if isinstance(v, str) and v.lstrip("'").startswith(FORMULA_START):
+        return "'" + v
+    return v
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def measure_entry(bundle, entry, s, device, manifest, versions, keep_weights):
+    """One CSV row for one model: its timing, or its failure with the reason."""
+    row = dict(device, config_hash=entry["hash"], metric="latency_ms", backend=s["backend"],
+               precision=s["precision"], batch=entry["input_shape"][0], resolution=entry.get("resolution"),
+               threads=s["threads"], warmup=s["warmup"], source="bundle", source_ref=manifest.get("name"),
+               os=platform.platform(), config_json=entry.get("config_json"), name=entry.get("name"),
+               family=entry.get("family"), notes=entry.get("name"))
+    try:
+        med, p10, p90, busy, version = time_model(bundle, entry, s, keep_weights)
+        status = "ok" if busy is None or busy <= s["busy_threshold"] else "busy"
+        row.update(value=med * 1e3, p10=p10 * 1e3, p90=p90 * 1e3, n=s["runs"], status=status, backend_version=version,
+                   busy_pct=None if busy is None else round(busy, 2),
+                   reason=None if status == "ok" else "machine busy: %.1f%% of the CPU used by others" % busy)
+        versions["backend"] = version
+    except (KeyboardInterrupt, BundleError):
+        raise
+    except Exception as e:  # every other failure becomes a row with its reason
+        row.update(status="failed", reason=("%s: %s" % (type(e).__name__, e)).replace("\n", " ")[:500])
+    row["versions"] = json.dumps(dict(versions, weights="generated" if entry.get("weights") else "file"),
+                                 sort_keys=True)
+    row["timestamp"] = _now()
+    return row
+
+
+def run_all(args, manifest, todo, s, device):
+    """Measure ``todo`` one by one, appending each row to ``args.out`` as it comes (fsync'ed)."""
     versions = {"python": platform.python_version(), "bundle": manifest.get("created")}
     try:
         import numpy
@@ -231,51 +494,43 @@ def main(argv=None):
         versions["numpy"] = numpy.__version__
     except ImportError:
         pass
+    new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
     t_start = time.time()
-    for i, entry in enumerate(models):
-        row = {
-            "device_id": fp.get("board") or fp.get("cpu_model") or "unknown",
-            "config_hash": entry["hash"], "metric": "latency_ms", "backend": args.backend, "precision": precision,
-            "batch": entry["input_shape"][0], "resolution": entry.get("resolution"), "threads": threads,
-            "warmup": warmup, "source": "bundle", "source_ref": manifest.get("name"), "os": platform.platform(),
-            "config_json": entry.get("config_json"), "name": entry.get("name"), "family": entry.get("family"),
-            "device_name": name, "device_kind": args.device_kind, "device_fingerprint": json.dumps(fp, sort_keys=True),
-            "notes": entry.get("name"),
-        }
-        try:
-            digest = hashlib.sha256(open(os.path.join(args.bundle, entry["file"]), "rb").read()).hexdigest()
-            if digest != entry["sha256"]:
-                raise RuntimeError("model file %s is corrupt (sha256 mismatch): copy the bundle again" % entry["file"])
-            model = Model(entry, args.bundle, args.backend, args.threads, precision)
-            versions["backend"] = model.version
-            for attempt in range(3):
-                med, p10, p90, busy = measure(model, warmup, runs)
-                if busy is None or busy <= args.busy_threshold:
-                    break
-            status = "ok" if busy is None or busy <= args.busy_threshold else "busy"
-            row.update(value=med * 1e3, p10=p10 * 1e3, p90=p90 * 1e3, n=runs, status=status,
-                       busy_pct=None if busy is None else round(busy, 2), backend_version=model.version,
-                       reason=None if status == "ok" else "machine busy: %.1f%% of the CPU used by others" % busy)
-            del model
-        except KeyboardInterrupt:
-            print("\ninterrupted: %s holds every model measured so far; run again to continue" % args.out)
-            out.close()
-            return 130
-        except Exception as e:  # every failure becomes a row with its reason
-            row.update(status="failed", reason=("%s: %s" % (type(e).__name__, e)).replace("\n", " ")[:500])
-        row["versions"] = json.dumps(versions, sort_keys=True)
-        row["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds") \
-            if sys.version_info >= (3, 6) else datetime.datetime.utcnow().isoformat() + "+00:00"
-        writer.writerow(row)
-        out.flush()
-        os.fsync(out.fileno())
-        left = (time.time() - t_start) / (i + 1) * (len(models) - i - 1)
-        value = "%.2f ms" % row["value"] if row.get("value") else row["status"] + ": " + str(row.get("reason"))[:80]
-        print("[%d/%d] %s %s  (ETA %.0f min)" % (i + 1, len(models), entry.get("name") or entry["hash"][:12],
-                                                 value, left / 60))
-    out.close()
-    print("done: import it with  lowformer-nas import %s --device NAME" % args.out)
+    with open(args.out, "a", newline="") as out:
+        writer = csv.DictWriter(out, FIELDS)
+        if new_file:
+            writer.writeheader()
+        for i, entry in enumerate(todo):
+            try:
+                row = measure_entry(args.bundle, entry, s, device, manifest, versions, args.keep_weights)
+            except KeyboardInterrupt:
+                print("\ninterrupted: %s holds every model measured so far; run again to continue" % args.out)
+                return 130
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+            out.flush()
+            os.fsync(out.fileno())
+            left = (time.time() - t_start) / (i + 1) * (len(todo) - i - 1)
+            value = "%.2f ms" % row["value"] if row.get("value") else row["status"] + ": " + str(row.get("reason"))[:80]
+            print("[%d/%d] %s %s  (ETA %.0f min)" % (i + 1, len(todo), entry.get("name") or entry["hash"][:12],
+                                                     value, left / 60))
+    print("done: import it with  lowformer-nas import %s --device %s" % (args.out, device["device_id"]))
     return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        manifest = load_manifest(args.bundle)
+        s = settings_of(args, manifest)
+        device = device_of(args, manifest, fingerprint())
+        todo, n_rows = plan(manifest, args.out, s, not args.no_retry_failed)
+        index = {m["hash"]: i for i, m in enumerate(manifest["models"])}
+        check_files(args.bundle, todo, index)  # before anything is timed
+    except BundleError as e:
+        print("run_bundle.py: error: %s" % e, file=sys.stderr)
+        return 2
+    print("%d models to measure (%d rows already in %s) with %s" % (len(todo), n_rows, args.out, args.backend))
+    return run_all(args, manifest, todo, s, device)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--device", metavar="ID", help="device id the runner's rows carry (default: named on the device)")
+    p.add_argument("--full-weights", action="store_true",
+                   help="ship complete ONNX files (default: graphs only; the runner writes the weights from a seed)")
+    p.add_argument("--jobs", type=int, metavar="N", help="export processes (default: one per core)")
     p.set_defaults(func=cmd_bundle)
 
 
@@ -116,11 +120,20 @@ def cmd_measure(args) -> int:
 
 
 def cmd_bundle(args) -> int:
-    from measured import write_bundle
+    from measured import check_device_id, write_bundle
 
+    for flag, value, low in (("batch", args.batch, 1), ("warmup", args.warmup, 0), ("runs", args.runs, 3),
+                             ("jobs", args.jobs, 1)):
+        if value is not None and value < low:
+            raise UserError(f"{flag}: must be >= {low} (got {value})")
+    if args.device is not None:
+        check_device_id(args.device)
     _require_torch("bundle")
     jobs = jobs_from_args(args)
-    manifest = write_bundle(jobs, args.out, batch=args.batch, warmup=args.warmup, runs=args.runs)
-    print(f"wrote {len(manifest['models'])} models, manifest.json and run_bundle.py to {args.out}")
-    print("on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv --device NAME")
+    report = write_bundle(jobs, args.out, batch=args.batch, warmup=args.warmup, runs=args.runs, device_id=args.device,
+                          full_weights=args.full_weights, workers=args.jobs)
+    print(report.line())
+    device = args.device or "NAME"
+    print(f"on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv "
+          f"--device {device}")
     return 0

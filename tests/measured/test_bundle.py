@@ -1,17 +1,28 @@
-"""Edge bundles: the standalone runner measures the ONNX files here with onnxruntime, and its CSV imports."""
+"""Edge bundles: small bundles (graphs + a weights recipe), the standalone runner's checks before timing, resuming
+and retrying, and its CSV coming back through the import."""
 
 import ast
 import csv
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from measured._bundle import RUNNER
+from measured._bundle import RUNNER, weight_seed
 
-pytestmark = pytest.mark.torch
+# ---------------------------------------------------------------------------------------------- the runner alone
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("run_bundle", RUNNER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_runner_is_python38_and_standalone():
@@ -23,52 +34,250 @@ def test_runner_is_python38_and_standalone():
     assert imported - stdlib <= {"numpy", "onnxruntime", "tensorrt", "cuda"}
 
 
-def test_bundle_run_import(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
-    out = tmp_path / "bundle"
-    cli = [sys.executable, "-m", "nas"]
-    r = subprocess.run(cli + ["bundle", "--model", "B0", "--sample", "1", "--resolutions", "32", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["models"]) == 2 and (out / "run_bundle.py").exists()
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
+
+def _hand_bundle(root, models=None, **top):
+    """A bundle written by hand: model files of arbitrary bytes (the checks run before anything is parsed)."""
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    if models is None:
+        data = b"not really onnx"
+        (root / "models" / "a.onnx").write_bytes(data)
+        models = [{"hash": "a" * 64, "file": "models/a.onnx", "sha256": _sha(data), "input_shape": [1, 3, 32, 32],
+                   "name": "A", "family": "LowFormer", "resolution": 32}]
+    manifest = {"format": 2, "name": "hand", "protocol": {"warmup": 1, "runs": 3}, "models": models, **top}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _main(capsys, bundle, *argv):
+    code = _runner().main(["--bundle", str(bundle), "--busy-threshold", "100", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _refused(capsys, bundle, out_csv, says):
+    code, out, err = _main(capsys, bundle, "--out", str(out_csv))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("run_bundle.py: error: "), err
+    assert says in err, err
+    assert not out_csv.exists()  # nothing timed, nothing written
+    return err
+
+
+def test_an_entry_outside_the_bundle_is_refused_before_timing(tmp_path, capsys):
+    """`"file": "../../x.onnx"` (with its sha256) measured a foreign model under another config's hash."""
+    foreign = tmp_path / "x.onnx"
+    foreign.write_bytes(b"foreign model")
+    good = {"hash": "b" * 64, "file": "models/b.onnx", "sha256": _sha(b"b"), "input_shape": [1, 3, 32, 32]}
+    b = _hand_bundle(tmp_path / "b1", [good, {"hash": "a" * 64, "file": "../x.onnx", "sha256": _sha(b"foreign model"),
+                                              "input_shape": [1, 3, 32, 32]}])
+    (b / "models" / "b.onnx").write_bytes(b"b")
+    _refused(capsys, b, tmp_path / "r.csv", "manifest.json: models[1].file: '../x.onnx' must be a path inside the bundle")
+    # A link inside the bundle that leads out of it, followed.
+    b = _hand_bundle(tmp_path / "b2", [{"hash": "a" * 64, "file": "models/link.onnx",
+                                        "sha256": _sha(b"foreign model"), "input_shape": [1, 3, 32, 32]}])
+    os.symlink(foreign, b / "models" / "link.onnx")
+    _refused(capsys, b, tmp_path / "r.csv", "models[0].file: 'models/link.onnx' resolves outside the bundle folder")
+    # The weights file the runner would write, through a link to outside: refused too (no write outside).
+    b = _hand_bundle(tmp_path / "b3")
+    m = json.loads((b / "manifest.json").read_text())
+    m["models"][0]["weights"] = {"file": "models/w.weights", "seed": 1, "bytes": 0, "tensors": []}
+    (b / "manifest.json").write_text(json.dumps(m))
+    os.symlink(tmp_path / "victim", b / "models" / "w.weights")
+    _refused(capsys, b, tmp_path / "r.csv", "models[0].weights.file: 'models/w.weights' resolves outside the bundle")
+    assert not (tmp_path / "victim").exists()
+
+
+def test_a_changed_model_file_is_refused_before_timing(tmp_path, capsys):
+    b = _hand_bundle(tmp_path / "b")
+    (b / "models" / "a.onnx").write_bytes(b"not really onnx, changed")
+    _refused(capsys, b, tmp_path / "r.csv", "models[0]: models/a.onnx was changed or is corrupt (sha256 mismatch)")
+    (b / "models" / "a.onnx").unlink()
+    _refused(capsys, b, tmp_path / "r.csv", "models[0]: models/a.onnx: no such file; copy the whole bundle folder")
+
+
+GOOD = {"hash": "a" * 64, "file": "models/a.onnx", "sha256": "c" * 64, "input_shape": [1, 3, 32, 32]}
+W = {"file": "models/a.weights", "seed": 3, "bytes": 8192, "tensors": [[0, 16, 0.0, 1.0], [4096, 1024, 0.5, 0.0]]}
+
+
+@pytest.mark.parametrize("manifest, says", [
+    ("{not json", "manifest.json: not valid JSON (Expecting property name"),
+    ("[1, 2]", "manifest.json: top level: must be a JSON object"),
+    ({"format": 7, "models": [GOOD]}, "manifest.json: format: must be 1 or 2 (got 7)"),
+    ({"format": 2}, "manifest.json: models: must be a non-empty list"),
+    ({"format": 2, "models": [{**GOOD, "hash": 5}]}, "models[0].hash: must be a 64-character sha256 hex digest"),
+    ({"format": 2, "models": [GOOD, GOOD]}, "models[1].hash: repeats models[0]"),
+    ({"format": 2, "models": [{k: v for k, v in GOOD.items() if k != "sha256"}]}, "models[0].sha256: must be a 64"),
+    ({"format": 2, "models": [{**GOOD, "input_shape": [1, 3, -4, 32]}]}, "models[0].input_shape: must be 4 positive"),
+    ({"format": 2, "models": [{**GOOD, "file": "/etc/passwd"}]}, "models[0].file: '/etc/passwd' must be a path inside"),
+    ({"format": 2, "models": [{**GOOD, "name": ["x"]}]}, "models[0].name: must be text"),
+    ({"format": 2, "protocol": {"runs": "many"}, "models": [GOOD]}, "protocol.runs: must be an integer >= 1"),
+    ({"format": 2, "device_id": "../../x", "models": [GOOD]}, "device_id: '../../x' is not a device id"),
+    ({"format": 2, "device_id": "Intel(R) Xeon(R)", "models": [GOOD]}, "device_id: 'Intel(R) Xeon(R)' is not a device"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "seed": -1}}]}, "models[0].weights.seed: must be a non-negative"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "tensors": [[0, 16, 0.0]]}}]},
+     "models[0].weights.tensors[0]: must be [offset, count, mean, std]"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "tensors": [[4096, 16, 0, 1], [0, 16, 0, 1]]}}]},
+     "models[0].weights.tensors[1]: offset and count must be integers, in file order"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "bytes": 10}}]}, "models[0].weights.bytes: must cover the tensors"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "bytes": 2 ** 40, "tensors": [[0, 2 ** 38, 0, 1]]}}]},
+     "models[0].weights.bytes: 1099511627776 bytes, more than any model"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "file": "../../w"}}]}, "models[0].weights.file: '../../w' must be"),
+])
+def test_a_malformed_manifest_is_one_line(tmp_path, capsys, manifest, says):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    _refused(capsys, tmp_path / "b", tmp_path / "r.csv", says)
+
+
+def test_a_bad_device_id_is_one_line(tmp_path, capsys):
+    b = _hand_bundle(tmp_path / "b")
+    code, _, err = _main(capsys, b, "--out", str(tmp_path / "r.csv"), "--device-id", "a/b")
+    assert code == 2 and err.count("\n") == 1 and "--device-id: 'a/b' is not a device id" in err
+
+
+def test_generated_weights_follow_the_recipe(tmp_path):
+    runner = _runner()
+    (tmp_path / "models").mkdir()
+    path = runner.write_weights(str(tmp_path), W)
+    data = np.fromfile(path, dtype="<f4")
+    assert data.nbytes == 8192 and np.all(data[16:1024] == 0)  # padding up to the aligned offset
+    first, second = data[:16], data[1024:2048]
+    assert np.all(np.abs(first) <= np.sqrt(3.0) + 1e-6) and np.all(second == 0.5)  # std 0: the exact constant
+    assert runner.write_weights(str(tmp_path), W) == path and np.array_equal(np.fromfile(path, dtype="<f4"), data)
+    big = np.fromfile(runner.write_weights(str(tmp_path), {**W, "bytes": 4_000_000, "tensors": [[0, 1_000_000, 0.1, 0.02]]}),
+                      dtype="<f4")
+    assert abs(big.mean() - 0.1) < 1e-3 and abs(big.std() - 0.02) < 1e-3
+
+
+def test_failed_rows_are_retried_on_rerun_unless_told_not_to(tmp_path, capsys):
+    """The rerun counted failed rows as done."""
+    pytest.importorskip("onnxruntime")
+    b = _hand_bundle(tmp_path / "b")  # not an ONNX file: onnxruntime fails on it
+    out = tmp_path / "r.csv"
+    code, text, _ = _main(capsys, b, "--out", str(out))
+    rows = list(csv.DictReader(open(out)))
+    assert code == 0 and [r["status"] for r in rows] == ["failed"] and rows[0]["reason"]
+    code, text, _ = _main(capsys, b, "--out", str(out), "--no-retry-failed")
+    assert code == 0 and text.startswith("0 models to measure (1 rows already in")
+    code, text, _ = _main(capsys, b, "--out", str(out))
+    assert code == 0 and text.startswith("1 models to measure (1 rows already in")
+    assert [r["status"] for r in csv.DictReader(open(out))] == ["failed", "failed"]
+
+
+def test_formula_text_is_neutralised_in_the_csv(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    b = _hand_bundle(tmp_path / "b")
+    out = tmp_path / "r.csv"
+    _main(capsys, b, "--out", str(out), "--device-name", "=cmd|' /C calc'!A0")
+    row = next(csv.DictReader(open(out)))
+    assert row["device_name"] == "'=cmd|' /C calc'!A0"
+    # With no id from the bundle or --device-id, the rows are named after the board/CPU, in the safe charset.
+    from measured import check_device_id
+
+    assert check_device_id(row["device_id"]) == row["device_id"]
+
+
+# ---------------------------------------------------------------------------------------------- bundles from configs
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """One tiny model, as a small bundle and as a full one."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from measured import write_bundle
+    from measured._campaign import Job
+    from search_spaces import get_variant
+
+    root = tmp_path_factory.mktemp("bundles")
+    job = Job(get_variant("B0").config.with_(resolution=64), "B0")
+    small = write_bundle([job], str(root / "small"), progress=False, device_id="test-pi")
+    full = write_bundle([job], str(root / "full"), progress=False, full_weights=True)
+    return root, small, full
+
+
+@pytest.mark.torch
+def test_a_small_bundle_ships_graphs_and_a_recipe(bundles):
+    import onnx
+    from onnx import numpy_helper
+
+    root, small, full = bundles
+    entry, full_entry = small.manifest["models"][0], full.manifest["models"][0]
+    assert small.manifest["weights"] == "generated" and small.manifest["device_id"] == "test-pi"
+    assert full.manifest["weights"] == "full" and "weights" not in full_entry
+    graph = root / "small" / entry["file"]
+    assert graph.stat().st_size * 20 < (root / "full" / full_entry["file"]).stat().st_size
+    assert small.bytes < full.bytes and "KB" in small.line()
+    assert entry["weights"]["seed"] == weight_seed(entry["hash"]) and not (root / "small" / entry["weights"]["file"]).exists()
+    # The runner's file, read back with onnx's own external-data loader, has every tensor's shape, mean and std;
+    # tensors of one value (biases at 0, norms at 1) exactly.
+    _runner().write_weights(str(root / "small"), entry["weights"])
+    generated = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(graph)).graph.initializer}
+    original = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(root / "full" / full_entry["file"])).graph.initializer}
+    assert set(generated) == set(original)
+    for name, a in original.items():
+        g = generated[name]
+        assert g.shape == a.shape and g.dtype == a.dtype
+        if a.std() == 0:
+            assert np.array_equal(g, a), name
+        elif a.size >= 1000:
+            assert abs(g.mean() - a.mean()) < 0.1 * a.std() + 1e-6 and abs(g.std() / a.std() - 1) < 0.1, name
+    os.unlink(root / "small" / entry["weights"]["file"])
+
+
+@pytest.mark.torch
+def test_bundle_run_import(bundles, tmp_path):
+    pytest.importorskip("onnxruntime")
+    root, small, _ = bundles
     results = tmp_path / "results.csv"
-    run = [sys.executable, str(out / "run_bundle.py"), "--out", str(results), "--runs", "3", "--warmup", "1",
+    run = [sys.executable, str(root / "small" / "run_bundle.py"), "--out", str(results), "--runs", "3", "--warmup", "1",
            "--busy-threshold", "100"]
     r = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(results)))
-    assert [row["status"] for row in rows] == ["ok", "ok"] and all(float(row["value"]) > 0 for row in rows)
-    # Running it again resumes: nothing left to measure.
+    assert [row["status"] for row in rows] == ["ok"] and float(rows[0]["value"]) > 0
+    assert rows[0]["device_id"] == "test-pi" and json.loads(rows[0]["versions"])["weights"] == "generated"
+    assert not list((root / "small" / "models").glob("*.weights"))  # written for timing, then removed
     r = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert "0 models to measure (2 already" in r.stdout and len(list(csv.DictReader(open(results)))) == 2
+    assert "0 models to measure (1 rows already" in r.stdout and len(list(csv.DictReader(open(results)))) == 1
 
     store = f"sqlite:///{tmp_path / 's.sqlite'}"
-    r = subprocess.run(cli + ["import", str(results), "--device", "test-pi", "--store", store],
-                       capture_output=True, text=True, timeout=300)
+    cli = [sys.executable, "-m", "nas"]
+    r = subprocess.run(cli + ["import", str(results), "--store", store], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     from measured import Store
 
     df = Store(store).measurements(device="test-pi")
-    assert len(df) == 2 and set(df["source"]) == {"bundle"} and set(df["config_hash"]) == {m["hash"] for m in manifest["models"]}
-    dev = Store(store).device("test-pi")
-    assert dev.fingerprint.get("arch") and dev.kind == "edge"
+    assert len(df) == 1 and set(df["source"]) == {"bundle"} and set(df["config_hash"]) == {small.manifest["models"][0]["hash"]}
+    assert Store(store).device("test-pi").fingerprint.get("arch") and Store(store).device("test-pi").kind == "edge"
+    # The same rows are not the Jetson TX2's: refused, one line.
+    r = subprocess.run(cli + ["import", str(results), "--device", "jetson_tx2", "--store", store], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not device 'jetson_tx2'" in r.stderr
 
 
-def test_corrupt_model_file_is_a_failed_row(tmp_path):
-    pytest.importorskip("onnxruntime")
-    from measured._bundle import write_bundle
+@pytest.mark.torch
+def test_an_interrupted_bundle_resumes(bundles):
+    from measured import write_bundle
     from measured._campaign import Job
     from search_spaces import get_variant
 
-    out = tmp_path / "b"
-    m = write_bundle([Job(get_variant("B0").config.with_(resolution=32), "B0")], str(out), progress=False)
-    with open(out / m["models"][0]["file"], "ab") as f:
-        f.write(b"garbage")
-    r = subprocess.run([sys.executable, str(out / "run_bundle.py"), "--out", str(tmp_path / "r.csv"), "--runs", "3"],
-                       capture_output=True, text=True, timeout=120)
-    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
-    assert r.returncode == 0 and rows[0]["status"] == "failed" and "sha256 mismatch" in rows[0]["reason"]
-    assert os.path.getsize(tmp_path / "r.csv") > 0
+    root, small, _ = bundles
+    job = Job(get_variant("B0").config.with_(resolution=64), "B0")
+    again = write_bundle([job], str(root / "small"), progress=False, device_id="test-pi")
+    assert again.exported == 0 and again.manifest["models"] == small.manifest["models"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--device", "../x"], "device: '../x' is not a device id"),
+    (["--jobs", "0"], "jobs: must be >= 1 (got 0)"),
+    (["--runs", "1"], "runs: must be >= 3 (got 1)"),
+])
+def test_bundle_flags_are_checked(tmp_path, capsys, argv, says):
+    from nas.cli import main
+
+    assert main(["bundle", "--model", "B0", "--out", str(tmp_path / "b"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and not (tmp_path / "b").exists()
