@@ -185,8 +185,6 @@ def write_bundle(
     already written completely, so an interrupted bundle resumes instead of starting over. ``device_id``
     (optional) is the id the runner's rows carry.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     if device_id is not None:
         check_device_id(device_id)
@@ -205,21 +203,8 @@ def write_bundle(
         else:
             tasks.append({"config_json": job.config.canonical_json(), "name": job.name, "out_dir": out_dir,
                           "batch": batch, "full_weights": full_weights})
-    bar = tqdm(total=len(tasks), desc="exporting ONNX", unit="model", disable=not progress, dynamic_ncols=True)
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    if n_workers == 1:
-        for task in tasks:
-            e = _export_one(task)
-            entries[e["hash"]] = e
-            bar.update()
-    else:
-        # Spawned (not forked) workers: torch's thread pools do not survive a fork.
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init) as pool:
-            for e in pool.map(_export_one, tasks):
-                entries[e["hash"]] = e
-                bar.update()
-    bar.close()
+    for e in _export_all(tasks, workers, progress):
+        entries[e["hash"]] = e
     manifest = {
         "format": FORMAT,
         "name": name or os.path.basename(os.path.abspath(out_dir)),
@@ -234,6 +219,28 @@ def write_bundle(
     atomic_write(os.path.join(out_dir, "README.txt"), _readme(len(unique), batch, full_weights))
     write_json(os.path.join(out_dir, "manifest.json"), manifest, indent=1)
     return BundleReport(manifest, out_dir, len(tasks), folder_bytes(out_dir), time.perf_counter() - t0)
+
+
+def _export_all(tasks: list[dict], workers: int | None, progress: bool):
+    """The entries of ``tasks``, exported in this process or by ``workers`` processes (default: one per core)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="exporting ONNX", unit="model", disable=not progress, dynamic_ncols=True)
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    try:
+        if n_workers == 1:
+            for task in tasks:
+                yield _export_one(task)
+                bar.update()
+            return
+        # Spawned (not forked) workers: torch's thread pools do not survive a fork.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init) as pool:
+            for e in pool.map(_export_one, tasks):
+                yield e
+                bar.update()
+    finally:
+        bar.close()
 
 
 def _readme(n: int, batch: int, full_weights: bool) -> str:

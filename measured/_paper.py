@@ -174,24 +174,32 @@ class Conversion:
 
 
 def convert(data_dir: str | pathlib.Path, timestamp: str | None = None) -> Conversion:
+    """The paper's rows as import records, with the devices they need and what was mapped where."""
     data_dir = pathlib.Path(data_dir)
     conv = Conversion()
     conv.timestamp = timestamp or utc_now()
     specs = spec_devices(data_dir / SPECS_CSV)
     _, rows = read_rows(data_dir / PAPER_CSV)
+    mapped = [(where, row, *_arch(row, where)) for where, row in rows]
+    archs = _architectures(mapped, conv)
+    ids: set[str] = set()
+    for where, row, arch, how in mapped:
+        arch = archs[arch.config_hash]
+        device = _device_for(row, where, specs, conv)
+        m = _measurement(where, row, arch, device, conv.timestamp, ids)
+        conv.records.append({**m.to_dict(), **arch_columns(arch)})
+        _tally(conv, row, where, arch, how, device, m)
+    return conv
 
-    mapped = []
-    for where, row in rows:
-        arch, how = _arch(row, where)
-        mapped.append((where, row, arch, how))
 
-    # Out-of-space architectures take params/MACs from the paper's own rows of the same architecture.
+def _architectures(mapped: list[tuple[str, dict[str, Any], Architecture, str]], conv: Conversion) -> dict[str, Architecture]:
+    """One architecture per hash; out-of-space ones take params/MACs from the paper's own rows of them."""
     counts: dict[tuple[str, str], list[tuple[int, str]]] = collections.defaultdict(list)
     for where, row, arch, _ in mapped:
         if not arch.in_space and row["metric"] in ("params_m", "macs_m"):
             counts[(arch.config_hash, row["metric"])].append((_line(where), row["value"]))
     archs: dict[str, Architecture] = {}
-    for where, row, arch, _ in mapped:
+    for _, _, arch, _ in mapped:
         if arch.config_hash in archs or arch.in_space:
             archs.setdefault(arch.config_hash, arch)
             continue
@@ -204,57 +212,61 @@ def convert(data_dir: str | pathlib.Path, timestamp: str | None = None) -> Conve
                                                 f"(lines {[n for n, _ in found]}); the first is used")
                 setattr(arch, field, round(float(found[0][1]) * 1e6))
         archs[arch.config_hash] = arch.validate()
+    return archs
 
-    ids = set()
-    for where, row, arch, how in mapped:
-        arch = archs[arch.config_hash]
-        device = _device_for(row, where, specs, conv)
-        protocol = device.protocol if device.kind != "dataset" else {}
-        metric = row["metric"]
-        framework = row.get("framework") or ""
-        notes = [row.get("variant_note"), row.get("notes")]
-        if row.get("dataset"):
-            notes.append(f"dataset: {row['dataset']}")
-        if framework.endswith(_ASSUMED):
-            notes.append(f"framework {framework!r} as printed")
-            framework = framework[: -len(_ASSUMED)]
-        timed = metric in TIMING_METRICS and device.kind != "dataset"
-        raw = "\x1f".join(str(row.get(k) or "") for k in row)
-        mid = "paper-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
-        if mid in ids:
-            raise StoreError(f"{PAPER_CSV} {where}: repeats an earlier row", "row")
-        ids.add(mid)
-        mapping = {
-            "id": mid,
-            "device_id": device.device_id,
-            "config_hash": arch.config_hash,
-            "metric": metric,
-            "value": row["value"],
-            "backend": framework or "n/a",
-            "batch": row.get("batch_size") or protocol.get("batch") or 1,
-            "resolution": row.get("resolution"),
-            "precision": "unknown",  # the paper does not state fp32/fp16 per device
-            "warmup": protocol.get("warmup") if timed else None,
-            "n": protocol.get("iterations") if timed else None,
-            "source": "paper",
-            "source_ref": f"{row['source']}; {PAPER_CSV} line {_line(where)}",
-            "versions": VERSIONS,
-            "timestamp": conv.timestamp,
-            "notes": " | ".join(n for n in notes if n) or None,
-            "flag": row.get("flag"),
-        }
-        try:
-            m = Measurement.from_mapping(mapping)
-        except RecordError as e:
-            raise StoreError(f"{PAPER_CSV} {where}: {e}") from None
-        conv.records.append({**m.to_dict(), **arch_columns(arch)})
-        conv.mapping[(row["family"], how, arch.name if arch.in_space else "")] += 1
-        if row["family"] == "LowFormer" and not arch.in_space:
-            why, n = conv.out_of_space_lowformer.get(arch.name, (how, 0))
-            conv.out_of_space_lowformer[arch.name] = (why, n + 1)
-        if m.flag:
-            conv.flagged.append((_line(where), row["model"], device.device_id, metric, m.flag))
-    return conv
+
+def _measurement(where: str, row: dict[str, Any], arch: Architecture, device: Device, timestamp: str,
+                 ids: set[str]) -> Measurement:
+    """One paper row as a measurement with its provenance; its id is the sha256 of the row's cells."""
+    protocol = device.protocol if device.kind != "dataset" else {}
+    metric = row["metric"]
+    framework = row.get("framework") or ""
+    notes = [row.get("variant_note"), row.get("notes")]
+    if row.get("dataset"):
+        notes.append(f"dataset: {row['dataset']}")
+    if framework.endswith(_ASSUMED):
+        notes.append(f"framework {framework!r} as printed")
+        framework = framework[: -len(_ASSUMED)]
+    timed = metric in TIMING_METRICS and device.kind != "dataset"
+    raw = "\x1f".join(str(row.get(k) or "") for k in row)
+    mid = "paper-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+    if mid in ids:
+        raise StoreError(f"{PAPER_CSV} {where}: repeats an earlier row", "row")
+    ids.add(mid)
+    mapping = {
+        "id": mid,
+        "device_id": device.device_id,
+        "config_hash": arch.config_hash,
+        "metric": metric,
+        "value": row["value"],
+        "backend": framework or "n/a",
+        "batch": row.get("batch_size") or protocol.get("batch") or 1,
+        "resolution": row.get("resolution"),
+        "precision": "unknown",  # the paper does not state fp32/fp16 per device
+        "warmup": protocol.get("warmup") if timed else None,
+        "n": protocol.get("iterations") if timed else None,
+        "source": "paper",
+        "source_ref": f"{row['source']}; {PAPER_CSV} line {_line(where)}",
+        "versions": VERSIONS,
+        "timestamp": timestamp,
+        "notes": " | ".join(n for n in notes if n) or None,
+        "flag": row.get("flag"),
+    }
+    try:
+        return Measurement.from_mapping(mapping)
+    except RecordError as e:
+        raise StoreError(f"{PAPER_CSV} {where}: {e}") from None
+
+
+def _tally(conv: Conversion, row: dict[str, Any], where: str, arch: Architecture, how: str, device: Device,
+           m: Measurement) -> None:
+    """What PAPER.md reports: rows per mapping, LowFormer rows left out of the space, flagged rows."""
+    conv.mapping[(row["family"], how, arch.name if arch.in_space else "")] += 1
+    if row["family"] == "LowFormer" and not arch.in_space:
+        why, n = conv.out_of_space_lowformer.get(arch.name, (how, 0))
+        conv.out_of_space_lowformer[arch.name] = (why, n + 1)
+    if m.flag:
+        conv.flagged.append((_line(where), row["model"], device.device_id, m.metric, m.flag))
 
 
 def _device_for(row: dict[str, Any], where: str, specs: dict[str, Device], conv: Conversion) -> Device:
