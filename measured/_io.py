@@ -8,6 +8,10 @@ JSON ones as JSON text). ``export`` writes all of them, so an export imports int
 An import checks every row before it writes anything and stops at the first bad one with
 ``FILE line N: field: reason`` (CSV lines count the header as line 1; Parquet names the row). A row
 without an ``id`` gets the sha256 of its content, so importing a file twice adds nothing the second time.
+Beyond each field's own check it refuses a repeated column, two rows with one id, implausible values
+(:func:`check_plausible`) and rows whose device columns name another machine than the stored device they go
+to (:func:`identity_mismatch`; ``force`` overrides, recorded in the rows' notes). CSV exports neutralise text
+cells a spreadsheet would run as formulas (:func:`escape_cell`); CSV imports undo it.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class ImportReport:
     file: str
     rows: int  # rows read
     inserted: int
-    skipped: int  # already stored (or repeated within the file)
+    skipped: int  # already stored (a file never repeats an id: that is refused)
     devices_created: list[str]
     architectures_created: int
 
