@@ -247,7 +247,10 @@ def write_weights(bundle, weights):
     path = inside(bundle, weights["file"], "weights.file")
     rng = np.random.Generator(np.random.PCG64(weights["seed"]))
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # the entry itself, never what a link there points to
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as f:
         for offset, count, mean, std in weights["tensors"]:
             f.seek(offset)
             half = std * math.sqrt(3.0)  # a uniform on [mean - half, mean + half] has this std
@@ -441,12 +444,16 @@ def plan(manifest, out, s, retry_failed):
     statuses = ("ok",) if retry_failed else ("ok", "failed")
     n_rows = 0
     if os.path.exists(out):
-        with open(out, newline="") as f:
-            for row in csv.DictReader(f):
-                n_rows += 1
-                if row.get("status") in statuses:
-                    done.add((row.get("config_hash"), row.get("backend"), row.get("precision"),
-                              str(row.get("threads") or ""), str(row.get("batch"))))
+        try:
+            with open(out, newline="") as f:
+                for row in csv.DictReader(f):
+                    n_rows += 1
+                    if row.get("status") in statuses:
+                        done.add((row.get("config_hash"), row.get("backend"), row.get("precision"),
+                                  str(row.get("threads") or ""), str(row.get("batch"))))
+        except (IOError, OSError, UnicodeDecodeError, csv.Error) as e:
+            raise BundleError("--out: cannot read %s to resume from it (%s); give another --out"
+                              % (out, str(e).splitlines()[0][:120] if str(e) else type(e).__name__))
     todo = [m for m in manifest["models"] if _key(m["hash"], s, m["input_shape"][0]) not in done]
     return todo, n_rows
 

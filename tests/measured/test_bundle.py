@@ -281,3 +281,18 @@ def test_bundle_flags_are_checked(tmp_path, capsys, argv, says):
     assert main(["bundle", "--model", "B0", "--out", str(tmp_path / "b"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err and not (tmp_path / "b").exists()
+
+
+def test_an_unreadable_results_file_is_one_line(tmp_path, capsys):
+    b = _hand_bundle(tmp_path / "b")
+    (tmp_path / "r.csv").write_bytes(b"\xff\xfe\x00garbage")
+    code, _, err = _main(capsys, b, "--out", str(tmp_path / "r.csv"))
+    assert code == 2 and err.count("\n") == 1 and "--out: cannot read" in err
+
+
+def test_the_weights_file_is_never_written_through_a_link(tmp_path):
+    runner = _runner()
+    (tmp_path / "models").mkdir()
+    os.symlink(tmp_path / "victim", tmp_path / "models" / "a.weights.tmp")
+    runner.write_weights(str(tmp_path), W)
+    assert not (tmp_path / "victim").exists() and (tmp_path / "models" / "a.weights").stat().st_size == 8192
