@@ -272,3 +272,19 @@ def test_predictors_written_before_identity_2_still_load_with_mapped_hashes(home
     add_digests(dst)
     assert json.loads((dst / "meta.json").read_text())["format"] == 2
     load_predictor_dir(dst)
+
+
+def test_paths_from_a_device_id_stay_inside_the_predictors_folder(home, tmp_path, paper_data):
+    outside = tmp_path / "elsewhere"
+    _copy(ADDITIVE, outside)  # a predictor outside the predictors folder ...
+    (home / "predictors").mkdir(parents=True)
+    (home / "predictors" / "jetson_tx2").symlink_to(outside / "predictors" / "jetson_tx2")  # ... linked into it
+    with pytest.raises(PredictorError, match="resolves outside its predictors folder"):
+        load_predictor("jetson_tx2")
+    data = paper_data("jetson_tx2")
+    est = AdditiveModel().fit(data.X, data.y)
+    meta = {"device": "jetson_tx2", "metric": "latency_ms", "model_type": "additive",
+            "feature_schema": {"hash": est.schema_hash_}}
+    with pytest.raises(PredictorError, match="resolves outside .* refusing to write there"):
+        save_version(home / "predictors" / "jetson_tx2" / "latency_ms", est, meta)
+    assert [p.name for p in (outside / "predictors" / "jetson_tx2" / "latency_ms").iterdir()] == ["v0001"]

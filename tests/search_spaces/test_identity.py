@@ -192,3 +192,11 @@ def test_equality_and_sets_follow_the_network():
 def test_sample_configs_unique_means_unique_networks():
     cfgs = list(sample_configs(400, seed=5))
     assert len({signature(c) for c in cfgs}) == 400
+
+
+def test_canonical_configs_of_the_space_map_back_to_its_knobs():
+    from search_spaces import config_to_knobs, knobs_to_config
+
+    for cfg in sample_configs(200, seed=9):
+        can = cfg.canonical()  # e.g. fusion threshold 64, which the space lists as 0
+        assert knobs_to_config(config_to_knobs(can)) == cfg
