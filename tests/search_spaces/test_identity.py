@@ -108,6 +108,7 @@ def test_the_canonical_config_builds_the_same_network_and_is_its_own(population)
         assert can.canonical().to_dict() == can.to_dict() and can.hash == cfg.hash
         again = LowFormerConfig.from_json(cfg.canonical_json())  # the hashed form is a valid config file
         assert again.to_dict() == can.to_dict()
+        assert again.canonical() is again  # a fresh search finds nothing simpler: canonical is idempotent
 
 
 def _torch_structure(cfg):
