@@ -3,7 +3,7 @@ clock and the version. It imports nothing of the project, so it sits below ``sea
 ``predictors`` and ``nas`` (tests/test_layers.py keeps it that way)."""
 
 from ._clock import utc_now
-from ._errors import MAX_ERROR_CHARS, MEASURE_EXTRA_HINT, UserError, missing_module, one_line, short
+from ._errors import MAX_ERROR_CHARS, MAX_ERROR_LINE_CHARS, MEASURE_EXTRA_HINT, UserError, missing_module, one_line, short
 from ._files import atomic_write, sha256_file, write_json
 from ._home import HOME_ENV, home_dir
 from ._version import __version__
@@ -11,6 +11,7 @@ from ._version import __version__
 __all__ = [
     "HOME_ENV",
     "MAX_ERROR_CHARS",
+    "MAX_ERROR_LINE_CHARS",
     "MEASURE_EXTRA_HINT",
     "UserError",
     "__version__",

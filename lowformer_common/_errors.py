@@ -2,10 +2,19 @@
 
 # An error line quotes what the user gave; a 6 MB list must not come back as a 6 MB line.
 MAX_ERROR_CHARS = 300
+# A whole error line: room for the allowed values it lists (every variant name, every device of a store).
+MAX_ERROR_LINE_CHARS = 1000
 
 
 class UserError(Exception):
-    """Bad input from a user (a file, a flag, a name). ``str(err)`` is one line that says what is allowed."""
+    """Bad input from a user (a file, a flag, a name). ``str(err)`` is one line that says what is allowed.
+
+    The line is bounded here, once for every subclass: whatever a message quotes, it stays one line of at
+    most MAX_ERROR_LINE_CHARS characters.
+    """
+
+    def __str__(self) -> str:
+        return short(super().__str__(), MAX_ERROR_LINE_CHARS)
 
 
 # What to do when the torch-based part (building, exporting, measuring models) is not installed.

@@ -32,6 +32,7 @@ import pandas as pd
 from lowformer_common import UserError, atomic_write, short
 from search_spaces import ConfigError, LowFormerConfig
 
+from . import _identity
 from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError
 from ._schema import ARCH_COLUMNS, MEASUREMENT_COLUMNS, StoreError
 
@@ -502,7 +503,7 @@ def _check_arch_columns(m: Measurement, row: dict[str, Any], configs: dict[str, 
     if text is None or in_space is False:
         return
     cfg = _config(str(text), configs)
-    if cfg.hash != m.config_hash:
+    if cfg.hash != m.config_hash and not _identity.upgrade_row(m, cfg):  # a file written before identity 2
         raise RecordError("config_hash", f"does not match config_json (its hash is {cfg.hash[:12]}…)")
     if m.resolution is not None and m.resolution != cfg.resolution:
         raise RecordError("resolution", f"{m.resolution} differs from config_json's resolution {cfg.resolution}")

@@ -104,7 +104,7 @@ class Device:
     source: str = "harness"
 
     def validate(self) -> "Device":
-        _require_id("device_id", self.device_id)
+        check_device_id(self.device_id, "device_id")
         _require_str("name", self.name)
         _choice("kind", self.kind, DEVICE_KINDS)
         _choice("source", self.source, SOURCES)
@@ -190,7 +190,7 @@ class Measurement:
         return [f.name for f in dataclasses.fields(cls)]
 
     def validate(self) -> "Measurement":
-        _require_id("device_id", self.device_id)
+        check_device_id(self.device_id, "device_id")
         _require_hash("config_hash", self.config_hash)
         _choice("metric", self.metric, METRICS)
         _choice("status", self.status, STATUSES)

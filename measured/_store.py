@@ -29,8 +29,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from lowformer_common import home_dir, one_line, utc_now
+from search_spaces import CONFIG_IDENTITY
 
-from . import _io
+from . import _identity, _io
 from ._records import Architecture, Device, Measurement, protocol_key
 from ._schema import (
     ARCH_COLUMNS,
@@ -43,7 +44,8 @@ from ._schema import (
     metadata,
 )
 
-SCHEMA_VERSION = "1"
+# 2: config hashes of identity version 2 (one hash per network); a version-1 store is upgraded on open.
+SCHEMA_VERSION = "2"
 STORE_ENV = "LOWFORMER_NAS_STORE"
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 MANIFEST = DATA_DIR / "datasets.json"
@@ -331,7 +333,7 @@ class Store:
             meta = {}
         if meta:
             self._check_version(meta)
-            if not seed or not self._pending_datasets(meta):
+            if not _identity.needs_upgrade(meta) and (not seed or not self._pending_datasets(meta)):
                 return
         with self._transaction(write=True) as conn:
             if self.dialect == "postgresql":
@@ -342,9 +344,12 @@ class Store:
             meta = self._meta(conn)
             if "schema_version" not in meta:
                 conn.execute(meta_table.insert(), [{"key": "schema_version", "value": SCHEMA_VERSION},
+                                                   {"key": _identity.IDENTITY_KEY, "value": str(CONFIG_IDENTITY)},
                                                    {"key": "created_at", "value": utc_now()}])
             else:
                 self._check_version(meta)
+                # Hashes written before identity version 2 move to the new ones, in this transaction.
+                _identity.upgrade_store(conn, meta, SCHEMA_VERSION)
             if seed:
                 for entry, digest in self._pending_datasets(meta):
                     self._seed_dataset(conn, entry, digest)
@@ -364,7 +369,7 @@ class Store:
 
     def _check_version(self, meta: dict[str, str]) -> None:
         v = meta.get("schema_version")
-        if v is not None and v != SCHEMA_VERSION:
+        if v is not None and v != SCHEMA_VERSION and v not in _identity.LEGACY_SCHEMA_VERSIONS:
             raise StoreError(f"{self} has schema version {v}; this lowformer-nas reads version {SCHEMA_VERSION}", "store")
 
     def _seed_dataset(self, conn: Connection, entry: dict[str, Any], digest: str) -> None:

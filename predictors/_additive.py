@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-from ._base import CostModel
+from ._base import CostModel, PredictorError, check_finite
 from ._features import FEATURE_INDEX, SCHEMA_HASH, in_space_mask
 
 _MEMORY_BOUND = ("depthwise", "norm", "activation", "softmax", "elementwise", "add", "pool", "movement")
@@ -130,7 +130,9 @@ class MacsBaseline(CostModel):
         return {"coef_": self.coef_, "intercept_": self.intercept_, "n_train_": self.n_train_}, {}
 
     def _load_state(self, state, texts, prefix):
-        self.coef_, self.intercept_, self.n_train_ = float(state["coef_"]), float(state["intercept_"]), int(state["n_train_"])
+        self.coef_ = float(check_finite("coef_", state["coef_"]))
+        self.intercept_ = float(check_finite("intercept_", state["intercept_"]))
+        self.n_train_ = int(state["n_train_"])
 
 
 class AdditiveModel(CostModel):
@@ -248,6 +250,16 @@ class AdditiveModel(CostModel):
         }, {}
 
     def _load_state(self, state, texts, prefix):
-        self.coef_ = np.array([float(state["coef_"][t]) for t in self.terms])
-        self.scale_ = np.array(state["scale_"], dtype=float)
-        self.alpha_, self.rate_, self.n_train_ = float(state["alpha_"]), float(state["rate_"]), int(state["n_train_"])
+        try:
+            terms = _check_terms(self.terms)
+        except ValueError as e:
+            raise PredictorError(f"model.json: {e}") from None
+        # The model promises non-negative per-op costs: a negative one predicts negative latencies.
+        self.coef_ = np.array([float(check_finite(f"coefficient {t!r}", state["coef_"][t], low=0.0,
+                                                  what="per-op costs are >= 0")) for t in terms])
+        self.scale_ = check_finite("scale_", state["scale_"], low=0.0)
+        if self.scale_.shape != (len(terms),):
+            raise PredictorError(f"model.json: scale_ has {self.scale_.size} values for {len(terms)} terms")
+        self.alpha_ = float(check_finite("alpha_", state["alpha_"], low=0.0))
+        self.rate_ = float(check_finite("rate_", state["rate_"], low=0.0))
+        self.n_train_ = int(state["n_train_"])

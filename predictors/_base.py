@@ -42,6 +42,42 @@ def from_cost(metric: str, cost) -> np.ndarray:
     return c
 
 
+# A time per image outside this range (ms) is no prediction of a real network on a real device: 0.1 µs to
+# about three hours. Predictions beyond it come from a corrupt or edited model and are refused.
+PLAUSIBLE_COST_MS = (1e-4, 1e7)
+
+
+def check_finite(name: str, values, *, low: float | None = None, what: str = "") -> np.ndarray:
+    """``values`` as a float array if every one is finite (and >= ``low``); else a one-line PredictorError
+    naming the parameter: a loaded model must not carry NaN, infinity or physically impossible values."""
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PredictorError(f"model.json: {name} is not a number or list of numbers") from None
+    if not np.isfinite(v).all():
+        raise PredictorError(f"model.json: {name} holds a non-finite number; the model is corrupt or edited (retrain it)")
+    if low is not None and (v < low).any():
+        bad = float(v[v < low].flat[0])
+        raise PredictorError(f"model.json: {name} is {bad:g}; {what or f'it must be >= {low:g}'} (corrupt or edited: retrain it)")
+    return v
+
+
+def check_predictions(metric: str, cost: np.ndarray, who: str) -> np.ndarray:
+    """Predicted costs (ms per image, or top-1 %) that are finite and, for time metrics, within
+    PLAUSIBLE_COST_MS; else a one-line PredictorError naming the predictor."""
+    cost = np.asarray(cost, dtype=np.float64)
+    bad = ~np.isfinite(cost)
+    if metric in TIME_METRICS:
+        lo, hi = PLAUSIBLE_COST_MS
+        bad |= (cost < lo) | (cost > hi)
+    if bad.any():
+        v = float(cost[bad].flat[0])
+        unit = "ms per image" if metric in TIME_METRICS else metric
+        raise PredictorError(f"{who}: predicted {v:.4g} {unit}, which no network takes; the predictor is corrupt or "
+                             "edited (retrain it: lowformer-nas predictors train)")
+    return cost
+
+
 # Every concrete estimator by class name: what persistence may rebuild from a model.json (nothing else).
 ESTIMATORS: dict[str, type] = {}
 

@@ -8,17 +8,127 @@ squared loss a relative one, as for the other models.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ._additive import AdditiveModel
-from ._base import CostModel
+from ._base import CostModel, PredictorError
 from ._features import FEATURE_NAMES, SCHEMA_HASH, in_space_mask
 from ._persist import estimator_from_json, estimator_to_json
 
 TARGETS = ("log", "ratio")
 MODEL_TXT = "model.txt"
+# A leaf of a log-time tree beyond this is no timing (e^20 ~ 5e8): an edited or corrupt model.
+MAX_LEAF_VALUE = 20.0
+_TREE_KEYS = ("num_leaves", "num_cat", "split_feature", "threshold", "decision_type", "left_child", "right_child",
+              "leaf_value", "is_linear", "shrinkage")
+
+
+def _fail(name: str, what: str):
+    raise PredictorError(f"{name}: {what}; the LightGBM model is corrupt or edited (restore or retrain it)")
+
+
+def _kv(lines: list[str], name: str, where: str) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        if line:
+            key, sep, value = line.partition("=")
+            if not sep:
+                _fail(name, f"{where}: {line[:40]!r} is not key=value")
+            out[key] = value
+    return out
+
+
+def _numbers(kv: dict[str, str], key: str, n: int, kind, name: str, where: str) -> list:
+    text = kv.get(key)
+    if text is None:
+        _fail(name, f"{where}: no {key}")
+    items = text.split()
+    if len(items) != n:
+        _fail(name, f"{where}: {key} has {len(items)} values, {n} expected")
+    try:
+        values = [kind(v) for v in items]
+    except ValueError:
+        _fail(name, f"{where}: {key} holds a non-number")
+    if kind is float and not all(math.isfinite(v) for v in values):
+        _fail(name, f"{where}: {key} holds a non-finite number")
+    return values
+
+
+def check_model_text(text: str, name: str = MODEL_TXT) -> None:
+    """Check a LightGBM model text before LightGBM parses it: a malformed one can crash the process (SIGSEGV,
+    abort) instead of raising, so nothing reaches the library that is not a complete, well-formed model of
+    this feature schema whose every tree is a proper binary tree with finite, plausible values.
+
+    Raises a one-line PredictorError naming the file and the first problem.
+    """
+    if not text.isascii():
+        _fail(name, "non-ASCII text")
+    head, sep, rest = text.partition("\nTree=")
+    if not sep:
+        _fail(name, "no trees")
+    header = _kv(head.split("\n")[1:], name, "header") if head.startswith("tree\n") else _fail(name, "no 'tree' header")
+    for key, want in (("num_class", "1"), ("num_tree_per_iteration", "1"), ("max_feature_idx", str(len(FEATURE_NAMES) - 1))):
+        if header.get(key) != want:
+            _fail(name, f"header: {key} is {str(header.get(key))[:20]!r}, {want!r} expected")
+    if header.get("feature_names", "").split() != list(FEATURE_NAMES):
+        _fail(name, "header: feature_names are not this feature schema's")
+    body, sep, tail = rest.partition("\nend of trees\n")
+    if not sep:
+        _fail(name, "no 'end of trees' (truncated?)")
+    last = tail.rstrip("\n").rpartition("\n")[2]
+    if not last.startswith("pandas_categorical:"):
+        _fail(name, "no pandas_categorical line at the end (truncated?)")
+    blocks = ("Tree=" + body).split("\n\n\n")
+    sizes = header.get("tree_sizes", "").split()
+    if len(sizes) != len(blocks):
+        _fail(name, f"header: tree_sizes lists {len(sizes)} trees, the file has {len(blocks)}")
+    n_features = len(FEATURE_NAMES)
+    for i, (block, size) in enumerate(zip(blocks, sizes)):
+        where = f"tree {i}"
+        # LightGBM seeks to each tree by these byte counts: they must be exact.
+        if not size.isdigit() or int(size) != len(block) + (3 if i < len(blocks) - 1 else 1):
+            _fail(name, f"{where}: its size differs from tree_sizes")
+        lines = block.split("\n")
+        if lines[0] != f"Tree={i}":
+            _fail(name, f"{where}: starts with {lines[0][:20]!r}")
+        kv = _kv(lines[1:], name, where)
+        missing = [k for k in _TREE_KEYS if k not in kv]
+        if missing:
+            _fail(name, f"{where}: no {missing[0]}")
+        leaves = _numbers(kv, "num_leaves", 1, int, name, where)[0]
+        if not 1 <= leaves <= 1 << 17 or kv["num_cat"] != "0" or kv["is_linear"] != "0":
+            _fail(name, f"{where}: num_leaves {leaves}, num_cat {kv['num_cat'][:5]}, is_linear {kv['is_linear'][:5]}")
+        inner = leaves - 1
+        split = _numbers(kv, "split_feature", inner, int, name, where)
+        _numbers(kv, "threshold", inner, float, name, where)
+        decision = _numbers(kv, "decision_type", inner, int, name, where)
+        left = _numbers(kv, "left_child", inner, int, name, where)
+        right = _numbers(kv, "right_child", inner, int, name, where)
+        values = _numbers(kv, "leaf_value", leaves, float, name, where)
+        _numbers(kv, "shrinkage", 1, float, name, where)
+        if any(not 0 <= f < n_features for f in split):
+            _fail(name, f"{where}: split_feature outside the {n_features} features")
+        if any(d < 0 or d & 1 or (d >> 2) & 3 > 2 or d > 15 for d in decision):  # numerical splits only
+            _fail(name, f"{where}: decision_type of a categorical or unknown split")
+        if any(abs(v) > MAX_LEAF_VALUE for v in values):
+            _fail(name, f"{where}: a leaf value beyond ±{MAX_LEAF_VALUE:g} (log time)")
+        # Every internal node but the root and every leaf is the child of exactly one node, reached from the
+        # root: a proper tree, no cycle, no index out of range.
+        children = left + right
+        if sorted(children) != sorted([*range(1, inner), *(~j for j in range(leaves))]):
+            _fail(name, f"{where}: child indices do not form a binary tree")
+        seen, stack = 0, [0] if inner else []
+        while stack:
+            node = stack.pop()
+            seen += 1
+            if seen > inner:
+                _fail(name, f"{where}: child indices form a cycle")
+            stack += [c for c in (left[node], right[node]) if c >= 0]
+        if seen != inner:
+            _fail(name, f"{where}: nodes unreachable from the root")
 
 
 class LGBMModel(CostModel):
@@ -133,6 +243,12 @@ class LGBMModel(CostModel):
     def _load_state(self, state, texts, prefix):
         import lightgbm as lgb
 
-        self.booster_ = lgb.Booster(model_str=texts[state["booster_"]])
+        if self.target not in TARGETS:
+            raise PredictorError(f"model.json: LightGBM target {str(self.target)[:20]!r}; allowed: {'|'.join(TARGETS)}")
+        name = state["booster_"]
+        if not isinstance(name, str) or name not in texts:
+            raise PredictorError(f"model.json: names the LightGBM model {str(name)[:60]!r}, which is not among the files")
+        check_model_text(texts[name], name)  # a malformed text can crash LightGBM itself
+        self.booster_ = lgb.Booster(model_str=texts[name])
         self.base_ = None if state["base_"] is None else estimator_from_json(state["base_"], texts, prefix + "base_.")
         self.n_train_ = int(state["n_train_"])

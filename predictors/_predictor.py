@@ -7,19 +7,18 @@ inside the package (``predictors/shipped/<device>/<metric>/v<NNNN>/``).
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any, Sequence
 
 import numpy as np
 
-from lowformer_common import home_dir
-from measured import ACCURACY_DEVICE
+from lowformer_common import home_dir, short
+from measured import ACCURACY_DEVICE, RecordError, check_device_id
 from search_spaces import ATTENTION_TYPES, OP_TYPES, LowFormerConfig
 
-from ._base import HIGHER_IS_BETTER, PredictorError, from_cost
+from ._base import HIGHER_IS_BETTER, PredictorError, check_predictions, from_cost
 from ._features import FEATURE_INDEX, featurize, featurize_one, in_space_mask
-from ._persist import META, load_version, version_dirs
+from ._persist import load_version, read_sidecar, version_dirs
 
 SHIPPED_DIR = pathlib.Path(__file__).parent / "shipped"
 
@@ -112,8 +111,9 @@ class TrainedPredictor:
         return bool(self.meta.get("surrogate"))
 
     def predict_features(self, X: np.ndarray) -> np.ndarray:
-        """Predictions for rows of :func:`predictors.featurize`."""
-        return from_cost(self.metric, self.estimator.predict(X))
+        """Predictions for rows of :func:`predictors.featurize`. A non-finite or impossible value (a time <= 0 or
+        beyond PLAUSIBLE_COST_MS) is refused with a PredictorError: no decision may rest on it."""
+        return from_cost(self.metric, check_predictions(self.metric, self.estimator.predict(X), repr(self)))
 
     def predict(self, configs: Sequence[LowFormerConfig]) -> np.ndarray:
         """Predicted metric values (latency ms, throughput img/s, top-1 %) of a batch of configs."""
@@ -170,10 +170,12 @@ def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
     for origin, root in _roots():
         for v, p in version_dirs(root / device / metric):
             try:
-                meta = json.loads((p / META).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                meta = {}
-            out.append({"origin": origin, "version": v, "path": str(p), "model_type": meta.get("model_type"), "created": meta.get("created")})
+                meta, problem = read_sidecar(p), None
+            except PredictorError as e:  # a truncated or edited sidecar is listed as such, never a traceback
+                meta, problem = {}, str(e)
+            model_type = meta.get("model_type") if isinstance(meta.get("model_type"), str) else None
+            out.append({"origin": origin, "version": v, "path": str(p), "model_type": model_type or "unreadable",
+                        "created": meta.get("created"), **({"problem": problem} if problem else {})})
     return out
 
 
@@ -189,8 +191,8 @@ def default_metric(device: str) -> str:
         path = _newest(device, m)
         if path is not None:
             try:
-                meta = json.loads((path / META).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                meta = read_sidecar(path)
+            except PredictorError:
                 continue
             if meta.get("protocol", {}).get("device_metric") == m:
                 return m
@@ -216,8 +218,10 @@ def load_predictor(device: str, metric: str | None = None) -> TrainedPredictor:
     Raises PredictorError (a UserError: one line, listing what is available) for an unknown device or
     metric, or a predictor trained on another feature schema.
     """
-    if not isinstance(device, str) or not device or "/" in device or "\\" in device or device.startswith("."):
-        raise PredictorError(f"device: {device!r} is not a device id; available: {_available_line()}")
+    try:
+        check_device_id(device, "device")
+    except RecordError:
+        raise PredictorError(f"device: {short(repr(device), 60)} is not a device id; available: {_available_line()}") from None
     if metric is None:
         metric = default_metric(device)
     path = _newest(device, metric)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import RidgeCV
 
-from ._base import CostModel
+from ._base import CostModel, PredictorError, check_finite
 from ._features import FEATURE_INDEX, SCHEMA_HASH, in_space_mask
 
 _ATT = [FEATURE_INDEX[f"att{s}_{a}"] for s in (3, 4) for a in ("lowtention", "mhsa", "relu_linear")]
@@ -92,7 +92,11 @@ class AccuracySurrogate(CostModel):
         }, {}
 
     def _load_state(self, state, texts, prefix):
-        self.coef_ = np.array([float(state["coef_"][n]) for n in self.features])
-        self.intercept_, self.alpha_ = float(state["intercept_"]), float(state["alpha_"])
-        self.mean_, self.std_ = np.array(state["mean_"], float), np.array(state["std_"], float)
+        self.coef_ = np.array([float(check_finite(f"coefficient {n!r}", state["coef_"][n])) for n in self.features])
+        self.intercept_ = float(check_finite("intercept_", state["intercept_"]))
+        self.alpha_ = float(check_finite("alpha_", state["alpha_"], low=0.0))
+        self.mean_ = check_finite("mean_", state["mean_"])
+        self.std_ = check_finite("std_", state["std_"], low=0.0)
+        if self.mean_.shape != self.coef_.shape or self.std_.shape != self.coef_.shape:
+            raise PredictorError(f"model.json: mean_/std_ need one value per feature ({self.coef_.size})")
         self.n_train_ = int(state["n_train_"])

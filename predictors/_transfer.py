@@ -21,7 +21,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from ._additive import AdditiveModel
-from ._base import MIN_ROWS, CostModel, from_cost
+from ._base import MIN_ROWS, CostModel, PredictorError, check_finite, from_cost
 from ._features import SCHEMA_HASH, in_space_mask
 from ._lgbm import LGBMModel
 from ._metrics import regression_report
@@ -149,7 +149,10 @@ class TransferModel(CostModel):
         return state, texts
 
     def _load_state(self, state, texts, prefix):
-        self.mode_, self.a_, self.b_ = state["mode_"], float(state["a_"]), float(state["b_"])
+        if state["mode_"] not in MODES:
+            raise PredictorError(f"model.json: transfer mode {str(state['mode_'])[:20]!r}; allowed: {'|'.join(MODES)}")
+        self.mode_ = state["mode_"]
+        self.a_, self.b_ = float(check_finite("a_", state["a_"])), float(check_finite("b_", state["b_"]))
         self.n_train_ = int(state["n_train_"])
         self.refit_ = None if state["refit_"] is None else estimator_from_json(state["refit_"], texts, prefix + "refit_.")
 

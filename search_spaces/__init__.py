@@ -3,7 +3,15 @@ needs torch; with the ``measure`` extra also the torch builder and ONNX export (
 
 from lowformer_common import MEASURE_EXTRA_HINT
 
-from ._config import ATTENTION_TYPES, ConfigError, LowFormerConfig, lowtention_heads
+from ._config import (
+    ATTENTION_TYPES,
+    CONFIG_IDENTITY,
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    LowFormerConfig,
+    lowtention_heads,
+    parse_config_json,
+)
 from ._count import Counts, count, count_graph
 from ._files import write_config_json
 from ._graph import OP_TYPES, QUANTITIES, STAGES, Layer, OpGraph, build_op_graph
@@ -58,6 +66,7 @@ def resolve(name_or_file: str | None = None, config_file: str | None = None, res
 
 __all__ = [
     "ATTENTION_TYPES",
+    "CONFIG_IDENTITY",
     "ConvLayer",
     "DEFAULT_OPSET",
     "FusedMBConv",
@@ -71,6 +80,7 @@ __all__ = [
     "Knob",
     "Layer",
     "LowFormerConfig",
+    "MAX_CONFIG_BYTES",
     "OP_TYPES",
     "OpGraph",
     "QUANTITIES",
@@ -92,6 +102,7 @@ __all__ = [
     "load_config",
     "lowtention_heads",
     "named_series",
+    "parse_config_json",
     "randomize_",
     "resolve",
     "sample_config",

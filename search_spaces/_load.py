@@ -5,11 +5,10 @@ Apart from the config class because a base is looked up in the variant table, wh
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping
 
-from ._config import ConfigError, LowFormerConfig
+from ._config import MAX_CONFIG_BYTES, ConfigError, LowFormerConfig, parse_config_json
 from ._variants import get_variant
 
 
@@ -23,19 +22,17 @@ def config_from_dict(data: Mapping[str, Any]) -> LowFormerConfig:
     return LowFormerConfig.from_dict(data, start=start)
 
 
-def config_from_json(text: str, source: str = "config") -> LowFormerConfig:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(source, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    return config_from_dict(data)
+def config_from_json(text: str | bytes, source: str = "config") -> LowFormerConfig:
+    """A config from JSON text (bounded: see :func:`search_spaces.parse_config_json`)."""
+    return config_from_dict(parse_config_json(text, source))
 
 
 def load_config(path: str | os.PathLike) -> LowFormerConfig:
-    """The config of a JSON file (see :func:`config_from_dict`)."""
+    """The config of a JSON file (see :func:`config_from_dict`). At most MAX_CONFIG_BYTES are read, so
+    ``/dev/zero`` or a multi-GB file is refused without filling the memory."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(str(path), f"cannot read config file ({e.strerror})") from None
-    return config_from_json(text, source=str(path))
+    return config_from_json(data, source=str(path))

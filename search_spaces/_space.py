@@ -117,9 +117,14 @@ def config_to_knobs(config: LowFormerConfig) -> dict[str, Any]:
         values[f"mlp{s}"] = pick(c.mlp[i], default.mlp[i])
         values[f"mlp_ratio{s}"] = pick(c.mlp_ratio[i], default.mlp_ratio[i])
     values["head0"], values["head1"] = c.head_widths
-    for name, value in values.items():
+    for name, value in list(values.items()):
         if value not in KNOBS[name].choices:
-            raise ConfigError(name, f"{value!r} is outside the search space; allowed: {KNOBS[name].choices}")
+            # A canonical config (a stored one, say) may use a value the space does not list for a network it
+            # does contain: fusion threshold 64 where the space says 0. Any listed value of the same network will do.
+            same = next((v for v in KNOBS[name].choices if knobs_to_config({**values, name: v}, c.num_classes) == c), None)
+            if same is None:
+                raise ConfigError(name, f"{value!r} is outside the search space; allowed: {KNOBS[name].choices}")
+            values[name] = same
     return values
 
 
@@ -136,7 +141,8 @@ def sample_config(rng: random.Random | int | None = None, resolutions: Sequence[
 def sample_configs(
     n: int, seed: int = 0, resolutions: Sequence[int] | None = None, unique: bool = True
 ) -> Iterator[LowFormerConfig]:
-    """``n`` random configs from one seed; with ``unique`` no architecture (hash) repeats."""
+    """``n`` random configs from one seed; with ``unique`` no network repeats (one hash per network: two knob
+    settings that build the same network count once)."""
     rng = random.Random(seed)
     seen: set[str] = set()
     made = 0

@@ -1,6 +1,21 @@
-"""Arguments several sub-command groups share."""
+"""Arguments several sub-command groups share, and the argparse ``type=`` checks of untrusted flag values.
+
+A ``type=`` check turns a bad value into argparse's own one-line error (exit 2) before any work starts; each
+names what is allowed and quotes the value cut short.
+"""
 
 from __future__ import annotations
+
+import argparse
+import math
+import os
+
+from lowformer_common import short
+from measured import RecordError, check_device_id
+
+MAX_TRIALS = 10_000_000
+# Timing with more threads than usable cores measures the scheduler, not the model.
+FORCE_THREADS_ENV = "LOWFORMER_NAS_FORCE_THREADS"
 
 
 def add_store_arg(p, what: str = "") -> None:
@@ -11,3 +26,67 @@ def add_store_arg(p, what: str = "") -> None:
         help=f"{what}measurement store: a database URL or SQLite file (default: $LOWFORMER_NAS_STORE, else "
              "$LOWFORMER_NAS_HOME/store.sqlite)",
     )
+
+
+def _shown(value: str) -> str:
+    return short(repr(value), 60)
+
+
+def device_id(value: str) -> str:
+    """``--device``/``--source``: a safe device id (it names folders: predictors/<device>/, runs/...)."""
+    try:
+        return check_device_id(value, "device")
+    except RecordError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("device: ")) from None
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} (got {_shown(value)})") from None
+
+
+def positive_int(value: str) -> int:
+    """An integer >= 1 (``--batch``: 0 is refused, not silently replaced)."""
+    n = _int(value, "must be an integer >= 1")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {n})")
+    return n
+
+
+def trials(value: str) -> int:
+    """``--trials``: 1 to MAX_TRIALS."""
+    n = _int(value, f"must be an integer in [1, {MAX_TRIALS:,}]")
+    if not 1 <= n <= MAX_TRIALS:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, {MAX_TRIALS:,}] (got {short(str(n), 40)})")
+    return n
+
+
+def timeout_seconds(value: str) -> float:
+    """``--timeout``: a finite number of seconds > 0 (``nan`` and ``inf`` are refused)."""
+    try:
+        t = float(value)
+    except ValueError:
+        t = math.nan
+    if not math.isfinite(t) or t <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0 (got {_shown(value)})")
+    return t
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads(value: str) -> int:
+    """``--threads``: 1 to the usable cores (more only with $LOWFORMER_NAS_FORCE_THREADS=1)."""
+    n = positive_int(value)
+    cores = usable_cores()
+    if n > cores and os.environ.get(FORCE_THREADS_ENV) != "1":
+        raise argparse.ArgumentTypeError(
+            f"{n} threads on {cores} usable cores would time the scheduler, not the model; use at most {cores} "
+            f"(or set {FORCE_THREADS_ENV}=1 to force it)")
+    return n

@@ -6,7 +6,7 @@ import json
 
 from measured import DEVICE_KINDS
 
-from ._common import add_store_arg
+from ._common import add_store_arg, device_id
 
 
 def register(sub) -> None:
@@ -21,20 +21,20 @@ def register(sub) -> None:
 
     e = actions.add_parser("export", help="write measurements as CSV, CSV.gz or Parquet (by the file suffix)")
     e.add_argument("file", help="output file: .csv, .csv.gz or .parquet")
-    e.add_argument("--device", action="append", metavar="D", help="only this device (repeatable)")
+    e.add_argument("--device", action="append", type=device_id, metavar="D", help="only this device (repeatable)")
     e.add_argument("--metric", action="append", metavar="M", help="only this metric (repeatable)")
     add_store_arg(e)
     e.set_defaults(func=cmd_export)
 
     n = actions.add_parser("noise", help="repeatability: CV of repeated medians per protocol")
-    n.add_argument("--device", required=True, help="device id")
+    n.add_argument("--device", required=True, type=device_id, help="device id")
     n.add_argument("--json", action="store_true", help="print JSON")
     add_store_arg(n)
     n.set_defaults(func=cmd_noise)
 
     i = sub.add_parser("import", help="import measurements from CSV, CSV.gz or Parquet into the store")
     i.add_argument("file", help="input file: .csv, .csv.gz or .parquet (the columns of `data export`)")
-    i.add_argument("--device", metavar="NAME", help="store every row under this device id")
+    i.add_argument("--device", metavar="NAME", type=device_id, help="store every row under this device id")
     i.add_argument("--device-kind", choices=DEVICE_KINDS, metavar="KIND",
                    help=f"kind of a device the file introduces without device columns ({'|'.join(DEVICE_KINDS)})")
     i.add_argument("--force", action="store_true",

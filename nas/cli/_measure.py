@@ -5,18 +5,18 @@ from __future__ import annotations
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, missing_module
 from search_spaces import get_variant, resolve, sample_configs, variant_names
 
-from ._common import add_store_arg
+from ._common import add_store_arg, device_id, positive_int, threads, timeout_seconds
 
 
 def register(sub) -> None:
     p = sub.add_parser("measure", help="measure configs on this machine (resumable campaign)")
-    p.add_argument("--device", default="local",
+    p.add_argument("--device", default="local", type=device_id,
                    help="device id to store under (default: named after this machine's hardware fingerprint)")
     p.add_argument("--backend", default="onnxruntime",
                    help="onnxruntime | torch | torchscript | torch_cuda | tensorrt (default onnxruntime)")
     p.add_argument("--metric", default="latency_ms", choices=("latency_ms", "throughput_img_s"))
-    p.add_argument("--batch", type=int, help="batch (default: 1 for latency, 200 for throughput)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (intra-op; default 1)")
+    p.add_argument("--batch", type=positive_int, help="batch (default: 1 for latency, 200 for throughput)")
+    p.add_argument("--threads", type=threads, default=1, help="CPU threads (intra-op; default 1)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
     p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
@@ -24,7 +24,7 @@ def register(sub) -> None:
                    help="re-measure, then mark busy, when other processes use more than PCT%% of the CPU (default 5)")
     _add_selection(p)
     p.add_argument("--repeats", type=int, default=1, help="measure each config R times (noise figures)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per config before it counts as a hang")
+    p.add_argument("--timeout", type=timeout_seconds, default=900.0, help="seconds per config before it counts as a hang")
     p.add_argument("--retry-failed", action="store_true", help="measure again configs whose earlier run failed")
     p.add_argument("--campaign", help="a name stored with every measurement")
     add_store_arg(p)
@@ -33,7 +33,7 @@ def register(sub) -> None:
     p = sub.add_parser("bundle", help="ONNX models + a standalone runner for a device this tool cannot run on")
     _add_selection(p)
     p.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--device", metavar="ID", help="device id the runner's rows carry (default: named on the device)")

@@ -9,13 +9,13 @@ import sys
 from lowformer_common import UserError
 from search_spaces import variant_names
 
-from ._common import add_store_arg
+from ._common import add_store_arg, device_id
 
 _METRIC_CHOICES = ("latency_ms", "throughput_img_s", "fps", "top1_pct")
 
 
 def _device_args(p, metric_help="default: the device's protocol metric") -> None:
-    p.add_argument("--device", required=True, metavar="NAME", help="device id (e.g. jetson_tx2, rpi5_arm_cpu, a40_gpu, imagenet1k)")
+    p.add_argument("--device", required=True, type=device_id, metavar="NAME", help="device id (e.g. jetson_tx2, rpi5_arm_cpu, a40_gpu, imagenet1k)")
     p.add_argument("--metric", choices=_METRIC_CHOICES, metavar="M", help=f"{'|'.join(_METRIC_CHOICES)} ({metric_help})")
 
 
@@ -30,7 +30,7 @@ def register(sub) -> None:
     _device_args(t)
     t.add_argument("--model", default="auto", choices=MODEL_CHOICES, metavar="MODEL",
                    help=f"{'|'.join(MODEL_CHOICES)} (default auto: the best by cross-validated MAPE)")
-    t.add_argument("--source", metavar="DEVICE", help="source device of --model transfer")
+    t.add_argument("--source", type=device_id, metavar="DEVICE", help="source device of --model transfer")
     t.add_argument("--protocol", metavar="KEY", help="measuring protocol to train on (default: the one with most configs)")
     t.add_argument("--out", metavar="DIR", help="predictors directory (default: $LOWFORMER_NAS_HOME/predictors)")
     t.add_argument("--json", action="store_true", help="print the sidecar as JSON")
@@ -61,7 +61,7 @@ def register(sub) -> None:
 
     f = actions.add_parser("fewshot", help="few-shot transfer from a source device vs training from scratch")
     _device_args(f)
-    f.add_argument("--source", required=True, metavar="DEVICE", help="device whose predictor is transferred")
+    f.add_argument("--source", required=True, type=device_id, metavar="DEVICE", help="device whose predictor is transferred")
     f.add_argument("--holdout", type=int, default=200, metavar="N", help="random hold-out configs (default 200)")
     f.add_argument("--sizes", default="10,20,50,100,200", metavar="LIST", help="training-set sizes (default 10,20,50,100,200)")
     f.add_argument("--repeats", type=int, default=5, metavar="R", help="random draws per size (default 5)")

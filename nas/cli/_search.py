@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg
+from ._common import add_store_arg, device_id, trials
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -26,12 +26,12 @@ def register(sub) -> None:
                        description="Multi-objective search (Optuna): the accuracy surrogate (or a params/MACs proxy) "
                                    "against predicted latency per device, under budgets and limits. Resumable: the "
                                    "same --study continues to --trials trials in total.")
-    p.add_argument("--device", action="append", dest="devices", metavar="NAME",
+    p.add_argument("--device", action="append", dest="devices", type=device_id, metavar="NAME",
                    help="target device (repeatable); a resumed study keeps its devices")
     p.add_argument("--budget-ms", action="append", type=float, metavar="MS",
                    help="latency budget: one value for every device, or one per --device in order "
                         "(throughput devices: time per image, 1000/throughput)")
-    p.add_argument("--trials", type=int, metavar="N", help="total trials of the study (default 3000)")
+    p.add_argument("--trials", type=trials, metavar="N", help="total trials of the study (default 3000)")
     p.add_argument("--study", metavar="NAME", help="study name: runs/NAME/ (an existing study is resumed)")
     p.add_argument("--storage", metavar="URL", help="shared Optuna database, e.g. postgresql://user@host/db "
                                                     "(default: a journal file in runs/NAME/)")
@@ -57,7 +57,7 @@ def register(sub) -> None:
     p.add_argument("--study", metavar="NAME", help="the study to redraw")
     p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
     p.add_argument("--storage", metavar="URL", help="the study's database, when it was searched with --storage")
-    p.add_argument("--device", metavar="NAME", help="plot measured: the device")
+    p.add_argument("--device", type=device_id, metavar="NAME", help="plot measured: the device")
     p.add_argument("--metric", default="latency_ms", help="plot measured: the metric (default latency_ms)")
     add_store_arg(p, "plot measured: the ")
     p.add_argument("--no-png", action="store_true", help="HTML charts only")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_store_arg
+from ._common import add_store_arg, device_id, positive_int, threads
 
 STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
 
@@ -14,13 +14,13 @@ def register(sub) -> None:
                     "an HTML chart, and print the paper's numbers for the closest device with a verdict per finding.",
     )
     p.add_argument("name", metavar="NAME", help=f"{'|'.join(STUDY_NAMES)}|all")
-    p.add_argument("--device", metavar="ID",
+    p.add_argument("--device", type=device_id, metavar="ID",
                    help="device id to store this machine's measurements under (default: named after its hardware)")
     p.add_argument("--backend", default="onnxruntime",
                    help="onnxruntime (default)|torch|torchscript|torch_cuda|tensorrt")
     p.add_argument("--metric", default="latency_ms", help="latency_ms (default, batch 1)|throughput_img_s (batch 200)")
-    p.add_argument("--batch", type=int, help="batch size (default: 1 for latency, 200 for throughput)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads of the backend (default 1)")
+    p.add_argument("--batch", type=positive_int, help="batch size (default: 1 for latency, 200 for throughput)")
+    p.add_argument("--threads", type=threads, default=1, help="CPU threads of the backend (default 1)")
     p.add_argument("--precision", default="fp32", help="fp32 (default)|fp16 (GPU backends)")
     p.add_argument("--runs", type=int, help="timed runs per model at most (default 100; 3 with --quick)")
     p.add_argument("--warmup", type=int, help="warm-up runs per model (default 5; 1 with --quick)")

@@ -36,7 +36,7 @@ def export_pick(args) -> int:
         raise SearchError("study", "give a model/--config or --study NAME --pick K, not both")
     entry = front_entry(args.study, args.pick, args.runs_dir)
     cfg = LowFormerConfig.from_dict(entry["config"])
-    if cfg.hash != entry["hash"]:
+    if entry["hash"] not in (cfg.hash, cfg.legacy_hash):  # a front written before identity 2 has the knobs' hash
         raise SearchError("front.json", f"config #{args.pick} does not match its hash; the file was edited")
     name = f"{args.study}-pick{args.pick}"
     json_out = args.json_out or str(study_dir(args.runs_dir, args.study) / f"pick{args.pick}-{cfg.short_hash}.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,17 @@ class StudyResults:
         return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _knobs_hash(knobs: tuple) -> str:
+    return knobs_to_config(dict(knobs)).hash
+
+
+def trial_hash(t: optuna.trial.FrozenTrial) -> str:
+    """The hash of the network a trial built, from its knobs: a trial stored before config identity 2 carries
+    the hash of its knobs as typed in its user attrs, which would list one network several times."""
+    return _knobs_hash(tuple(sorted(t.params.items())))
+
+
 def load_results(study: optuna.Study, study_name: str | None = None) -> StudyResults:
     meta = study.user_attrs.get(SETTINGS_ATTR, {})
     objectives = meta.get("objectives") or [
@@ -124,9 +136,10 @@ def load_results(study: optuna.Study, study_name: str | None = None) -> StudyRes
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     by_hash: dict[str, dict[str, Any]] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        h = t.user_attrs.get(HASH)
-        if h is None:
+        if t.user_attrs.get(HASH) is None:
             continue
+        cfg = knobs_to_config(t.params)
+        h = trial_hash(t)
         named = t.user_attrs.get(NAMED)
         if h in by_hash:
             row = by_hash[h]
@@ -136,7 +149,6 @@ def load_results(study: optuna.Study, study_name: str | None = None) -> StudyRes
             continue
         cons = _constraints.read(t, constraints)
         cons = cons if cons is not None else [float("inf")] * len(constraints)  # unknown: never feasible
-        cfg = knobs_to_config(t.params)
         row = {"trial": t.number, "hash": h, "named": named or "", "n": 1,
                "macs": int(t.user_attrs[MACS]), "params": int(t.user_attrs[PARAMS])}
         row.update({k: float(v) for k, v in zip(keys, t.values)})

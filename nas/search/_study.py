@@ -32,7 +32,7 @@ from ._constraints import make_constraints
 from ._objectives import ACCURACY_OBJECTIVES, Evaluation, Evaluator, Objective, PredictorLoader, build_objectives
 from ._pareto import LiveFront
 from ._report import write_outputs
-from ._results import load_results
+from ._results import load_results, trial_hash
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
 from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, study_dir, sync_storage
 
@@ -134,7 +134,7 @@ def _default_name(devices: Sequence[str], runs_dir: str) -> str:
 
 
 def evaluation_of(t: optuna.trial.FrozenTrial) -> Evaluation:
-    return Evaluation(t.user_attrs[HASH], int(t.user_attrs[MACS]), int(t.user_attrs[PARAMS]),
+    return Evaluation(trial_hash(t), int(t.user_attrs[MACS]), int(t.user_attrs[PARAMS]),
                       tuple(float(v) for v in t.values), tuple(t.user_attrs.get(OOD, ())))
 
 

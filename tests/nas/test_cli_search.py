@@ -87,7 +87,7 @@ def test_export_pick_without_torch(capsys, monkeypatch):
     (["search", "--device", "jetson_tx2", "--storage", "postgresql://u:secret@127.0.0.1:1/db"],
      "lowformer-nas: error: storage: cannot open postgresql://u:***@127.0.0.1:1/db"),
     (["search", "--device", "jetson_tx2", "--max-params", "lots"], "lowformer-nas search: error: argument --max-params"),
-    (["search", "--device", "jetson_tx2", "--trials", "0"], "lowformer-nas: error: trials: must be a positive integer"),
+    (["search", "--device", "jetson_tx2", "--trials", "0"], "lowformer-nas search: error: argument --trials: must be an integer in [1, 10,000,000]"),
     (["search", "--device", "jetson_tx2", "--verify", "-1"], "lowformer-nas: error: verify: must be a positive number"),
     (["search"], "lowformer-nas: error: device: give at least one --device"),
     (["plot"], "lowformer-nas: error: study: give --study NAME"),
