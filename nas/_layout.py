@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 # Finest first: the first grid with at most ``max_ticks`` ticks in the range is used.
-_LOG_GRIDS = ((1, 2, 3, 5, 7), (1, 2, 5), (1, 3), (1,))
+_LOG_GRIDS = ((1, 1.5, 2, 3, 4, 5, 7), (1, 2, 3, 5, 7), (1, 2, 5), (1, 3), (1,))
 
 
 def format_tick(v: float) -> str:
@@ -41,25 +41,21 @@ def _linear_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float, max_ticks: int = 10) -> list[float]:
-    """Tick values between ``lo`` and ``hi`` (> 0) for a log axis: as fine a 1-2-5-like grid as fits in
-    ``max_ticks``, whole decades (every k-th) for wide ranges, round linear steps for narrow ones."""
+    """Tick values between ``lo`` and ``hi`` (> 0) for a log axis: round linear steps within a decade, else as
+    fine a 1-2-5-like grid as fits in ``max_ticks``, or whole decades (every k-th) for very wide ranges."""
     if not (lo > 0 and hi > lo):
         raise ValueError(f"log_ticks: need 0 < lo < hi (got {lo}, {hi})")
+    if hi / lo < 10:  # less than a decade: the grid would leave gaps, linear steps read better
+        return [float(f"{v:.12g}") for v in _linear_ticks(lo, hi, max_ticks)]
     e0, e1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    best: list[float] = []
     for grid in _LOG_GRIDS:
         vals = [m * 10.0**e for e in range(e0, e1 + 1) for m in grid if lo <= m * 10.0**e <= hi * (1 + 1e-9)]
         if len(vals) <= max_ticks:
-            best = vals
             break
     else:
         step = math.ceil((e1 - e0 + 1) / max_ticks)
-        best = [10.0**e for e in range(e0, e1 + 1) if e % step == 0 and lo <= 10.0**e <= hi]
-    if len(best) < 3:  # less than one grid step in range: linear steps read better
-        lin = _linear_ticks(lo, hi, max_ticks)
-        if len(lin) > len(best):
-            best = lin
-    return [float(f"{v:.12g}") for v in best]
+        vals = [10.0**e for e in range(e0, e1 + 1) if e % step == 0 and lo <= 10.0**e <= hi]
+    return [float(f"{v:.12g}") for v in vals]
 
 
 def _axis_ref(name: str) -> str:
