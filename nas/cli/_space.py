@@ -9,23 +9,31 @@ from search_spaces import STAGES, count, get_variant, resolve, variant_names
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list the named LowFormer variants")
+    p = sub.add_parser("models", help="list the named LowFormer variants",
+                       description="The paper's named variants (B0-B3, E1-E3, the B1 ablations, the mlpless/shallow "
+                                   "variants): input resolution, params, MACs and config hash of each.")
     p.add_argument("--json", action="store_true", help="a JSON list of {name, hash, resolution, params, macs}")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("count", help="params, MACs, memory traffic and layers of a variant or config")
+    p = sub.add_parser("count", help="params, MACs, memory traffic and layers of a variant or config",
+                       description="Analytic counts of a variant or config file (no torch needed): params of the "
+                                   "1000-class classifier, MACs of one image, memory traffic, layers per stage and op "
+                                   "type; the counting convention is in docs/architecture.md (section 9).")
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_count)
 
-    p = sub.add_parser("export", help="write a variant or config as ONNX, or the K-th config of a study's front")
+    p = sub.add_parser("export", help="write a variant or config as ONNX, or the K-th config of a study's front",
+                       description="Build a variant, a config file or a config picked from a search study's front, "
+                                   "and write it as ONNX (needs the measure extra) and/or as a config JSON.")
     _add_model_args(p, required=False)
     p.add_argument("--onnx", metavar="PATH", help="ONNX file to write")
     p.add_argument("--json-out", metavar="PATH", help="also write the config JSON")
-    p.add_argument("--study", help="a search study (see `lowformer-nas search`)")
+    p.add_argument("--study", metavar="NAME", help="take the config from this search study's front (see --pick)")
     p.add_argument("--pick", type=int, default=1, metavar="K", help="K-th config of the study's front (1 = best)")
     p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torch.onnx exporter: torchscript (default) or dynamo")
     p.set_defaults(func=cmd_export)
 
 

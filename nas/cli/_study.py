@@ -11,9 +11,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "study", help="rerun one of the paper's hardware experiments here (Tables 1-3, Figures 3 and 8)",
         description="Measure a study's models on this machine, store the measurements, write CSV, markdown and "
-                    "an HTML chart, and print the paper's numbers for the closest device with a verdict per finding.",
+                    "an HTML chart, and print the paper's numbers for the closest device with a verdict per finding. "
+                    "Measure on a quiet machine: other busy processes distort the times (see --busy-threshold).",
     )
-    p.add_argument("name", metavar="NAME", help=f"{'|'.join(STUDY_NAMES)}|all")
+    p.add_argument("name", metavar="NAME",
+                   help="depthwise (Table 1), fused-mbconv (Figure 3), resolution-vs-channels (Table 2), attention "
+                        "(Table 3), resolution-scaling (Figure 8), or all")
     p.add_argument("--device", metavar="ID",
                    help="device id to store this machine's measurements under (default: named after its hardware)")
     p.add_argument("--backend", default="onnxruntime",

@@ -291,7 +291,8 @@ def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
             marker={"size": _MARKER_PX, "opacity": 0.75, "color": next(palette), "symbol": "diamond" if own else "circle",
                     "line": {"width": 0.5, "color": "#333"} if own else {"width": 0}},
             customdata=np.stack([g["name"].fillna("").to_numpy(), source.fillna("").astype(str).to_numpy()], axis=1),
-            hovertemplate=f"<b>%{{customdata[0]}}</b> ({fam})<br>MACs %{{x:.0f}} M<br>%{{y:.4g}}<br>%{{customdata[1]}}<extra></extra>"))
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> ({fam})<br>MACs %{{x:.0f}} M<br>%{{y:.4g}}<br>%{{customdata[1]}}"
+                           "<extra></extra>")))
     units = {"latency_ms": "measured latency (ms)", "throughput_img_s": "measured throughput (img/s)"}
     fig.update_xaxes(title_text="MACs (M, log scale)", type="log")
     fig.update_yaxes(title_text=f"{units.get(metric, metric)}, log scale", type="log")

@@ -92,9 +92,8 @@ def test_no_browser_says_how_to_get_one(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_png_with_a_real_browser(tmp_path, capfd):
-    import shutil
-
     import os
+    import shutil
 
     if not (os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("google-chrome")):
         pytest.skip("no browser for kaleido")

@@ -1,7 +1,7 @@
 import json
 import os
-import re
 import pathlib
+import re
 import shutil
 
 import pandas as pd
