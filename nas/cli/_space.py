@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from lowformer_common import UserError
-from search_spaces import STAGES, count, get_variant, resolve, variant_names
+from search_spaces import STAGES, build_op_graph, count, get_variant, resolve, variant_names
 
 
 def register(sub) -> None:
@@ -18,7 +18,7 @@ def register(sub) -> None:
     p = sub.add_parser("count", help="params, MACs, memory traffic and layers of a variant or config",
                        description="Analytic counts of a variant or config file (no torch needed): params of the "
                                    "1000-class classifier, MACs of one image, memory traffic, layers per stage and op "
-                                   "type; the counting convention is in docs/architecture.md (section 9).")
+                                   "type; the counting convention is in docs/architecture.md (section 11).")
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_count)
@@ -73,16 +73,20 @@ def cmd_count(args) -> int:
     name, cfg = _resolve(args)
     c = count(cfg)
     d = c.to_dict(name)
+    # Attention cost grows with the square of the tokens it attends over (docs/architecture.md §3.1).
+    d["attention_tokens"] = build_op_graph(cfg).attention_tokens()
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
     print(f"{name}  hash {cfg.hash[:12]}  {cfg.resolution} px")
     print(f"params {c.params:,}  MACs {c.macs:,}  memory traffic {c.bytes / 2**20:,.1f} MiB (fp32)  layers {c.layers}")
-    print(f"{'stage':8s} {'params':>12s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}  out (C,H,W)")
+    print(f"{'stage':8s} {'params':>12s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}  {'out (C,H,W)':13s} attention tokens")
     for s in STAGES:
         st = d["per_stage"][s]
         shape = "x".join(map(str, st.get("out_shape_CHW", []))) or "-"
-        print(f"{s:8s} {st['params']:12,d} {st['macs'] / 1e6:10.2f} {st['bytes'] / 2**20:8.1f} {st['layers']:7d}  {shape}")
+        tokens = d["attention_tokens"].get(s) or "-"
+        print(f"{s:8s} {st['params']:12,d} {st['macs'] / 1e6:10.2f} {st['bytes'] / 2**20:8.1f} {st['layers']:7d}  "
+              f"{shape:13s} {tokens}")
     print(f"{'op type':15s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}")
     for op, q in d["per_op"].items():
         print(f"{op:15s} {q['macs'] / 1e6:10.2f} {q['bytes'] / 2**20:8.1f} {q['layers']:7d}")
