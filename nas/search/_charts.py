@@ -300,8 +300,10 @@ def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
     if d["family"].nunique() > 1 and len(d) >= _MIN_TAU_ROWS:
         taus.insert(0, f"all {kendalltau(d['macs'], d['value']).statistic:.2f} ({len(d)})")
     rank = (f"Kendall τ of MACs vs {what}: " + ", ".join(taus) + " (|τ| = 1: MACs order the models exactly)") if taus else ""
+    # Two subtitle lines: the figure has a fixed width, and one long line would be cut off.
     fig = _titled(fig, f"MACs vs measured {what} on {device}",
-                  f"{len(d)} measurements from the store, one colour per architecture family. {rank}")
+                  f"{len(d)} measurements from the store, one colour per architecture family." + (
+                      f"</sup><br><sup>{rank}" if rank else ""))
     m = _MEASURED_MARGIN
     fig.update_layout(width=_W, height=_H, autosize=False, margin={**m, "autoexpand": False},
                       legend={"y": -0.16, "yanchor": "top"})
