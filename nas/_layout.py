@@ -185,7 +185,8 @@ def place_labels(area: PlotArea, xs: Iterable[float], ys: Iterable[float], texts
     that. Greedy, most crowded point first; the text is joined to its point by a leader line when drawn
     with ``annotate``."""
     px, py = area.to_px(list(xs), list(ys))
-    ox, oy = area.to_px(*obstacles) if len(list(obstacles[0])) else (np.empty(0), np.empty(0))
+    ox, oy = area.to_px(np.asarray(list(obstacles[0]), dtype=float), np.asarray(list(obstacles[1]), dtype=float))
+    # Every point a label must not cover, its own included; in pixels.
     ax_, ay_ = np.concatenate([ox, px]), np.concatenate([oy, py])
     keep = np.isfinite(ax_) & np.isfinite(ay_)
     ax_, ay_ = ax_[keep], ay_[keep]
@@ -193,6 +194,9 @@ def place_labels(area: PlotArea, xs: Iterable[float], ys: Iterable[float], texts
     r = marker_px / 2 + 1
     boxes: list[tuple[float, float, float, float]] = []
     out: dict[int, Placement] = {}
+
+    def covered(x0: float, x1: float, y0: float, y1: float) -> int:
+        return int(np.sum((ax_ > x0 - r) & (ax_ < x1 + r) & (ay_ > y0 - r) & (ay_ < y1 + r)))
 
     def crowd(i: int) -> int:
         return int(np.sum((np.abs(ax_ - px[i]) < 80) & (np.abs(ay_ - py[i]) < 40)))
@@ -207,17 +211,18 @@ def place_labels(area: PlotArea, xs: Iterable[float], ys: Iterable[float], texts
                 continue
             if any(x0 < b1 + 2 and b0 - 2 < x1 and y0 < d1 + 2 and d0 - 2 < y1 for b0, b1, d0, d1 in boxes):
                 continue
-            hits = int(np.sum((ax_ > x0 - r) & (ax_ < x1 + r) & (ay_ > y0 - r) & (ay_ < y1 + r)))
+            hits = covered(x0, x1, y0, y1)
             if best is None or hits < best[0]:
                 best = (hits, dx, dy, (x0, x1, y0, y1))
             if hits == 0:
                 break
-        if best is None:  # nowhere free: straight up, the first candidate (never happens on sane charts)
-            dx, dy = 0.0, radii[0]
-            best = (-1, dx, dy, (px[i] - half_w, px[i] + half_w, py[i] + dy - half_h, py[i] + dy + half_h))
+        if best is None:  # no free spot within the largest radius: straight above it, over whatever is there
+            dx, dy = 0.0, float(radii[-1])
+            box = (px[i] - half_w, px[i] + half_w, py[i] + dy - half_h, py[i] + dy + half_h)
+            best = (covered(*box), dx, dy, box)
         hits, dx, dy, box = best
         boxes.append(box)
-        out[i] = Placement(texts[i], float(dx), float(dy), max(hits, 0))
+        out[i] = Placement(texts[i], float(dx), float(dy), hits)
     return [out[i] for i in range(len(texts))]
 
 
