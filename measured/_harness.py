@@ -9,6 +9,7 @@ import hashlib
 import json
 import platform
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -73,8 +74,9 @@ class Timing:
         return float(np.percentile(self.times_s, q))
 
 
-def time_runner(runner: Runner, warmup: int, runs: int) -> Timing:
-    """Warm up, then time ``runs`` calls one by one (perf_counter), with the garbage collector paused."""
+def time_runner(runner: Runner, warmup: int, runs: int, monitor: Callable[[], LoadMonitor] = LoadMonitor) -> Timing:
+    """Warm up, then time ``runs`` calls one by one (perf_counter), with the garbage collector paused.
+    ``monitor`` makes the context that reads the machine's load (tests inject a fixed one)."""
     for _ in range(warmup):
         runner()
     times = np.empty(runs)
@@ -82,7 +84,7 @@ def time_runner(runner: Runner, warmup: int, runs: int) -> Timing:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with LoadMonitor() as mon:
+        with monitor() as mon:
             clock = time.perf_counter
             for i in range(runs):
                 t0 = clock()
@@ -108,11 +110,13 @@ def measurement_id(
     return hashlib.sha256(f"{device_id}|{protocol}|{config_hash}|{repeat}|{status}{smoke}".encode()).hexdigest()
 
 
-def measure_runner(runner: Runner, protocol: Protocol) -> tuple[Timing, str, str | None]:
+def measure_runner(
+    runner: Runner, protocol: Protocol, monitor: Callable[[], LoadMonitor] = LoadMonitor
+) -> tuple[Timing, str, str | None]:
     """Time a runner; re-measure while the machine is busy. Returns (timing, status, reason)."""
     attempts = protocol.retries + 1
     for attempt in range(attempts):
-        timing = time_runner(runner, protocol.warmup, protocol.runs)
+        timing = time_runner(runner, protocol.warmup, protocol.runs, monitor)
         if timing.other_pct <= protocol.busy_threshold_pct:
             return timing, "ok", (f"re-measured {attempt}x: machine was busy" if attempt else None)
         if attempt + 1 < attempts:

@@ -1,13 +1,109 @@
-"""Charts as self-contained HTML: plotly.js inlined, so a chart opens offline (there may be no CDN)."""
+"""Writing charts: HTML that opens offline, and PNG through kaleido when a Chrome/Chromium is installed.
+
+Every HTML chart loads plotly.js from a file beside it, ``plotly-<version>.min.js``, written once per folder
+(4.8 MB): a folder of charts opens offline (there may be no CDN) without carrying plotly.js in every file.
+The version is in the name, so charts written by another plotly version in the same folder keep theirs.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
+import warnings
+from typing import Sequence
 
-from lowformer_common import atomic_write
+from lowformer_common import atomic_write, one_line
+
+
+def plotlyjs_name() -> str:
+    from plotly.offline import get_plotlyjs_version
+
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+
+def write_plotlyjs(folder: str | os.PathLike) -> pathlib.Path:
+    """``folder/plotly-<version>.min.js``, written unless an identical copy is there."""
+    from plotly.offline import get_plotlyjs
+
+    path = pathlib.Path(folder) / plotlyjs_name()
+    js = get_plotlyjs()
+    try:
+        if path.stat().st_size == len(js.encode()) and path.read_text(encoding="utf-8") == js:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass  # missing or unreadable: (re)write it
+    return atomic_write(path, js)
 
 
 def write_html(fig, path: str | os.PathLike, config: dict | None = None) -> pathlib.Path:
-    html = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False, **(config or {})})
+    """``fig`` as HTML loading plotly.js from its own folder (see the module docstring)."""
+    path = pathlib.Path(path)
+    write_plotlyjs(path.parent)
+    html = fig.to_html(include_plotlyjs=plotlyjs_name(), full_html=True,
+                       config={"displaylogo": False, **(config or {})})
     return atomic_write(path, html)
+
+
+# kaleido drives a headless browser through choreographer; both log through `logging` (the browser's own
+# stderr included), and choreographer logs harmless protocol hiccups with a traceback ("JSONError decoding
+# message. Ignoring") from threads that may outlive the export. With no handler configured, Python prints
+# such records to stderr. They are kept here instead, and shown only when an export fails.
+_BROWSER_LOGGERS = ("choreographer", "kaleido", "logistro", "browser_proc", "chrome_wrapper")
+_KEPT = 20
+
+
+class _Keep(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records = (self.records + [record])[-_KEPT:]
+
+
+_keeper = _Keep()
+
+
+def _quiet_browser_logs() -> _Keep:
+    """Route the browser stack's log records to ``_keeper`` for the rest of the process (idempotent)."""
+    for name in _BROWSER_LOGGERS:
+        log = logging.getLogger(name)
+        if _keeper not in log.handlers:
+            log.addHandler(_keeper)
+        log.propagate = False
+    return _keeper
+
+
+def png_hint() -> str:
+    return ("no Chrome/Chromium found for kaleido (install one, e.g. `apt install chromium` or `plotly_get_chrome`, "
+            "or point BROWSER_PATH at one)")
+
+
+def write_pngs(figs: Sequence, paths: Sequence[str | os.PathLike], width: int,
+               heights: Sequence[int]) -> tuple[list[pathlib.Path], str | None]:
+    """Each figure as PNG (one browser session for all). Returns (written paths, None) or ([], a one-line
+    note saying why none was written); nothing leaks to stderr, no half-written file is left."""
+    paths = [pathlib.Path(p) for p in paths]
+    tmps = [p.with_name(f".{p.name}.tmp") for p in paths]
+    keeper = _quiet_browser_logs()
+    keeper.records = []
+    try:
+        import plotly.io as pio
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pio.write_images(list(figs), tmps, format="png", width=width, height=list(heights))
+        for tmp, path in zip(tmps, paths):
+            tmp.replace(path)
+        return paths, None
+    except Exception as e:  # noqa: BLE001 (kaleido: no browser, browser crash, timeouts)
+        why = one_line(e)
+        if "requires" in why and "chrome" in why.lower():
+            return [], f"PNG charts skipped: {png_hint()}; the HTML charts are complete"
+        if keeper.records:
+            why += f"; browser log: {one_line(keeper.records[-1].getMessage())[:120]}"
+        return [], f"PNG charts skipped: kaleido could not render them ({why[:300]}); the HTML charts are complete"
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)

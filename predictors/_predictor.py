@@ -164,8 +164,18 @@ def available_predictors() -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def _validation_summary(v: Any) -> dict[str, Any] | None:
+    """{method, mape} of the chosen model in a sidecar's validation block (None where it has none)."""
+    if not isinstance(v, dict) or not isinstance(v.get("models"), dict):
+        return None
+    chosen = v["models"].get(v.get("chosen"))
+    mape = chosen.get("mape") if isinstance(chosen, dict) else None
+    return {"method": v.get("method"), "mape": mape if isinstance(mape, (int, float)) else None}
+
+
 def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
-    """Every saved version of (device, metric): {origin, version, path, model_type, created}, newest last per origin."""
+    """Every saved version of (device, metric): {origin, version, path, model_type, created, n_configs (the
+    configs it was trained on), validation ({method, mape})}, newest last per origin."""
     out = []
     for origin, root in _roots():
         for v, p in version_dirs(root / device / metric):
@@ -174,8 +184,11 @@ def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
             except PredictorError as e:  # a truncated or edited sidecar is listed as such, never a traceback
                 meta, problem = {}, str(e)
             model_type = meta.get("model_type") if isinstance(meta.get("model_type"), str) else None
+            data = meta.get("training_data") if isinstance(meta.get("training_data"), dict) else {}
             out.append({"origin": origin, "version": v, "path": str(p), "model_type": model_type or "unreadable",
-                        "created": meta.get("created"), **({"problem": problem} if problem else {})})
+                        "created": meta.get("created"), "n_configs": data.get("n_configs"),
+                        "validation": _validation_summary(meta.get("validation")),
+                        **({"problem": problem} if problem else {})})
     return out
 
 

@@ -18,7 +18,7 @@ from ._graph import ATT_DW_KERNEL, OpGraph, build_op_graph
 
 
 class DropPath(nn.Module):
-    """Stochastic depth on a residual branch (spec 10)."""
+    """Stochastic depth on a residual branch (docs/architecture.md §10)."""
 
     def __init__(self, rate: float = 0.0):
         super().__init__()
@@ -94,7 +94,7 @@ def _conv_block(fused: bool, *args, **kwargs) -> nn.Module:
 
 class Lowtention(nn.Module):
     """LowFormer attention: depthwise downsampling, compressed-channel softmax attention, and one transposed
-    conv that both restores the channels and upsamples (spec 3.1)."""
+    conv that both restores the channels and upsamples (docs/architecture.md §3.1)."""
 
     def __init__(self, c, stride, dw_kernel, compression, split_proj):
         super().__init__()
@@ -183,7 +183,7 @@ class MLP(nn.Module):
 
 
 class LowFormerBlock(nn.Module):
-    """Up to three residual sub-blocks: attention, MLP, local conv (spec 3)."""
+    """Up to three residual sub-blocks: attention, MLP, local conv (docs/architecture.md §3)."""
 
     def __init__(self, cfg: LowFormerConfig, stage: int):
         super().__init__()
@@ -217,7 +217,7 @@ class LowFormerBlock(nn.Module):
 
 
 class LowFormerBackbone(nn.Module):
-    """Five stages; ``forward`` returns the multi-scale feature dict of spec 9."""
+    """Five stages; ``forward`` returns the multi-scale feature dict of docs/architecture.md §9."""
 
     FEATURE_KEYS = ("stage0", "stage1", "stage2", "stage3", "stage_final")
 
@@ -281,7 +281,7 @@ class LowFormer(nn.Module):
 
 
 def init_weights_(model: LowFormer) -> LowFormer:
-    """The release's initialisation (spec 10), including last_gamma = 0 on identity-residual conv blocks."""
+    """The release's initialisation (docs/architecture.md §10), including last_gamma = 0 on identity-residual conv blocks."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.trunc_normal_(m.weight, std=0.02)

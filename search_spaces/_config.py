@@ -36,7 +36,7 @@ MAX_RESOLUTION = 4096
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
 
-# Depth semantics of the spec (section 1): d1/d2 include their stride-2 block, the others count extras.
+# Depth semantics (docs/architecture.md §1): d1/d2 include their stride-2 block, the others count extras.
 _MIN_DEPTH = (0, 1, 1, 0, 0)
 _DEPTH_MEANING = (
     "d0 counts extra stem blocks (>= 0)",
@@ -271,16 +271,8 @@ class LowFormerConfig:
 
     # ------------------------------------------------------------------ derived facts
 
-    def stage_sizes(self) -> tuple[int, ...]:
-        """Spatial size after the stem and each stage: every stride-2 step is a ceil-halving."""
-        sizes, s = [], self.resolution
-        for _ in range(5):
-            s = (s + 1) // 2
-            sizes.append(s)
-        return tuple(sizes)
-
     def local_fused(self, stage: int) -> bool:
-        """Whether the local conv of a stage-3/4 LowFormer block is a FusedMBConv (spec 2.4)."""
+        """Whether the local conv of a stage-3/4 LowFormer block is a FusedMBConv (docs/architecture.md §2.4)."""
         return self.fusion_threshold is not None and self.widths[stage] < self.fusion_threshold
 
     def with_(self, **changes: Any) -> "LowFormerConfig":

@@ -15,7 +15,7 @@ _STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
 class Counts:
     """Totals of one config: ``array[stage, op, quantity]`` with the axes STAGES x OP_TYPES x QUANTITIES.
 
-    MACs follow the spec's convention (section 11): convolutions, transposed convolutions (scatter
+    MACs follow the project's convention (docs/architecture.md §11): convolutions, transposed convolutions (scatter
     form), linears and the attention matmuls; norms, activations, adds and pooling count zero MACs
     but do count bytes (fp32 reads + writes) and layers.
     """

@@ -142,7 +142,7 @@ class _Part:
         cin, h, w = self.shape
         ho, wo = (h - 1) * s - 2 * padding + k, (w - 1) * s - 2 * padding + k
         params = cin * (cout // groups) * k * k + (cout if bias else 0)
-        # Scatter form, independent of any later crop (spec 11).
+        # Scatter form, independent of any later crop (docs/architecture.md §11).
         macs = h * w * cin * k * k * (cout // groups)
         return self.add(name, "conv_transpose", (cout, ho, wo), kernel=k, stride=s, groups=groups, params=params, macs=macs)
 
@@ -340,7 +340,7 @@ def _head(shape, h0, h1, classes) -> PartTemplate:
     return _finish(p, shape)
 
 
-# Stage-3/4 attention settings that the config does not expose (spec 3.1): depthwise kernel.
+# Stage-3/4 attention settings that the config does not expose (docs/architecture.md §3.1): depthwise kernel.
 ATT_DW_KERNEL = {3: 5, 4: 3}
 
 
@@ -456,7 +456,7 @@ def build_op_graph(config: LowFormerConfig) -> OpGraph:
         parts = []
         kind, mlp = c.attention[i], c.mlp[i]
         if kind != "none":
-            # The attention pre-norm exists only together with the MLP (spec 3): "mlpless" drops both.
+            # The attention pre-norm exists only together with the MLP (docs/architecture.md §3): "mlpless" drops both.
             a = _attention_unit(shape, kind, c.att_stride[i], ATT_DW_KERNEL[i + 3], c.compression, c.split_proj, mlp)
             parts.append(a)
         if mlp:

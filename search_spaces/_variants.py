@@ -1,4 +1,4 @@
-"""The paper's named LowFormer variants: one table, the only place they are defined (spec sections 6-8)."""
+"""The paper's named LowFormer variants: one table, the only place they are defined (docs/architecture.md §6-§8)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Variant:
     # How the paper's measurement table names it: model, and variant_note for the B1 ablations.
     paper_model: str | None = None
     paper_note: str | None = None
-    # Training-time settings of the release (spec 10); not part of the architecture or its hash.
+    # Training-time settings of the release (docs/architecture.md §10); not part of the architecture or its hash.
     drop_path: float = 0.0
     drop_path_skip: int = 0
     # Families the search reports as fixed points on its Pareto front.
@@ -62,7 +62,7 @@ _TABLE: list[tuple[str, LowFormerConfig, str, dict[str, Any]]] = [
      dict(paper_model="LowFormer-B1", paper_note=_B1_ABLATION + "no channel compr.", drop_path=0.05)),
     ("B1-mlpless", _B1.with_(**_NO_MLP), "B1 without MLPs", dict(drop_path=0.05)),
     ("B1-mlpless-shallow", _B1.with_(depths=(0, 1, 1, 3, 3), **_NO_MLP),
-     "B1 without MLPs, 3+3 LowFormer blocks (depths assumed, spec 8)", dict(drop_path=0.05)),
+     "B1 without MLPs, 3+3 LowFormer blocks (depths assumed, docs/architecture.md §8)", dict(drop_path=0.05)),
     ("B1.5-mlpless", _B15.with_(**_NO_MLP), "B1.5 without MLPs", dict(drop_path=0.1)),
     ("B1.5-mlpless-shallow", _B15.with_(depths=(0, 1, 1, 4, 4), **_NO_MLP), "B1.5 without MLPs, shallow",
      dict(drop_path=0.1)),

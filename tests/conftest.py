@@ -33,6 +33,49 @@ def _isolated_home(tmp_path, monkeypatch):
     yield
 
 
+# ---------------------------------------------------------------------------------------------- machine load
+# Whether a measurement counts as "busy" depends on what else runs on the machine. Tests never rely on the
+# real load: in-process timing gets a load monitor with fixed readings (``measured.time_runner`` /
+# ``measure_runner`` take a ``monitor`` factory); measurements in child processes and whole CLI runs get a
+# busy threshold of 100 % (no reading exceeds it). Only tests of the real LoadMonitor read the real load.
+
+
+class FixedLoad:
+    """A ``LoadMonitor`` stand-in that reads the given shares of the CPU used by other processes, one per
+    timed block (the last repeats), and counts the blocks it timed."""
+
+    def __init__(self, *other_pct: float):
+        self.readings = list(other_pct) or [0.0]
+        self.calls = 0
+
+    def __call__(self) -> "FixedLoad._Block":
+        pct = self.readings[min(self.calls, len(self.readings) - 1)]
+        self.calls += 1
+        return FixedLoad._Block(pct)
+
+    class _Block:
+        def __init__(self, pct: float):
+            self.other_pct, self.own_pct, self.wall_s = pct, 0.0, 0.0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+
+@pytest.fixture
+def load_monitor():
+    """``load_monitor(60.0, 0.0)``: a monitor factory reading 60 % then 0 % (a busy, then a quiet machine)."""
+    return FixedLoad
+
+
+@pytest.fixture
+def quiet_machine():
+    """A monitor factory that always reads an idle machine."""
+    return FixedLoad(0.0)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "torch: needs torch (the measure extra)")
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -1,4 +1,4 @@
-"""The ``lowformer-nas`` command. Each sub-command group lives in its own module with a ``register``."""
+"""The ``lowformer-nas`` command: one module per sub-command group, each with a ``register(subparsers)``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ _GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._pred
 
 _MEASURE_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript")
 
+DESCRIPTION = (
+    "Explore the LowFormer family of vision backbones for your device and latency budget: search the design "
+    "space with per-device latency predictors, measure configs on this machine or on an edge device, train "
+    "predictors from those measurements, and rerun the paper's hardware studies."
+)
+EPILOG = (
+    "Start with `lowformer-nas models` (the paper's variants) and `lowformer-nas search --device jetson_tx2 "
+    "--budget-ms 12`; `lowformer-nas COMMAND --help` shows a command's options. Measurements and trained "
+    "predictors are kept in $LOWFORMER_NAS_HOME (default ~/.lowformer-nas)."
+)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: one line, exit 2, like ours
@@ -21,9 +32,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lowformer-nas", description=__doc__)
+    parser = _Parser(prog="lowformer-nas", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"lowformer-nas {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in _GROUPS:
         importlib.import_module(name).register(sub)

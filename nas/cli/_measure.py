@@ -14,10 +14,11 @@ def register(sub) -> None:
                    help="device id to store under (default: named after this machine's hardware fingerprint)")
     p.add_argument("--backend", default="onnxruntime",
                    help="onnxruntime | torch | torchscript | torch_cuda | tensorrt (default onnxruntime)")
-    p.add_argument("--metric", default="latency_ms", choices=("latency_ms", "throughput_img_s"))
+    p.add_argument("--metric", default="latency_ms", choices=("latency_ms", "throughput_img_s"),
+                   help="latency_ms (default: time per batch of 1) or throughput_img_s (images/s at --batch)")
     p.add_argument("--batch", type=positive_int, help="batch (default: 1 for latency, 200 for throughput)")
     p.add_argument("--threads", type=threads, default=1, help="CPU threads (intra-op; default 1)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp32 (default) or fp16 (GPU backends)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
     p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
     p.add_argument("--busy-threshold", type=float, default=5.0, metavar="PCT",
@@ -33,9 +34,9 @@ def register(sub) -> None:
     p = sub.add_parser("bundle", help="ONNX models + a standalone runner for a device this tool cannot run on")
     _add_selection(p)
     p.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
-    p.add_argument("--batch", type=positive_int, default=1)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--batch", type=positive_int, default=1, help="batch the device runs (default 1)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up runs per model (default 5)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
     p.add_argument("--device", metavar="ID", help="device id the runner's rows carry (default: named on the device)")
     p.add_argument("--full-weights", action="store_true",
                    help="ship complete ONNX files (default: graphs only; the runner writes the weights from a seed)")

@@ -39,7 +39,8 @@ def register(sub) -> None:
 
     e = actions.add_parser("eval", help="validation figures of every model type, MACs baseline included")
     _device_args(e)
-    e.add_argument("--html", metavar="FILE", help="write a predicted-vs-measured chart (self-contained HTML)")
+    e.add_argument("--html", metavar="FILE",
+                   help="write a predicted-vs-measured chart (HTML; plotly.js goes beside it, so it opens offline)")
     e.add_argument("--holdout", type=int, metavar="N", help="score on N random configs held out of training (default: cross-validation)")
     e.add_argument("--models", metavar="LIST", help="comma-separated model types (default: every applicable one)")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -56,7 +57,7 @@ def register(sub) -> None:
     u.set_defaults(func=cmd_update)
 
     ls = actions.add_parser("list", help="available predictors and their versions")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print every version of every predictor as JSON")
     ls.set_defaults(func=cmd_list)
 
     f = actions.add_parser("fewshot", help="few-shot transfer from a source device vs training from scratch")
@@ -66,7 +67,7 @@ def register(sub) -> None:
     f.add_argument("--sizes", default="10,20,50,100,200", metavar="LIST", help="training-set sizes (default 10,20,50,100,200)")
     f.add_argument("--repeats", type=int, default=5, metavar="R", help="random draws per size (default 5)")
     f.add_argument("--lgbm", action="store_true", help="also train LightGBM from scratch (sizes >= 50)")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help="print the learning curves as JSON")
     add_store_arg(f)
     f.set_defaults(func=cmd_fewshot)
 
@@ -322,13 +323,24 @@ def cmd_list(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("no predictors")
-    width = max([16] + [len(r["device"]) for r in rows])  # measured devices have long fingerprint names
+        print("no predictors (train one: lowformer-nas predictors train --device ID)")
+        return 0
+    table = []
     for r in rows:
         users = [v for v in r["versions"] if v["origin"] == "user"]
         latest = users[-1] if users else r["versions"][-1]
-        print(f"{r['device']:{width}s} {r['metric']:18s} {latest['model_type']:10s} v{latest['version']} ({latest['origin']}; "
-              f"{len(r['versions'])} version{'s' if len(r['versions']) != 1 else ''})")
+        val = latest.get("validation") or {}
+        error = f"{val['mape']:.1f} % ({val.get('method') or '?'})" if val.get("mape") is not None else "-"
+        configs = latest.get("n_configs")
+        table.append((r["device"], r["metric"], latest["model_type"] or "?", f"v{latest['version']} {latest['origin']}",
+                      "-" if configs is None else f"{configs:,}", error, str(len(r["versions"]))))
+    heads = ("device", "metric", "model", "in use", "configs", "validation MAPE", "versions")
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
+    right = {4, 6}  # numbers
+    for line in [heads] + table:
+        print("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip())
+    print("\nconfigs: the distinct architectures a predictor was trained on; validation MAPE: its error on configs "
+          "held out of training. A user-trained version is used over the shipped one.")
     return 0
 
 

@@ -97,7 +97,10 @@ def cmd_search(args) -> int:
 
 
 def _print_front(res, n: int = 10) -> None:
+    from nas.search import format_quantity
+
     keys = res.keys
+    metrics = {o["key"]: o.get("metric") for o in res.objectives}
     if res.any_feasible:
         rows, title = res.front.head(n), f"Pareto front: {len(res.front)} configs (first {min(n, len(res.front))}):"
     else:
@@ -106,7 +109,8 @@ def _print_front(res, n: int = 10) -> None:
     print("  " + f"{'#':>3s} {'hash':12s} {'named':6s} " + " ".join(f"{k:>24s}" for k in keys) + f" {'MACs (M)':>9s}")
     for i, (_, r) in enumerate(rows.iterrows(), start=1):
         rank = int(r["rank"]) if "rank" in r and r["rank"] == r["rank"] and r["rank"] is not None else i
-        print("  " + f"{rank:3d} {r['hash'][:12]} {r['named'][:6]:6s} " + " ".join(f"{r[k]:24.4g}" for k in keys)
+        print("  " + f"{rank:3d} {r['hash'][:12]} {r['named'][:6]:6s} "
+              + " ".join(f"{format_quantity(r[k], metrics.get(k)):>24s}" for k in keys)
               + f" {r['macs'] / 1e6:9.0f}")
 
 

@@ -5,27 +5,35 @@ from __future__ import annotations
 import json
 
 from lowformer_common import UserError
-from search_spaces import STAGES, count, get_variant, resolve, variant_names
+from search_spaces import STAGES, build_op_graph, count, get_variant, resolve, variant_names
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list the named LowFormer variants")
+    p = sub.add_parser("models", help="list the named LowFormer variants",
+                       description="The paper's named variants (B0-B3, E1-E3, the B1 ablations, the mlpless/shallow "
+                                   "variants): input resolution, params, MACs and config hash of each.")
     p.add_argument("--json", action="store_true", help="a JSON list of {name, hash, resolution, params, macs}")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("count", help="params, MACs, memory traffic and layers of a variant or config")
+    p = sub.add_parser("count", help="params, MACs, memory traffic and layers of a variant or config",
+                       description="Analytic counts of a variant or config file (no torch needed): params of the "
+                                   "1000-class classifier, MACs of one image, memory traffic, layers per stage and op "
+                                   "type; the counting convention is in docs/architecture.md (section 11).")
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_count)
 
-    p = sub.add_parser("export", help="write a variant or config as ONNX, or the K-th config of a study's front")
+    p = sub.add_parser("export", help="write a variant or config as ONNX, or the K-th config of a study's front",
+                       description="Build a variant, a config file or a config picked from a search study's front, "
+                                   "and write it as ONNX (needs the measure extra) and/or as a config JSON.")
     _add_model_args(p, required=False)
     p.add_argument("--onnx", metavar="PATH", help="ONNX file to write")
     p.add_argument("--json-out", metavar="PATH", help="also write the config JSON")
-    p.add_argument("--study", help="a search study (see `lowformer-nas search`)")
+    p.add_argument("--study", metavar="NAME", help="take the config from this search study's front (see --pick)")
     p.add_argument("--pick", type=int, default=1, metavar="K", help="K-th config of the study's front (1 = best)")
     p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torch.onnx exporter: torchscript (default) or dynamo")
     p.set_defaults(func=cmd_export)
 
 
@@ -65,16 +73,20 @@ def cmd_count(args) -> int:
     name, cfg = _resolve(args)
     c = count(cfg)
     d = c.to_dict(name)
+    # Attention cost grows with the square of the tokens it attends over (docs/architecture.md §3.1).
+    d["attention_tokens"] = build_op_graph(cfg).attention_tokens()
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
     print(f"{name}  hash {cfg.hash[:12]}  {cfg.resolution} px")
     print(f"params {c.params:,}  MACs {c.macs:,}  memory traffic {c.bytes / 2**20:,.1f} MiB (fp32)  layers {c.layers}")
-    print(f"{'stage':8s} {'params':>12s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}  out (C,H,W)")
+    print(f"{'stage':8s} {'params':>12s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}  {'out (C,H,W)':13s} attention tokens")
     for s in STAGES:
         st = d["per_stage"][s]
         shape = "x".join(map(str, st.get("out_shape_CHW", []))) or "-"
-        print(f"{s:8s} {st['params']:12,d} {st['macs'] / 1e6:10.2f} {st['bytes'] / 2**20:8.1f} {st['layers']:7d}  {shape}")
+        tokens = d["attention_tokens"].get(s) or "-"
+        print(f"{s:8s} {st['params']:12,d} {st['macs'] / 1e6:10.2f} {st['bytes'] / 2**20:8.1f} {st['layers']:7d}  "
+              f"{shape:13s} {tokens}")
     print(f"{'op type':15s} {'MACs (M)':>10s} {'MiB':>8s} {'layers':>7s}")
     for op, q in d["per_op"].items():
         print(f"{op:15s} {q['macs'] / 1e6:10.2f} {q['bytes'] / 2**20:8.1f} {q['layers']:7d}")

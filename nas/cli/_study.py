@@ -11,9 +11,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "study", help="rerun one of the paper's hardware experiments here (Tables 1-3, Figures 3 and 8)",
         description="Measure a study's models on this machine, store the measurements, write CSV, markdown and "
-                    "an HTML chart, and print the paper's numbers for the closest device with a verdict per finding.",
+                    "an HTML chart, and print the paper's numbers for the closest device with a verdict per finding. "
+                    "Measure on a quiet machine: other busy processes distort the times (see --busy-threshold).",
     )
-    p.add_argument("name", metavar="NAME", help=f"{'|'.join(STUDY_NAMES)}|all")
+    p.add_argument("name", metavar="NAME",
+                   help="depthwise (Table 1), fused-mbconv (Figure 3), resolution-vs-channels (Table 2), attention "
+                        "(Table 3), resolution-scaling (Figure 8), or all")
     p.add_argument("--device", type=device_id, metavar="ID",
                    help="device id to store this machine's measurements under (default: named after its hardware)")
     p.add_argument("--backend", default="onnxruntime",
@@ -28,9 +31,14 @@ def register(sub) -> None:
                    help="about this many seconds of timed runs per model (default 3; never fewer than 10 runs)")
     p.add_argument("--mac-cap", type=float, default=None, metavar="GMACS",
                    help="skip models above this many GMACs (default: 100 on CPU backends, none on GPUs)")
+    p.add_argument("--busy-threshold", type=float, default=None, metavar="PCT",
+                   help="re-measure (not with --quick), then mark busy, when other processes use more than PCT%% "
+                        "of the CPU (default 5)")
     p.add_argument("--quick", action="store_true", help="tiny grids, 3 runs, 1 warm-up: a smoke test")
     p.add_argument("--resume", action="store_true",
                    help="reuse what an earlier run of this study (same mode, device, protocol) stored")
+    p.add_argument("--redraw", action="store_true",
+                   help="measure nothing: draw the chart again from the CSV a finished run wrote to --out")
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/studies/NAME)")
     add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,8 +52,10 @@ def cmd_study(args) -> int:
         raise UserError(f"study: unknown {args.name!r}; allowed: {'|'.join(STUDY_NAMES)}|all")
     if args.mac_cap is not None and not args.mac_cap > 0:
         raise UserError(f"mac-cap: must be > 0 GMACs (got {args.mac_cap})")
+    if args.busy_threshold is not None and not 0 < args.busy_threshold <= 100:
+        raise UserError(f"busy-threshold: must be in (0, 100] % (got {args.busy_threshold})")
     from measured import Store
-    from nas.studies import POINT_BUDGET_S, StudySettings, run_study
+    from nas.studies import POINT_BUDGET_S, StudySettings, redraw_study, run_study
 
     settings = StudySettings(
         device=args.device, backend=args.backend, metric=args.metric, batch=args.batch, threads=args.threads,
@@ -53,10 +63,14 @@ def cmd_study(args) -> int:
         budget_s=args.budget_s if args.budget_s is not None else POINT_BUDGET_S,
         mac_cap=args.mac_cap * 1e9 if args.mac_cap is not None else None, resume=args.resume,
         progress=not args.no_progress, out=args.out,
+        **({"busy_threshold_pct": args.busy_threshold} if args.busy_threshold is not None else {}),
     ).validate()
     names = STUDY_NAMES if args.name == "all" else (args.name,)
     with Store(args.store) as store:
         for name in names:
+            if args.redraw:
+                print(f"wrote {redraw_study(name, settings, store)}")
+                continue
             result = run_study(name, settings, store)
             print(result.report())
             print("wrote " + ", ".join(str(p) for p in result.files.values()))

@@ -2,7 +2,7 @@
 under latency budgets and size limits, with the paper's named variants as fixed points."""
 
 from ._charts import figures, measured_figure, write_charts, write_figures
-from ._constraints import HAS_TRIAL_CONSTRAINTS, Constraint, make_constraints
+from ._constraints import HAS_TRIAL_CONSTRAINTS, Constraint, format_quantity, make_constraints
 from ._export import export_pick, front_entry
 from ._objectives import (
     ACCURACY_OBJECTIVES,
@@ -42,6 +42,7 @@ __all__ = [
     "check_study_name",
     "export_pick",
     "figures",
+    "format_quantity",
     "front_entry",
     "front_json",
     "load_results",

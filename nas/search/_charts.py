@@ -1,4 +1,4 @@
-"""The study charts (plotly): self-contained offline HTML, and PNG when a browser is there for kaleido.
+"""The study charts (plotly): HTML that opens offline, and PNG when a browser is there for kaleido.
 
 1. MACs vs predicted latency per device, coloured by attention type: same MACs, very different latency
    (the paper's Figure 1 message), with the front and the named variants on it;
@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lowformer_common import one_line
-from nas._html import write_html
+from nas._html import write_html, write_pngs
+from nas._layout import PlotArea, annotate, honest_log_axes, place_labels
 
 from ._results import StudyResults
 
@@ -230,30 +230,21 @@ def figures(res: StudyResults) -> tuple[dict[str, go.Figure], list[str]]:
 
 
 def write_figures(figs: dict[str, go.Figure], folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:
-    """Each figure as self-contained HTML (plotly.js inlined: no network needed), and PNG when possible."""
+    """Each figure as HTML (plotly.js once per folder, offline: nas._html), and PNG when a browser is there."""
     folder = pathlib.Path(folder)
     paths, notes = [], []
     for name, fig in figs.items():
         write_html(fig, folder / f"{name}.html",
-                   {"responsive": True, "toImageButtonOptions": {"format": "png", "width": _W, "height": fig.layout.height or _H}})
+                   {"responsive": True, "toImageButtonOptions": {"format": "png", "width": fig.layout.width or _W,
+                                                                 "height": fig.layout.height or _H}})
         paths.append(str(folder / f"{name}.html"))
     if not png:
         notes.append("PNG charts skipped (--no-png)")
     elif figs:
-        try:
-            import plotly.io as pio
-
-            pngs = [folder / f".{name}.png.tmp" for name in figs]
-            pio.write_images(list(figs.values()), pngs, format="png", width=_W,
-                             height=[f.layout.height or _H for f in figs.values()])
-            for tmp, name in zip(pngs, figs):
-                tmp.replace(folder / f"{name}.png")
-                paths.append(str(folder / f"{name}.png"))
-        except Exception as e:  # noqa: BLE001 (kaleido: no browser, browser crash, timeouts)
-            notes.append(f"PNG charts skipped: kaleido could not render them ({one_line(e)[:160]}); "
-                         "the HTML charts are complete")
-            for tmp in folder.glob(".*.png.tmp"):
-                tmp.unlink(missing_ok=True)
+        written, note = write_pngs(list(figs.values()), [folder / f"{name}.png" for name in figs], width=_W,
+                                   heights=[f.layout.height or _H for f in figs.values()])
+        paths += [str(p) for p in written]
+        notes += [note] if note else []
     return paths, notes
 
 
@@ -264,13 +255,17 @@ def write_charts(res: StudyResults, folder: pathlib.Path, png: bool = True) -> t
 
 
 _MIN_TAU_ROWS = 6
+# plot measured has a fixed size, so that its labels can be placed in pixels (nas._layout.place_labels).
+_MEASURED_MARGIN = {"l": 80, "r": 40, "t": 110, "b": 130}
+_LABEL_PX, _MARKER_PX = 12, 8
 
 
 def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
     """MACs vs measured value on one device, one colour per architecture family (straight from the store),
     log-log: the models span two orders of magnitude of both. The B/E variants are labelled once, at their own
-    resolution; every other point names its model on hover. The subtitle says how well MACs rank the models
-    here (Kendall τ per family), the number the paper's Figure 1 argues about."""
+    resolution, each label placed clear of the other labels and points with a leader line to its point; every
+    other point names its model on hover. The subtitle says how well MACs rank the models here (Kendall τ per
+    family), the number the paper's Figure 1 argues about."""
     import plotly.express as px
     from scipy.stats import kendalltau
 
@@ -281,24 +276,23 @@ def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
     d = df.dropna(subset=["macs", "value"])
     d = d[(d["macs"] > 0) & (d["value"] > 0)]
     palette = iter(px.colors.qualitative.Dark24 + px.colors.qualitative.Light24)
-    taus, labelled = [], set()
+    taus, labelled, labels = [], set(), []
     for fam, g in sorted(d.groupby("family"), key=lambda kv: (kv[0] != "LowFormer", -len(kv[1]), kv[0])):
         own = fam == "LowFormer"
         source = g["source"] if "source" in g else pd.Series([""] * len(g), index=g.index)
-        labels = []
-        for name, res in zip(g["name"], g["resolution"] if "resolution" in g else [None] * len(g)):
-            show = own and name in own_res and name not in labelled and (res is None or res == own_res[name])
-            labelled.update([name] if show else [])
-            labels.append(name if show else "")
+        for name, res, x, y in zip(g["name"], g["resolution"] if "resolution" in g else [None] * len(g), g["macs"], g["value"]):
+            if own and name in own_res and name not in labelled and (res is None or res == own_res[name]):
+                labelled.add(name)
+                labels.append((x / 1e6, y, name))
         if len(g) >= _MIN_TAU_ROWS and g["macs"].nunique() > 1:  # smaller families: hover, not headline
             taus.append(f"{fam} {kendalltau(g['macs'], g['value']).statistic:.2f} ({len(g)})")
         fig.add_trace(go.Scatter(
-            x=g["macs"] / 1e6, y=g["value"], mode="markers+text" if own else "markers", name=f"{fam} ({len(g)})",
-            text=labels if own else None, textposition="top center", textfont={"size": 11},
-            marker={"size": 8 if own else 9, "opacity": 0.75, "color": next(palette),
-                    "symbol": "diamond" if own else "circle", "line": {"width": 0.5, "color": "#333"} if own else {"width": 0}},
+            x=g["macs"] / 1e6, y=g["value"], mode="markers", name=f"{fam} ({len(g)})",
+            marker={"size": _MARKER_PX, "opacity": 0.75, "color": next(palette), "symbol": "diamond" if own else "circle",
+                    "line": {"width": 0.5, "color": "#333"} if own else {"width": 0}},
             customdata=np.stack([g["name"].fillna("").to_numpy(), source.fillna("").astype(str).to_numpy()], axis=1),
-            hovertemplate=f"<b>%{{customdata[0]}}</b> ({fam})<br>MACs %{{x:.0f}} M<br>%{{y:.4g}}<br>%{{customdata[1]}}<extra></extra>"))
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> ({fam})<br>MACs %{{x:.0f}} M<br>%{{y:.4g}}<br>%{{customdata[1]}}"
+                           "<extra></extra>")))
     units = {"latency_ms": "measured latency (ms)", "throughput_img_s": "measured throughput (img/s)"}
     fig.update_xaxes(title_text="MACs (M, log scale)", type="log")
     fig.update_yaxes(title_text=f"{units.get(metric, metric)}, log scale", type="log")
@@ -306,5 +300,21 @@ def measured_figure(df: pd.DataFrame, device: str, metric: str) -> go.Figure:
     if d["family"].nunique() > 1 and len(d) >= _MIN_TAU_ROWS:
         taus.insert(0, f"all {kendalltau(d['macs'], d['value']).statistic:.2f} ({len(d)})")
     rank = (f"Kendall τ of MACs vs {what}: " + ", ".join(taus) + " (|τ| = 1: MACs order the models exactly)") if taus else ""
-    return _titled(fig, f"MACs vs measured {what} on {device}",
-                   f"{len(d)} measurements from the store, one colour per architecture family. {rank}")
+    # Two subtitle lines: the figure has a fixed width, and one long line would be cut off.
+    fig = _titled(fig, f"MACs vs measured {what} on {device}",
+                  f"{len(d)} measurements from the store, one colour per architecture family." + (
+                      f"</sup><br><sup>{rank}" if rank else ""))
+    m = _MEASURED_MARGIN
+    fig.update_layout(width=_W, height=_H, autosize=False, margin={**m, "autoexpand": False},
+                      legend={"y": -0.16, "yanchor": "top"})
+    honest_log_axes(fig, pad_decades=0.08)
+    if labels and len(d):
+        xs, ys, names = zip(*labels)
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="markers", name="named variants", text=names, hovertemplate="<b>%{text}</b><extra></extra>",
+            marker={"size": _MARKER_PX + 3, "symbol": "diamond", "color": "#ffd400", "line": {"width": 1.2, "color": "#000"}}))
+        area = PlotArea(tuple(fig.layout.xaxis.range), tuple(fig.layout.yaxis.range), _W - m["l"] - m["r"],
+                        _H - m["t"] - m["b"], x_log=True, y_log=True)
+        placed = place_labels(area, xs, ys, names, (d["macs"] / 1e6, d["value"]), font_px=_LABEL_PX, marker_px=_MARKER_PX)
+        annotate(fig, area, xs, ys, placed, font_px=_LABEL_PX, marker_px=_MARKER_PX)
+    return fig

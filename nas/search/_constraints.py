@@ -24,6 +24,21 @@ _USER_ATTR = "constraints"  # old API: where the values wait for the sampler's c
 _TIME_PER_IMAGE_METRICS = ("throughput_img_s", "fps")
 
 
+_UNITS = {"latency_ms": "ms", "ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "%"}
+
+
+def format_quantity(value: float, metric: str | None, signed: bool = False) -> str:
+    """A value with its unit, the same unit for a quantity in every message and report: params and MACs in M,
+    latency in ms, throughput in img/s, top-1 in % ('2,574 M', '16.98 ms', '+2.5 M' with ``signed``)."""
+    sign = "+" if signed else ""
+    if metric in ("params", "macs", "MACs"):
+        value, unit = value / 1e6, "M"
+    else:
+        unit = _UNITS.get(metric or "", "")
+    num = f"{value:{sign},.0f}" if abs(value) >= 1000 else f"{value:{sign}.4g}"
+    return f"{num} {unit}".rstrip()
+
+
 @dataclasses.dataclass(frozen=True)
 class Constraint:
     key: str  # budget:<device> | max_params | max_macs
@@ -40,6 +55,10 @@ class Constraint:
             return float(e.macs)
         i = [o.key for o in objectives].index(self.objective)
         return ms_per_image(objectives[i].metric, e.values[i])
+
+    def shown(self, quantity: float) -> str:
+        """A quantity in the unit of this constraint's label."""
+        return format_quantity(quantity, self.unit)
 
     def violation(self, quantity: float) -> float:
         return (quantity - self.limit) / self.limit
@@ -67,10 +86,11 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
         out.append(Constraint(f"budget:{o.device}", float(b), f"{o.device} {what} <= {b:g} ms", "ms", o.key))
     if max_params is not None:
         _positive("max-params", max_params)
-        out.append(Constraint("max_params", float(max_params), f"params <= {max_params / 1e6:g} M", "params"))
+        out.append(Constraint("max_params", float(max_params), f"params <= {format_quantity(max_params, 'params')}",
+                              "params"))
     if max_macs is not None:
         _positive("max-macs", max_macs)
-        out.append(Constraint("max_macs", float(max_macs), f"MACs <= {max_macs / 1e6:g} M", "MACs"))
+        out.append(Constraint("max_macs", float(max_macs), f"MACs <= {format_quantity(max_macs, 'macs')}", "MACs"))
     return out
 
 

@@ -69,7 +69,7 @@ def front_frame(res: StudyResults) -> pd.DataFrame:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"  # never 1.159e+04
     return str(v)
 
 
@@ -91,15 +91,31 @@ def _extra_constraints(res: StudyResults) -> list:
     return [c for c in res.constraints if c.objective is None or metric.get(c.objective) != "latency_ms"]
 
 
+_UNIT_HEADS = {"params": ("M", 1e-6), "macs": ("M", 1e-6), "latency_ms": ("ms", 1.0), "throughput_img_s": ("img/s", 1.0),
+               "fps": ("fps", 1.0), "top1_pct": ("%", 1.0)}
+
+
+def _objective_columns(res: StudyResults) -> list[tuple[str, str, float]]:
+    """(key, header with unit, scale) per objective: one unit per quantity in every table (params in M, ...)."""
+    out = []
+    for o in res.objectives:
+        unit, scale = _UNIT_HEADS.get(o.get("metric") or "", ("", 1.0))
+        out.append((o["key"], f"{o['key']} ({unit})" if unit else o["key"], scale))
+    return out
+
+
 def _rows_table(res: StudyResults, rows: pd.DataFrame, with_rank: bool) -> str:
-    heads = (["#"] if with_rank else []) + ["hash", "named"] + res.keys + ["MACs (M)", "params (M)"]
+    cols = _objective_columns(res)
+    sizes = [(k, f"{k} (M)") for k in ("macs", "params") if k not in res.keys]  # unless an objective shows them
+    heads = (["#"] if with_rank else []) + ["hash", "named"] + [h for _, h, _ in cols]
+    heads += [{"macs": "MACs (M)", "params": "params (M)"}[k] for k, _ in sizes]
     extra = [c for c in _extra_constraints(res) if c.unit not in ("params", "MACs")]
     heads += [f"{c.key} ({c.unit})" for c in extra]
     heads += ["px", "architecture"] + ([] if with_rank else ["total violation"])
     out = []
     for _, r in rows.iterrows():
         row = ([int(r["rank"])] if with_rank else []) + [f"`{r['hash'][:12]}`", r["named"] or ""]
-        row += [float(r[k]) for k in res.keys] + [r["macs"] / 1e6, r["params"] / 1e6]
+        row += [float(r[k]) * scale for k, _, scale in cols] + [r[k] / 1e6 for k, _ in sizes]
         row += [float(r[f"q:{c.key}"]) for c in extra]
         row += [int(r["resolution"]), _config_summary(r)]
         if not with_rank:
@@ -146,10 +162,11 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
         w("\nLoosen the budget or the limits, or search longer.")
     w("\n## Named variants\n")
     rows = []
+    cols = _objective_columns(res)
     for d in res.named_status():
-        vals = [d["values"][k] if "values" in d else "-" for k in res.keys]
+        vals = [d["values"][k] * scale if "values" in d else "-" for k, _, scale in cols]
         rows.append([d["name"], f"`{d['hash'][:12]}`", *vals, d["status"], d["detail"]])
-    w(_md_table(["variant", "hash"] + res.keys + ["status", "detail"], rows))
+    w(_md_table(["variant", "hash"] + [h for _, h, _ in cols] + ["status", "detail"], rows))
     if charts:
         w("\n## Charts\n")
         for c in charts:

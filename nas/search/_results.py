@@ -15,7 +15,7 @@ from search_spaces import knobs_to_config, named_series
 
 from . import _constraints
 from ._attrs import HASH, MACS, NAMED, OOD, PARAMS, SETTINGS_ATTR
-from ._constraints import Constraint
+from ._constraints import Constraint, format_quantity
 from ._pareto import dominates, pareto_mask, to_min
 
 CLOSEST = 10  # infeasible configs shown when no config meets the constraints
@@ -87,7 +87,7 @@ class StudyResults:
             d["values"] = {k: float(r[k]) for k in self.keys}
             d["macs"], d["params"] = int(r["macs"]), int(r["params"])
             if not r["feasible"]:
-                over = [f"{c.label} (is {r[f'q:{c.key}']:.4g} {c.unit})" for c in self.constraints
+                over = [f"{c.label} (is {c.shown(r[f'q:{c.key}'])})" for c in self.constraints
                         if r[f"c:{c.key}"] > 0]
                 out.append({**d, "status": "over budget", "detail": "; ".join(over),
                             "violations": {c.key: float(r[f"q:{c.key}"]) for c in self.constraints}})
@@ -107,7 +107,8 @@ class StudyResults:
             f = self.front.iloc[best]
             deltas = {k: float(f[k] - r[k]) for k in self.keys}
             detail = f"by front #{int(f['rank'])} ({f['hash'][:12]}): " + ", ".join(
-                f"{o['key']} {deltas[o['key']]:+.4g}" + (f" ({deltas[o['key']] / r[o['key']] * 100:+.1f}%)"
+                f"{o['key']} {format_quantity(deltas[o['key']], o.get('metric'), signed=True)}"
+                + (f" ({deltas[o['key']] / r[o['key']] * 100:+.1f}%)"
                                                            if r[o["key"]] else "")
                 for o in self.objectives)
             out.append({**d, "status": "dominated", "detail": detail,

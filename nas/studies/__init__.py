@@ -18,6 +18,7 @@ from ._runner import (
     choose_runs,
     get_study,
     measure_toy,
+    redraw_study,
     render_report,
     run_study,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "judge_share",
     "measure_toy",
     "preferred_devices",
+    "redraw_study",
     "render_report",
     "run_study",
     "table1_toys",

@@ -74,13 +74,15 @@ class DepthwiseStudy(Study):
 def _chart(pairs):
     import plotly.graph_objects as go
 
+    from nas._layout import ratio_bars
+
     groups = [f"group {g}" for g, *_ in pairs]
-    fig = go.Figure()
-    fig.add_bar(name="MACs depthwise / ungrouped", x=groups, y=[m for _, m, *_ in pairs])
-    fig.add_bar(name="time depthwise / ungrouped, here", x=groups, y=[lc for _, _, lc, *_ in pairs])
     devices = ", ".join(sorted({d for *_, d in pairs if d}))
-    fig.add_bar(name=f"time depthwise / ungrouped, paper ({devices or 'no number'})", x=groups,
-                y=[p for *_, p, _ in pairs])
+    fig = go.Figure([
+        ratio_bars("MACs depthwise / ungrouped", groups, [m for _, m, *_ in pairs]),
+        ratio_bars("time depthwise / ungrouped, here", groups, [lc for _, _, lc, *_ in pairs]),
+        ratio_bars(f"time depthwise / ungrouped, paper ({devices or 'no number'})", groups, [p for *_, p, _ in pairs]),
+    ])
     fig.add_hline(y=1.0, line_dash="dash", line_color="gray")
-    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="ratio (log scale)")
+    fig.update_layout(barmode="group", yaxis_type="log", yaxis_title="ratio (log scale; bars start at 1)")
     return fig

@@ -1,7 +1,7 @@
 """Study ``fused-mbconv`` (Figure 3): FusedMBConv vs MBConv (expansion 4) over resolutions x channels.
 
 The paper publishes Figure 3 (A40 throughput) only as a chart, so no number of it is in the shipped data.
-Its findings are checked as the design rule the paper derives from it (spec 2.4): the fused block's extra
+Its findings are checked as the design rule the paper derives from it (docs/architecture.md §2.4): the fused block's extra
 MACs cost less time than their share, it is the faster block below 256 channels (where LowFormer fuses),
 and the slower one from 256 channels (where LowFormer keeps the depthwise MBConv)."""
 
@@ -17,7 +17,7 @@ from . import _toys
 from ._base import Analysis, PaperContext, Study, fmt, ratio
 from ._verdict import Finding, beyond_noise, judge_share
 
-# The width from which LowFormer uses the unfused MBConv as local conv (spec 2.4): B1's config.
+# The width from which LowFormer uses the unfused MBConv as local conv (docs/architecture.md §2.4): B1's config.
 FUSION_THRESHOLD = LowFormerConfig().fusion_threshold
 
 
@@ -77,8 +77,8 @@ class FusedMBConvStudy(Study):
         ]
         notes = [
             f"Each model: {_toys.FIG3_LAYERS} block(s) of width C (in = out), stride 1, expansion "
-            f"{_toys.fig3_facts()[0]}, plain flavour (spec 2.1/2.2), residual {_toys.FIG3_RESIDUAL}; the input is "
-            "the block's input tensor.",
+            f"{_toys.fig3_facts()[0]}, plain flavour (docs/architecture.md §2.1, §2.2), residual "
+            f"{_toys.FIG3_RESIDUAL}; the input is the block's input tensor.",
             "relative = fused / unfused. The paper's figure uses the A40 (throughput, batch 200).",
         ]
         tables = [("Relative time (fused / unfused)", pivot("rel_time", 2)),

@@ -67,12 +67,13 @@ class ResolutionVsChannelsStudy(Study):
 def _chart(points):
     import plotly.graph_objects as go
 
+    from nas._layout import ratio_bars
+
     x = [f"#{k}" for k, *_ in points]
-    fig = go.Figure()
-    fig.add_bar(name="here", x=x, y=[lc for _, lc, _, _ in points])
     devices = ", ".join(sorted({d for *_, d in points if d}))
-    fig.add_bar(name=f"paper ({devices or 'no number'})", x=x, y=[p for _, _, p, _ in points])
+    fig = go.Figure([ratio_bars("here", x, [lc for _, lc, _, _ in points]),
+                     ratio_bars(f"paper ({devices or 'no number'})", x, [p for _, _, p, _ in points])])
     fig.add_hline(y=1.0, line_dash="dash", line_color="gray")
     fig.update_layout(barmode="group", yaxis_type="log", xaxis_title="scenario",
-                      yaxis_title="time high-res / high-channel (log scale)")
+                      yaxis_title="time high-res / high-channel (log scale; bars start at 1)")
     return fig

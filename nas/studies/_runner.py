@@ -35,6 +35,7 @@ from measured import (
     measurement_id,
 )
 from nas._html import write_html
+from nas._layout import honest_log_axes
 
 from ._base import Analysis, PaperContext, Study, UnknownStudy
 from ._paper import PaperData, describe_device, preferred_devices
@@ -84,6 +85,8 @@ class StudySettings:
     warmup: int | None = None  # None: the protocol's 5 (1 in quick mode)
     budget_s: float = POINT_BUDGET_S
     mac_cap: float | None = None  # None: CPU_MAC_CAP on CPU backends, no cap on GPUs
+    # Re-measure (never in quick mode), then mark busy, when other processes use more than this % of the CPU.
+    busy_threshold_pct: float = Protocol.busy_threshold_pct
     resume: bool = False
     progress: bool = True
     out: str | os.PathLike | None = None
@@ -97,6 +100,8 @@ class StudySettings:
             raise UserError(f"budget_s: must be > 0 seconds (got {self.budget_s!r})")
         if self.mac_cap is not None and not self.mac_cap > 0:
             raise UserError(f"mac_cap: must be > 0 (got {self.mac_cap!r})")
+        if not (isinstance(self.busy_threshold_pct, (int, float)) and 0 < self.busy_threshold_pct <= 100):
+            raise UserError(f"busy_threshold_pct: must be in (0, 100] (got {self.busy_threshold_pct!r})")
         return self
 
     @property
@@ -110,7 +115,8 @@ class StudySettings:
         return CPU_MAC_CAP if self.device_kind == "cpu" else None
 
     def protocol(self) -> Protocol:
-        kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads, precision=self.precision)
+        kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads, precision=self.precision,
+                                  busy_threshold_pct=self.busy_threshold_pct)
         if self.quick:
             # A smoke run: no re-measuring on a busy machine (that would multiply a test's time).
             kw.update(runs=QUICK_RUNS, warmup=QUICK_WARMUP, retries=0)
@@ -357,10 +363,111 @@ def write_outputs(result: StudyResult) -> None:
     findings = pd.DataFrame([f.to_dict() for f in result.analysis.findings])
     atomic_write(files["findings"], findings.to_csv(index=False))
     atomic_write(files["markdown"], result.report())
-    fig = result.analysis.figure
-    fig.update_layout(title=f"{result.study.title} ({result.study.source}) on {result.device.device_id}, "
-                            f"{result.settings.backend}")
-    write_html(fig, files["chart"])
+    write_chart(result.analysis.figure, result.study, result.device.device_id, result.settings.backend,
+                result.settings.quick, files["chart"])
+
+
+QUICK_NOTE = "quick mode: tiny grids, 3 timed runs: a smoke test, not comparable with the paper"
+
+
+def write_chart(fig, study: Study, device_id: str, backend: str, quick: bool, path: pathlib.Path) -> pathlib.Path:
+    """A study's chart: titled with the study, device and backend; quick-mode runs say so in the title and
+    across the plot; full-number ticks on its log axes."""
+    title = f"{study.title} ({study.source}) on {device_id}, {backend}"
+    if quick:
+        title = f"[quick mode] {title}<br><sup>{QUICK_NOTE}</sup>"
+        fig.add_annotation(text="quick mode", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                           font={"size": 64, "color": "rgba(200,0,0,0.12)"})
+    fig.update_layout(title=title)
+    honest_log_axes(fig)
+    return write_html(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# redrawing a chart from a finished run's CSV
+# ------------------------------------------------------------------------------------------------------
+
+_MAX_RESULTS_BYTES = 10 * 2**20
+_RESULT_COLUMNS = ("name", "resolution", "kind", "config_hash", "status", "time_ms", "measurement_id")
+_RESULT_STATUSES = ("ok", "failed", "busy", "skipped")
+
+
+def read_results(path: pathlib.Path, study: Study) -> tuple[pd.DataFrame, bool | None]:
+    """A study's results CSV as written by ``write_outputs``, checked against the study: its config hashes
+    must be the points of the full or the quick run. Returns (results, quick: None where both runs have the
+    same points)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise UserError(f"redraw: {path}: no results of study {study.name} there (run the study first, or give "
+                        "--out DIR, the folder it wrote to)") from None
+    if size > _MAX_RESULTS_BYTES:
+        raise UserError(f"redraw: {path}: {size} bytes; a study's results are under {_MAX_RESULTS_BYTES} bytes")
+    try:
+        df = pd.read_csv(path, dtype={"config_hash": str, "measurement_id": str, "status": str})
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"redraw: {path}: not a results CSV ({type(e).__name__})") from None
+    missing = [c for c in _RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"redraw: {path}: missing column(s) {', '.join(missing)}")
+    bad = sorted(set(df["status"].astype(str)) - set(_RESULT_STATUSES))
+    if bad:
+        raise UserError(f"redraw: {path}: status {bad[0]!r} not in {'|'.join(_RESULT_STATUSES)}")
+    times = pd.to_numeric(df["time_ms"], errors="coerce")
+    if ((df["status"] == "ok") & ~(times > 0)).any() or (times < 0).any():
+        raise UserError(f"redraw: {path}: time_ms must be a positive number for every ok row")
+    df["time_ms"] = times.astype(float)
+    hashes = set(df["config_hash"])
+    modes = [q for q in (False, True) if {p.config_hash for p in study.points(q)} == hashes]
+    if len(df) != len(hashes) or not modes:
+        raise UserError(f"redraw: {path}: its rows are not the models of study {study.name} (full or quick run)")
+    return df, (modes[0] if len(modes) == 1 else None)
+
+
+def _stored_provenance(store, results: pd.DataFrame) -> dict[str, str] | None:
+    """Device, backend, metric and campaign of the measurements behind ``results``, from the store."""
+    ids = set(results["measurement_id"].dropna())
+    if not ids or store is None:
+        return None
+    rows = store.measurements(status=None, include_flagged=True)
+    rows = rows[rows["id"].isin(ids)]
+    if not len(rows):
+        return None
+    out = {}
+    for col in ("device_id", "backend", "metric", "campaign"):
+        values = sorted(set(rows[col].dropna()))
+        if len(values) != 1:
+            raise UserError(f"redraw: the results mix {col}s {', '.join(values)}; redraw one run at a time")
+        out[col] = values[0]
+    return out
+
+
+def redraw_study(name: str, settings: StudySettings | None = None, store=None) -> pathlib.Path:
+    """Draw a study's chart again from the results CSV a run wrote to its output folder (``settings.out``):
+    nothing is measured. Device, backend and mode come from the store's rows of those measurements; where
+    the store does not hold them, from ``settings`` (``device`` is then required)."""
+    settings = (settings or StudySettings()).validate()
+    study = get_study(name)
+    path = output_dir(settings, name) / f"{name}.csv"
+    results, quick = read_results(path, study)
+    if store is None:
+        from measured import Store
+
+        store = Store()
+    prov = _stored_provenance(store, results)
+    if prov is not None:
+        device_id, backend, metric = prov["device_id"], prov["backend"], prov["metric"]
+        quick = prov["campaign"].endswith(":quick")
+    else:
+        if settings.device is None:
+            raise UserError(f"device: the measurements behind {path} are not in the store; give --device ID "
+                            "(and --backend/--metric where they differ from the defaults)")
+        device_id, backend, metric = settings.device, settings.backend, settings.metric
+        quick = settings.quick if quick is None else quick
+    kind = BACKENDS[backend].device_kind if backend in BACKENDS else "cpu"
+    ctx = PaperContext(PaperData.load(store), preferred_devices(kind, metric))
+    analysis = study.analyse(results, ctx, quick)
+    return write_chart(analysis.figure, study, device_id, backend, quick, path.with_suffix(".html"))
 
 
 def _md_table(df: pd.DataFrame) -> str:

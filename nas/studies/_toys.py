@@ -5,7 +5,7 @@ The paper's facts (channel lists, MACs, resolutions, layer counts it states) are
 does not state is a named constant below; ``CHOICES.md`` says why each value was chosen. Blocks come from
 the search-space builder (``search_spaces._builder``), so a toy FusedMBConv or Lowtention is exactly the
 one LowFormer uses. MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (total / 2, attention
-under the math SDPA kernel), the project's counting rule (spec 11).
+under the math SDPA kernel), the project's counting rule (docs/architecture.md §11).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ QUICK_TABLE2_SCENARIOS = (1, 5)
 QUICK_TABLE2_LAYERS = 2
 
 # Table 3: heads and layout of the four attention variants (the paper does not state the heads).
-#  MHSA: the project's reconstruction of the original MHSA (spec 7): heads of 32 channels, 1x1 out-projection.
+#  MHSA: the project's reconstruction of the original MHSA (docs/architecture.md §7): heads of 32 channels, 1x1 out-projection.
 #  chcompr.: as MHSA, but the input projection compresses to TABLE3_COMPRESSION x C (heads as Lowtention
 #    computes them: 2 heads of 32 at 128 channels) and the out-projection restores C.
 #  conv+low: Lowtention without channel compression (compression 1.0: 4 heads of 32 at 128 channels): a
@@ -145,7 +145,7 @@ def fig3_facts() -> tuple[int, tuple[int, int], tuple[int, int]]:
 
 
 def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """MACs of one forward pass: FlopCounterMode total / 2 (spec 11), on the meta device (no compute)."""
+    """MACs of one forward pass: FlopCounterMode total / 2 (docs/architecture.md §11), on the meta device (no compute)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -10,15 +10,15 @@ from measured._harness import Protocol, measure_config, measure_runner, measurem
 from search_spaces import get_variant
 
 
-def _spin(seconds):
-    t = time.time()
-    while time.time() - t < seconds:
+def _spin(started, stop):
+    started.set()
+    while not stop.is_set():
         pass
 
 
-def test_time_runner_counts_every_run():
+def test_time_runner_counts_every_run(quiet_machine):
     calls = []
-    timing = time_runner(lambda: calls.append(1), warmup=5, runs=20)
+    timing = time_runner(lambda: calls.append(1), warmup=5, runs=20, monitor=quiet_machine)
     assert len(calls) == 25 and len(timing.times_s) == 20 and timing.median_s >= 0
 
 
@@ -39,31 +39,42 @@ def test_fingerprint_names_the_device():
 
 
 def test_load_monitor_sees_another_busy_process():
+    # The real monitor against a real spinning process: it spins until told to stop, so the reading does
+    # not depend on how fast the machine starts it.
     ctx = mp.get_context("spawn")
-    p = ctx.Process(target=_spin, args=(3.0,))
+    started, stop = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_spin, args=(started, stop))
     p.start()
-    time.sleep(0.5)
-    with LoadMonitor() as mon:
-        time.sleep(1.0)
-    p.join()
-    # One core of the machine spinning in another process.
+    try:
+        assert started.wait(timeout=300)
+        with LoadMonitor() as mon:
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        p.join(timeout=60)
+    # One core of the machine spinning in another process (more if the machine is busy anyway).
     assert mon.other_pct > 100 / (hardware_fingerprint()["logical_cores"] * 2)
 
 
-def test_busy_machine_is_remeasured_then_marked():
-    ctx = mp.get_context("spawn")
-    p = ctx.Process(target=_spin, args=(6.0,))
-    p.start()
-    time.sleep(0.5)
-    try:
-        # One spinning process uses ~100/cores % of the machine: a quarter of that is clearly exceeded.
-        threshold = 100 / hardware_fingerprint()["logical_cores"] / 4
-        proto = Protocol(runs=20, warmup=1, busy_threshold_pct=threshold, retries=1, retry_pause_s=0.1)
-        timing, status, reason = measure_runner(lambda: time.sleep(0.01), proto)
-    finally:
-        p.terminate()
-        p.join()
-    assert status == "busy" and reason.startswith("machine busy: other processes used") and "2 attempts" in reason
+def test_busy_machine_is_remeasured_then_marked(load_monitor):
+    proto = Protocol(runs=5, warmup=1, busy_threshold_pct=5.0, retries=1, retry_pause_s=0.0)
+    monitor = load_monitor(60.0)
+    timing, status, reason = measure_runner(lambda: None, proto, monitor=monitor)
+    assert status == "busy" and monitor.calls == 2 and timing.other_pct == 60.0
+    assert reason == "machine busy: other processes used 60.0% of the CPU (threshold 5.0%) in 2 attempts"
+
+
+def test_busy_then_quiet_machine_is_remeasured_once(load_monitor):
+    proto = Protocol(runs=5, warmup=1, busy_threshold_pct=5.0, retries=2, retry_pause_s=0.0)
+    monitor = load_monitor(60.0, 1.0)
+    timing, status, reason = measure_runner(lambda: None, proto, monitor=monitor)
+    assert (status, reason, monitor.calls, timing.other_pct) == ("ok", "re-measured 1x: machine was busy", 2, 1.0)
+
+
+def test_threshold_100_never_marks_busy(load_monitor):
+    timing, status, reason = measure_runner(lambda: None, Protocol(runs=3, busy_threshold_pct=100),
+                                            monitor=load_monitor(100.0))
+    assert (status, reason) == ("ok", None)
 
 
 def test_measurement_ids_are_deterministic_for_results():

@@ -189,7 +189,7 @@ def test_seeding_is_recorded_and_not_repeated(store_url, monkeypatch):
 
 def _writer(url: str, barrier, tag: str, results) -> None:
     try:
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=600)  # a hang guard: spawning and importing may be slow on a busy machine
         store = Store(url, seed=True)  # both seed a fresh store at the same moment
         store.add_device(cpu_device())
         archs = [arch("B0"), arch("B1"), arch("B2")]
@@ -209,7 +209,7 @@ def test_two_processes_lose_and_duplicate_nothing(store_url):
     procs = [ctx.Process(target=_writer, args=(store_url, barrier, tag, results)) for tag in ("p1", "p2")]
     for p in procs:
         p.start()
-    got = dict(results.get(timeout=180) for _ in procs)
+    got = dict(results.get(timeout=900) for _ in procs)
     for p in procs:
         p.join(timeout=60)
     assert all(isinstance(v, int) for v in got.values()), got

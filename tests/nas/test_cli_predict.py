@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from nas._html import plotlyjs_name
 from nas.cli import main
 
 
@@ -56,7 +57,9 @@ def test_eval_all_model_types_and_html(capsys, tmp_path):
     for s in ("MAPE", "RMSE", "±5%", "±10%", "Kendall τ", "Spearman", "macs", "additive", "lgbm"):
         assert s in out
     text = html.read_text()
-    assert "plotly" in text.lower() and '<script src="http' not in text and len(text) > 1_000_000  # plotly.js inlined
+    # Offline: plotly.js is written once beside the chart, not fetched from a CDN.
+    assert f'src="{plotlyjs_name()}"' in text and 'src="http' not in text
+    assert (tmp_path / plotlyjs_name()).stat().st_size > 1_000_000
     code, out, _ = run(capsys, "predictors", "eval", "--device", "a40_gpu", "--models", "macs,additive", "--json")
     d = json.loads(out)
     assert code == 0 and set(d["models"]) == {"macs", "additive"} and d["metric"] == "throughput_img_s"
@@ -155,3 +158,17 @@ def test_schema_mismatch_is_one_line_exit_2(capsys):
     meta_path.write_text(json.dumps(meta))
     code, _, err = run(capsys, "predict", "--device", "jetson_tx2", "--model", "B1")
     assert code == 2 and "feature schema bbbbbbbbbbbb" in err and err.count("\n") == 1
+
+
+def test_predictors_list_has_a_header_and_the_configs_each_rests_on(capsys):
+    from predictors import predictor_versions
+
+    code, out, _ = run(capsys, "predictors", "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["device", "metric", "model", "in", "use", "configs", "validation", "MAPE",
+                                              "versions"]
+    row = next(line.split() for line in lines if line.startswith("jetson_tx2 "))
+    shipped = predictor_versions("jetson_tx2", "latency_ms")[-1]
+    assert row[:5] == ["jetson_tx2", "latency_ms", shipped["model_type"], "v1", "shipped"]
+    assert row[5] == str(shipped["n_configs"]) and row[6] == f"{shipped['validation']['mape']:.1f}"
+    assert "configs: the distinct architectures a predictor was trained on" in out

@@ -30,6 +30,8 @@ def test_count_json(capsys, res):
     assert code == 0 and d["params"] == 57086920 and d["macs"] == count(cfg).macs
     assert set(d) >= {"name", "hash", "resolution", "params", "macs", "per_stage"} and d["name"] == "B3"
     assert d["per_stage"]["stage4"]["out_shape_CHW"][0] == 512
+    side = -(-(res or 224) // 32)  # both attention stages attend over ceil(H/32) x ceil(W/32) tokens
+    assert d["attention_tokens"] == {"stem": 0, "stage1": 0, "stage2": 0, "stage3": side**2, "stage4": side**2, "head": 0}
 
 
 def test_count_config_file(capsys, tmp_path):

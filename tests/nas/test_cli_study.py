@@ -1,15 +1,20 @@
 """`lowformer-nas study NAME --quick` end to end: outputs, stored rows, printed verdicts; bad input."""
 
+import re
+
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.torch
 
+from nas._html import plotlyjs_name  # noqa: E402
 from nas.cli import main  # noqa: E402
 from nas.studies import get_study  # noqa: E402
 
 STUDIES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
+# No reading of the load monitor exceeds 100 %: what is stored does not depend on what else the machine runs.
+ANY_LOAD = ("--busy-threshold", "100")
 
 
 def run(capsys, *argv):
@@ -32,12 +37,15 @@ def stored(campaign):
 @pytest.mark.parametrize("name", STUDIES)
 def test_study_quick_end_to_end(capsys, tmp_path, name):
     out_dir = tmp_path / "out"
-    code, out, err = run(capsys, "study", name, "--quick", "--out", str(out_dir))
+    code, out, err = run(capsys, "study", name, "--quick", *ANY_LOAD, "--out", str(out_dir))
     assert code == 0, err
     for suffix in (".csv", "_findings.csv", ".md", ".html"):
         assert (out_dir / f"{name}{suffix}").stat().st_size > 0
     html = (out_dir / f"{name}.html").read_text()
-    assert "plotly" in html and "<script src=" not in html  # self-contained: there is no CDN here
+    # plotly.js from the chart's own folder (there is no CDN here), and the chart says it is a quick run
+    js = re.findall(r'<script[^>]*\bsrc="([^"]+)"', html)
+    assert js == [plotlyjs_name()] and (out_dir / js[0]).stat().st_size > 1_000_000
+    assert "[quick mode]" in html
     assert "## Findings" in out and "## Verdict rules" in out and "quick mode" in out
     assert any(f"[{v:>8s}]" in out for v in ("holds", "weaker", "reversed", "n/a"))
     assert "%" in err or "model" in err  # the progress bar (tqdm writes to stderr)
@@ -45,7 +53,7 @@ def test_study_quick_end_to_end(capsys, tmp_path, name):
     rows = stored(f"study:{name}:quick")
     assert len(rows) == len(points) and set(rows["config_hash"]) == {p.config_hash for p in points}
     family = "LowFormer" if name == "resolution-scaling" else "toy"
-    assert set(rows["family"]) == {family} and rows["n"].dropna().eq(3).all()
+    assert set(rows["family"]) == {family} and rows["n"].dropna().eq(3).all() and set(rows["status"]) == {"ok"}
     csv = (out_dir / f"{name}.csv").read_text().splitlines()
     assert len(csv) == len(points) + 1
 
@@ -54,12 +62,34 @@ def test_each_run_measures_afresh_unless_resumed(capsys, tmp_path, monkeypatch):
     from nas.studies import _toys
 
     monkeypatch.setattr(_toys, "QUICK_TABLE3_RESOLUTIONS", (8,))
-    args = ("study", "attention", "--quick", "--no-progress", "--out", str(tmp_path))
+    args = ("study", "attention", "--quick", "--no-progress", *ANY_LOAD, "--out", str(tmp_path))
     assert run(capsys, *args)[0] == 0
     assert run(capsys, *args)[0] == 0
     assert len(stored("study:attention:quick")) == 8  # two runs, four models each, new ids
     code, out, _ = run(capsys, *args, "--resume")
     assert code == 0 and len(stored("study:attention:quick")) == 8
+
+
+def test_redraw_draws_the_chart_again_without_measuring(capsys, tmp_path, monkeypatch):
+    from nas.studies import _toys
+
+    monkeypatch.setattr(_toys, "QUICK_TABLE3_RESOLUTIONS", (8,))
+    args = ("study", "attention", "--out", str(tmp_path))
+    assert run(capsys, *args, "--quick", "--no-progress", *ANY_LOAD)[0] == 0
+    chart = tmp_path / "attention.html"
+    before, n = chart.read_text(), len(stored("study:attention:quick"))
+    chart.unlink()
+    code, out, err = run(capsys, *args, "--redraw")  # the mode comes from the stored rows, not from --quick
+    assert code == 0 and out.strip() == f"wrote {chart}", err
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # plotly's div id
+    assert uuid.sub("", chart.read_text()) == uuid.sub("", before) and len(stored("study:attention:quick")) == n
+
+    csv = tmp_path / "attention.csv"
+    csv.write_text(csv.read_text().replace(",ok,", ",fine,", 1))
+    code, _, err = run(capsys, *args, "--redraw")
+    assert code == 2 and err.startswith(f"lowformer-nas: error: redraw: {csv}: status 'fine' not in ok|"), err
+    code, _, err = run(capsys, "study", "depthwise", "--redraw", "--out", str(tmp_path))
+    assert code == 2 and err.startswith("lowformer-nas: error: redraw: ") and "no results of study depthwise" in err
 
 
 @pytest.mark.parametrize("argv, starts", [
@@ -68,6 +98,7 @@ def test_each_run_measures_afresh_unless_resumed(capsys, tmp_path, monkeypatch):
     (["study", "depthwise", "--metric", "fps"], "lowformer-nas: error: metric: must be one of"),
     (["study", "depthwise", "--device", "rpi5_arm_cpu"], "lowformer-nas: error: device: 'rpi5_arm_cpu'"),
     (["study", "depthwise", "--mac-cap", "0"], "lowformer-nas: error: mac-cap: must be > 0"),
+    (["study", "depthwise", "--busy-threshold", "0"], "lowformer-nas: error: busy-threshold: must be in (0, 100]"),
     (["study", "depthwise", "--device", "bad\tid"], "lowformer-nas study: error: argument --device: 'bad\\tid' is not a device id"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, starts):

@@ -106,7 +106,10 @@ def test_config_is_immutable():
 
 
 def test_stage_sizes_ceil_halve():
-    assert B1.with_(resolution=240).stage_sizes() == (120, 60, 30, 15, 8)
+    from search_spaces import STAGES, count
+
+    stages = count(B1.with_(resolution=240)).to_dict("B1")["per_stage"]
+    assert [stages[s]["out_shape_CHW"][1] for s in STAGES if s != "head"] == [120, 60, 30, 15, 8]
 
 
 def test_to_dict_is_plain_json():

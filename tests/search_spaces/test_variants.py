@@ -1,4 +1,5 @@
-"""Every named variant reproduces the spec's reference numbers exactly."""
+"""Every named variant reproduces the reference numbers exactly (tests/data/reference_numbers.json,
+docs/architecture.md §6-§8)."""
 
 import json
 
@@ -24,7 +25,7 @@ NAMES = {
     "B3_mlpless_shallow": "B3-mlpless-shallow",
     "B3_conv_shallow (=E2)": "B3-conv-shallow",
 }
-# Not a named variant: the repository's conv-only B1 config (spec 8), built from knobs.
+# Not a named variant: the repository's conv-only B1 config (docs/architecture.md §8), built from knobs.
 REPO_CONV = LowFormerConfig(depths=(1, 2, 2, 7, 7), expand_stem=2, attention=("none", "none"), mlp=(False, False))
 
 
@@ -74,7 +75,7 @@ def test_every_required_name_and_alias_exists():
 
 
 def test_e3_documented_discrepancy():
-    # The paper prints 5350 MMACs for E3; the architecture it describes has 4865.56 (spec 12).
+    # The paper prints 5350 MMACs for E3; the architecture it describes has 4865.56 (docs/architecture.md §12).
     assert round(count(get_variant("E3").config).macs / 1e6, 2) == 4865.56
 
 

@@ -82,3 +82,15 @@ def test_search_with_the_older_api(monkeypatch):
         r = run_search(settings(trials=80, budgets_ms=[9.0]), objectives=proxy_objectives(), progress=False, outputs=False)
     front = r.results.front
     assert len(front) and (front["jetson_tx2:latency_ms"] <= 9.0).all()
+
+
+def test_one_unit_per_quantity_in_labels_and_values():
+    from nas.search import format_quantity
+
+    assert [format_quantity(v, m) for v, m in ((2.574e9, "macs"), (33_982_028, "params"), (16.98, "latency_ms"),
+                                                (11_586.3, "throughput_img_s"), (76.4, "top1_pct"), (0.5, None))] == [
+        "2,574 M", "33.98 M", "16.98 ms", "11,586 img/s", "76.4 %", "0.5"]
+    assert format_quantity(2.5e6, "params", signed=True) == "+2.5 M"
+    params, macs = make_constraints([], {}, max_params=20e6, max_macs=2e9)
+    assert (params.label, params.shown(33_982_028)) == ("params <= 20 M", "33.98 M")
+    assert (macs.label, macs.shown(2.574e9)) == ("MACs <= 2,000 M", "2,574 M")

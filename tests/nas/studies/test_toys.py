@@ -24,7 +24,7 @@ def test_table1_macs_within_2_percent_of_the_paper():
     for t in toys:
         paper = t.meta["paper_macs_m"] * 1e6
         assert abs(t.macs / paper - 1) <= 0.02, (t.name, t.macs, paper)
-        # The paper truncates MACs (spec 11); ours: 462.3 / 41.9 / 948.6 / 81.7 / 1712.1 / 104.4 M.
+        # The paper truncates MACs (docs/architecture.md §11); ours: 462.3 / 41.9 / 948.6 / 81.7 / 1712.1 / 104.4 M.
         assert t.resolution == 224 and t.input_shape() == (1, 3, 224, 224)
 
 
@@ -65,7 +65,7 @@ def test_stride_placement():
 
 
 def test_counting_follows_the_projects_convention():
-    # spec 11: conv MACs = out_pixels * C_out * k^2 * C_in / groups; FusedMBConv(C, e4) = 40 * HW * C^2.
+    # docs/architecture.md §11: conv MACs = out_pixels * C_out * k^2 * C_in / groups; FusedMBConv(C, e4) = 40 * HW * C^2.
     c, r = 64, 28
     fused = count_macs(_toys.build_mbconv_stack(c, fused=True, layers=1, expansion=4), (1, c, r, r))
     assert fused == 40 * r * r * c * c
@@ -76,7 +76,7 @@ def test_counting_follows_the_projects_convention():
 def test_table3_variants():
     c, layers, resolutions = _toys.table3_facts()
     assert (c, layers, resolutions) == (128, 4, (8, 16, 32, 64))
-    # conv+low+chcompr. is LowFormer's stage-3 Lowtention: spec 3.3 gives 159,488 params with the 256 of its GN.
+    # conv+low+chcompr. is LowFormer's stage-3 Lowtention: docs/architecture.md §3.3 gives 159,488 params with the 256 of its GN.
     assert count_params(_toys.attention_layer("conv+low+chcompr.", 128)) == 159_488 - 256
     x = torch.randn(1, 128, 16, 16)
     for v in _toys.TABLE3_VARIANTS:
