@@ -22,7 +22,6 @@ from typing import Any, Mapping
 from lowformer_common import MAX_ERROR_LINE_CHARS, UserError, short
 
 from ._identity import (
-    CONFIG_IDENTITY,
     canonical_compression,
     canonical_ratio,
     canonical_threshold,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
