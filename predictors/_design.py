@@ -144,7 +144,7 @@ def rank_sources(
         r = np.log(y) - np.log(s)
         a = float(r.mean())
         spread = float(np.sqrt(np.mean((r - a) ** 2)))
-        out.append({"source": name, "scale": float(np.exp(a)), "spread_pct": (np.exp(spread) - 1) * 100,
+        out.append({"source": name, "scale": float(np.exp(a)), "spread_pct": float((np.exp(spread) - 1) * 100),
                     "kendall_tau": kendall_tau(y, s), "n": int(len(y))})
     out.sort(key=lambda d: (d["spread_pct"], d["source"]))
     return out

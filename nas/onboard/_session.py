@@ -298,6 +298,7 @@ def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None
         options["timeout_s"] = settings.timeout_s
     if settings.measurer is not None:
         options["measurer"] = settings.measurer
+    options["clock"] = clock
 
     def measure(jobs: list, campaign: str, counted: bool) -> None:
         base, t0 = plan["spent_s"], clock()
