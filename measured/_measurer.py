@@ -242,7 +242,12 @@ class Worker:
             line, self._buf = self._buf.split(b"\n", 1)
             if not line.strip():
                 continue
-            reply = json.loads(line)
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                raise WorkerGone(f"crashed: unreadable reply {line[:80]!r}") from None
+            if not isinstance(reply, dict):
+                raise WorkerGone(f"crashed: unreadable reply {line[:80]!r}")
             if reply.get("ready") is True:
                 continue
             if reply.get("ready") is False:
@@ -341,9 +346,22 @@ def _run_tasks(tasks: Iterable[_Task], workers: Sequence[Worker], timeout_s: flo
                 w.stop()
 
 
-def _remove_stale_folders() -> None:
+# Exported files go to memory (tmpfs) when it has room: written once, read once, deleted seconds later.
+_SHM = "/dev/shm"
+_SHM_MIN_FREE = 4 * 2**30
+
+
+def _temp_root() -> str:
+    try:
+        if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) and shutil.disk_usage(_SHM).free >= _SHM_MIN_FREE:
+            return _SHM
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
+def _remove_stale_folders(root: str) -> None:
     """Temporary folders of campaigns that were killed (SIGKILL leaves them behind)."""
-    root = tempfile.gettempdir()
     for name in os.listdir(root):
         if not name.startswith(_TMP_PREFIX):
             continue
@@ -379,8 +397,9 @@ class Measurer:
 
     def _folder(self) -> str:
         if self._tmp is None:
-            _remove_stale_folders()
-            self._tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
+            root = _temp_root()
+            _remove_stale_folders(root)
+            self._tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=root)
         return self._tmp
 
     def _pool(self) -> list[Worker]:

@@ -104,7 +104,11 @@ def test_noise_report():
         {"protocol": ["p"] * 5, "config_hash": ["a", "a", "a", "b", "c"], "value": [10.0, 10.2, 9.8, 5.0, 7.0]}
     )
     r = noise_report(df)["p"]
-    assert r["configs"] == 1 and r["cv_median_pct"] == pytest.approx(2.0, abs=1e-3)
+    assert r["configs"] == 1 and r["cv_median_pct"] == pytest.approx(2.0, abs=1e-3) and "runs_median" not in r
+    df["n"] = [10, 20, 30, 100, 100]
+    df["notes"] = ["B1; median 95% CI ±0.50% [1, 2] ms, 10 runs (adaptive, target ±1%)", None, "x", None, None]
+    r = noise_report(df)["p"]
+    assert r["runs_median"] == 30 and r["ci_half_pct_median"] == 0.5
     with pytest.raises(UserError, match="no config was measured twice"):
         noise_report(df[df.config_hash != "a"])
 
