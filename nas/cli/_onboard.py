@@ -181,14 +181,23 @@ def _has_predictor(device: str) -> bool:
 
 
 def onboarding_hint(args) -> None:
-    """search/predict on this machine's id without a predictor: one line saying how to get one."""
-    from measured import local_device_id
+    """search/predict on a device without a predictor: one line saying how to get one (onboarding)."""
+    from measured import check_device_id, local_device_id
+    from predictors import available_predictors
 
     here = {local_device_id(), local_device_id(gpu=True)}
     for device in _command_devices(args):
-        if device in here and not _has_predictor(device):
+        if _has_predictor(device):
+            continue
+        check_device_id(device, "device")
+        if device in here:
             raise UserError(f"device: no predictor for {device!r} (this machine) yet; onboard it first (about 5 "
                             "minutes of measuring): lowformer-nas onboard --device local")
+        known = ", ".join(sorted({d for d, _ in available_predictors()})) or "none"
+        raise UserError(f"device: no predictor for {device!r}; onboard it: lowformer-nas onboard --device {device} "
+                        f"--bundle DIR (a device this tool cannot run on; then --results FILE), or --device local for "
+                        f"this machine; or train one from stored measurements: lowformer-nas predictors train --device "
+                        f"{device}; devices with a predictor: {known}")
 
 
 def check_drift(args, log=None) -> None:

@@ -154,7 +154,7 @@ def holdout_configs(n: int, seed: int, exclude: set[str]) -> list[LowFormerConfi
 # ---------------------------------------------------------------------------------------------- training
 
 
-def _rank(store, device_id: str, metric: str, anchor_hashes: Sequence[str], df) -> list[dict]:
+def _rank(device_id: str, metric: str, anchor_hashes: Sequence[str], df) -> list[dict]:
     from predictors import featurize, rank_sources, to_cost
 
     d = df[df["config_hash"].isin(set(anchor_hashes)) & (df["status"] == "ok")]
@@ -219,17 +219,28 @@ def _full_ok(df):
     return df[(df["status"] == "ok") & df["flag"].isna()] if len(df) else df
 
 
+def _round_ids(device_id: str, protocol, plan: dict) -> set[str]:
+    """The ids this round's ok results have (deterministic): a later round's rows never mix with an earlier
+    round's measurements of the same configs (the machine may have changed in between)."""
+    from measured import measurement_id
+
+    hashes = plan["anchors"] + plan["design"] + plan["holdout"]
+    return {measurement_id(device_id, protocol.key, h, plan["round"], "ok", protocol.runs) for h in hashes}
+
+
 def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key: str | None, source_setting: str,
-                out: str | None, log: Callable[[str], None], progress=None) -> OnboardResult:
+                out: str | None, log: Callable[[str], None], progress=None, ids: set[str] | None = None) -> OnboardResult:
     """Rank sources on the anchors, train scratch vs transfer on the plan's anchors + design, score the
-    hold-out, save the predictor. Shared by the local and the bundle route."""
+    hold-out, save the predictor. Shared by the local and the bundle route. ``ids``: only these rows."""
     import pathlib
 
     from predictors import PredictorError, save_version, training_data, user_dir
 
     df = _full_ok(store.measurements(device=device_id, metric=metric))
+    if ids is not None and len(df):
+        df = df[df["id"].isin(ids)]
     train_hashes = set(plan["anchors"]) | set(plan["design"])
-    ranking = _rank(store, device_id, metric, plan["anchors"], df)
+    ranking = _rank(device_id, metric, plan["anchors"], df)
     source_name, source = _pick_source(source_setting, ranking, device_id)
     if ranking:
         log("anchors vs known devices (after one scale factor; best first):")
@@ -320,13 +331,13 @@ def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None
 
     # The design needs the source, the source needs the anchors: chosen once per round, kept in the plan.
     df = _full_ok(store.measurements(device=device.device_id, metric=protocol.metric))
-    df = df[df["protocol"] == protocol.key] if len(df) else df
+    df = df[df["id"].isin(_round_ids(device.device_id, protocol, plan))] if len(df) else df
     ok_anchors = len(set(df["config_hash"]) & set(plan["anchors"])) if len(df) else 0
     if ok_anchors < 2 and not plan["design"]:
         log(f"note: {ok_anchors} of {len(ANCHORS)} anchors measured ok (the others failed or the machine was busy: "
             "`lowformer-nas data summary`); no source can be ranked, the design weighs configs by MACs")
     if not plan["design"]:
-        ranking = _rank(store, device.device_id, protocol.metric, plan["anchors"], df)
+        ranking = _rank(device.device_id, protocol.metric, plan["anchors"], df)
         source_name, source = _pick_source(settings.source, ranking, device.device_id)
         plan["source"] = source_name
         configs = design_configs(anchors, settings.configs - len(ANCHORS), pool=settings.pool, seed=settings.seed + r,
@@ -359,7 +370,7 @@ def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None
             "rest: busy ones are measured again; --minutes M raises the budget)")
     result = train_round(store, device.device_id, protocol.metric, plan, protocol_key=protocol.key,
                          source_setting=settings.source if plan["source"] is None else plan["source"],
-                         out=settings.out, log=log)
+                         out=settings.out, log=log, ids=_round_ids(device.device_id, protocol, plan))
     plan["done"] = True
     plan["predictor"] = result.predictor_path
     save_plan(plan)
@@ -380,7 +391,7 @@ def _design_words(design: str) -> str:
 
 def _count_measured(store, device_id: str, protocol, plan: dict) -> int:
     df = _full_ok(store.measurements(device=device_id, metric=protocol.metric))
-    hashes = set(df.loc[df["protocol"] == protocol.key, "config_hash"]) if len(df) else set()
+    hashes = set(df.loc[df["id"].isin(_round_ids(device_id, protocol, plan)), "config_hash"]) if len(df) else set()
     return len(hashes & (set(plan["anchors"]) | set(plan["design"])))
 
 

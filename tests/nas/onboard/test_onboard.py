@@ -145,3 +145,25 @@ def test_scoring_a_separately_measured_holdout(store, fake_measurer):
     with pytest.raises(UserError, match="no ok latency_ms measurements"):
         evaluate_campaign(store, local_device_id(), "nope")
     assert count  # (imported for the analytic device)
+
+
+def test_drift_then_a_new_round_that_ignores_the_old_measurements(store, fake_measurer):
+    from nas.onboard import drift_check
+    from search_spaces import get_variant
+
+    measurer, _ = fake_measurer()
+    onboard_local(_settings(measurer, holdout=0), store, log=lambda s: None)
+    here = local_device_id()
+
+    def slower(protocol, device_id):  # the host now runs 1.7x slower
+        return {n: analytic_ms(get_variant(n).config, 1.7) for n in ANCHORS}
+
+    report = drift_check(here, store=store, measure=slower, today="2026-12-01")
+    assert report is not None and report.drifted
+    assert "lowformer-nas onboard" in report.lines()[1]
+    slow_measurer, _ = fake_measurer(scale=1.7)
+    r = onboard_local(_settings(slow_measurer, holdout=0, restart=True), store, log=lambda s: None)
+    assert r.round == 1 and r.n_train == 10
+    assert len(store.measurements()) == 20  # round 1 measured afresh (repeat 1), round 0 kept
+    again = drift_check(here, store=store, measure=slower, today="2026-12-02")
+    assert not again.drifted  # the new predictor rests on round 1 only
