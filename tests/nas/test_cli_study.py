@@ -65,7 +65,7 @@ def test_each_run_measures_afresh_unless_resumed(capsys, tmp_path, monkeypatch):
     (["study", "depthwise", "--metric", "fps"], "lowformer-nas: error: metric: must be one of"),
     (["study", "depthwise", "--device", "rpi5_arm_cpu"], "lowformer-nas: error: device: 'rpi5_arm_cpu'"),
     (["study", "depthwise", "--mac-cap", "0"], "lowformer-nas: error: mac-cap: must be > 0"),
-    (["study", "depthwise", "--device", "bad\tid"], "lowformer-nas: error: device_id:"),
+    (["study", "depthwise", "--device", "bad\tid"], "lowformer-nas: error: device: 'bad\\tid' is not a device id"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, starts):
     code, out, err = run(capsys, *argv, "--quick")
