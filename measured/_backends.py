@@ -31,6 +31,8 @@ class Backend(abc.ABC):
     name: str = ""
     device_kind: str = "cpu"  # "cpu" | "gpu": which local device its measurements belong to
     precisions: tuple[str, ...] = ("fp32",)
+    # Whether it runs exported ONNX files: a campaign then exports configs ahead of timing, on every core.
+    runs_onnx: bool = False
 
     def __init__(self, threads: int = 1, precision: str = "fp32"):
         if precision not in self.precisions:
@@ -96,6 +98,7 @@ class OnnxRuntimeBackend(Backend):
     """onnxruntime on the CPU, the paper's Raspberry Pi protocol. Intra- and inter-op threads are explicit."""
 
     name = "onnxruntime"
+    runs_onnx = True
 
     def __init__(self, threads: int = 1, precision: str = "fp32", exporter: str = "torchscript"):
         super().__init__(threads, precision)
@@ -261,6 +264,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     device_kind = "gpu"
     precisions = ("fp32", "fp16")
+    runs_onnx = True
 
     @classmethod
     def available(cls) -> bool:

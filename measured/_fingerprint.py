@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import glob
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -34,6 +37,52 @@ def _board_model() -> str | None:
             return f.read().strip("\x00\n ") or None
     except OSError:
         return None
+
+
+# /proc/cpuinfo fields that tell CPUs of one model name apart (x86: family/model/stepping/microcode; ARM:
+# implementer/part/revision), and the instruction-set flags, which differ between hosts of one cloud type.
+_IDENTITY_FIELDS = ("vendor_id", "cpu family", "model", "stepping", "microcode", "cache size", "model name",
+                    "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Hardware",
+                    "Revision")
+_FLAG_FIELDS = ("flags", "Features")
+
+
+def _cpu_identity() -> dict:
+    """A richer CPU identity than the model name: the first processor's identifying /proc/cpuinfo fields,
+    a digest of its feature flags and the cache sizes. Empty where /proc/cpuinfo cannot be read."""
+    ident: dict = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    if ident:
+                        break  # the first processor's block is enough
+                    continue
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in _IDENTITY_FIELDS and key not in ident:
+                    ident[key] = value
+                elif key in _FLAG_FIELDS and "flags_sha256" not in ident:
+                    ident["flags_sha256"] = hashlib.sha256(" ".join(sorted(value.split())).encode()).hexdigest()[:16]
+    except OSError:
+        return {}
+    caches = []
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(os.path.join(d, "level"), encoding="utf-8") as lf, open(os.path.join(d, "size"), encoding="utf-8") as sf:
+                caches.append(f"L{lf.read().strip()}:{sf.read().strip()}")
+        except OSError:
+            continue
+    if caches:
+        ident["caches"] = ",".join(caches)
+    return ident
+
+
+def _identity_id(fp: dict) -> str:
+    """12 hex digits naming the machine's CPU identity together with its arch, cores and memory."""
+    keys = {k: fp.get(k) for k in ("arch", "cpu_model", "usable_cores", "memory_gb", "board")}
+    blob = json.dumps({"identity": fp.get("cpu_identity", {}), **keys}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _gpu() -> dict | None:
@@ -78,6 +127,8 @@ def hardware_fingerprint() -> dict:
     board = _board_model()
     if board:
         fp["board"] = board
+    fp["cpu_identity"] = _cpu_identity()
+    fp["cpu_id"] = _identity_id(fp)
     gpu = _gpu()
     if gpu:
         fp["gpu"] = gpu
@@ -88,11 +139,19 @@ def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
 
 
+# Hex digits of the CPU identity appended to a device id: hosts that report the same model name, cores and
+# memory (two cloud VMs of one type) still get different ids; what the identity cannot see, the drift check does.
+ID_SUFFIX_LEN = 4
+
+
 def local_device_id(fp: dict | None = None, gpu: bool = False) -> str:
-    """A device id named after the hardware fingerprint, e.g. ``x86_64-amd-epyc-2c-24g`` (``-<gpu>`` for CUDA runs)."""
+    """A device id named after the hardware fingerprint and a short digest of the CPU identity, e.g.
+    ``x86_64-amd-epyc-2c-24g-7f3a`` (``-<gpu>`` for CUDA runs)."""
     fp = fp or hardware_fingerprint()
     base = fp.get("board") or fp["cpu_model"]
     device_id = f"{fp['arch']}-{_slug(base)}-{fp['usable_cores']}c-{round(fp['memory_gb'])}g"
+    cpu_id = fp.get("cpu_id") or _identity_id(fp)
+    device_id += "-" + cpu_id[:ID_SUFFIX_LEN]
     if gpu and fp.get("gpu"):
         device_id += "-" + _slug(fp["gpu"]["name"])
     return device_id
@@ -106,11 +165,22 @@ def local_device(gpu: bool = False) -> Device:
     return Device(local_device_id(fp, gpu), name, "gpu" if gpu else "cpu", fingerprint=dict(fp), source="harness")
 
 
-def same_machine(device: Device) -> bool:
-    """Whether a stored device is this machine (its fingerprint's CPU, cores and memory agree)."""
+_SUMMARY_KEYS = ("cpu_model", "arch", "usable_cores", "memory_gb")
+
+
+def same_fingerprint(device: Device) -> bool:
+    """Whether a stored device reports this machine's CPU model, arch, cores and memory (which two hosts of
+    one cloud type share: not enough to call them one machine, see :func:`same_machine`)."""
     fp, other = hardware_fingerprint(), device.fingerprint or {}
-    keys = ("cpu_model", "arch", "usable_cores", "memory_gb")
-    return all(other.get(k) == fp.get(k) for k in keys)
+    return all(other.get(k) == fp.get(k) for k in _SUMMARY_KEYS)
+
+
+def same_machine(device: Device) -> bool:
+    """Whether a stored device is this machine: its fingerprint agrees and it carries this machine's CPU
+    identity. A device recorded without an identity (older versions, shipped data) is never this machine:
+    two hosts with one fingerprint were measured 1.85x apart."""
+    other = device.fingerprint or {}
+    return same_fingerprint(device) and bool(other.get("cpu_id")) and other.get("cpu_id") == hardware_fingerprint()["cpu_id"]
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,13 +1,23 @@
-"""The measurement protocol (the paper's): warm-up runs, N timed runs on an input generated beforehand,
-the median reported; p10/p90, the machine's load while timing, and full provenance stored with it."""
+"""The measurement protocol (the paper's): warm-up runs, timed runs on an input generated beforehand, the
+median reported; p10/p90, the median's confidence interval, the machine's load while timing, and full
+provenance stored with it.
+
+Timed runs are adaptive by default: after ``min_runs`` the harness stops as soon as the median's 95 %
+confidence interval (distribution-free, from order statistics) is within ``target_ci_pct`` of the median,
+and after ``runs`` at the latest. A quiet machine and a fast model stop after 10-20 runs where the fixed
+protocol took 100; a noisy one keeps going. ``target_ci_pct=None`` restores the fixed count.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
+import math
 import platform
+import re
 import time
 from typing import Callable
 
@@ -33,7 +43,11 @@ class Protocol:
     threads: int = 1
     precision: str = "fp32"
     warmup: int = 5
-    runs: int = 100
+    runs: int = 100  # timed runs at most (exactly, when target_ci_pct is None)
+    # Adaptive repeats: stop once the median's 95 % CI half-width is <= target_ci_pct % of the median, after at
+    # least min_runs timed runs (never more than runs). None: always ``runs`` timed runs.
+    min_runs: int = 10
+    target_ci_pct: float | None = 1.0
     # A run during which other processes used more than this share of the machine is re-measured,
     # and marked "busy" (never used for training) if the machine stays busy.
     busy_threshold_pct: float = 5.0
@@ -43,12 +57,23 @@ class Protocol:
     def __post_init__(self):
         if self.metric not in HARNESS_METRICS:
             raise UserError(f"metric: the harness measures {'|'.join(HARNESS_METRICS)} (got {self.metric!r})")
-        for f, lo in (("batch", 1), ("threads", 1), ("warmup", 0), ("runs", 3), ("retries", 0)):
+        for f, lo in (("batch", 1), ("threads", 1), ("warmup", 0), ("runs", 3), ("retries", 0), ("min_runs", 3)):
             v = getattr(self, f)
-            if not isinstance(v, int) or v < lo:
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise UserError(f"{f}: must be an integer >= {lo} (got {v!r})")
         if not 0 < self.busy_threshold_pct <= 100:
             raise UserError(f"busy_threshold_pct: must be in (0, 100] (got {self.busy_threshold_pct})")
+        t = self.target_ci_pct
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 100):
+            raise UserError(f"target_ci_pct: must be a percentage in (0, 100], or None for a fixed run count (got {t!r})")
+        if self.adaptive and self.min_runs < MIN_TIMED_RUNS:
+            # A median of fewer runs is a smoke test (never trained on): an adaptive stop must not produce one.
+            raise UserError(f"min_runs: must be >= {MIN_TIMED_RUNS} when timing adaptively (got {self.min_runs})")
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether timing may stop before ``runs`` (a target CI and room between min_runs and runs)."""
+        return self.target_ci_pct is not None and self.min_runs < self.runs
 
     @property
     def key(self) -> str:
@@ -61,10 +86,49 @@ class Protocol:
         return cls(metric="throughput_img_s", **kw)
 
 
+CI_CONFIDENCE = 0.95
+
+
+@functools.lru_cache(maxsize=1024)
+def _median_ci_rank(n: int, confidence: float = CI_CONFIDENCE) -> int:
+    """The 1-based rank j of the lower bound of the distribution-free confidence interval of a median,
+    [x_(j), x_(n-j+1)]: the largest j with P(Binomial(n, 1/2) <= j - 1) <= (1 - confidence) / 2.
+    0 when n is too small for any interval to reach the confidence."""
+    alpha_half = (1.0 - confidence) / 2
+    cdf, total = 0.0, 2.0**n
+    for k in range(n + 1):
+        cdf += math.comb(n, k) / total
+        if cdf > alpha_half:
+            return k
+    return 0
+
+
+def median_ci(times, confidence: float = CI_CONFIDENCE) -> tuple[float, float]:
+    """(lo, hi): a distribution-free confidence interval of the median of ``times`` (order statistics; no
+    assumption on the distribution, so outliers cannot shrink it). The full range when n is too small."""
+    x = np.sort(np.asarray(times, dtype=float))
+    n = len(x)
+    j = _median_ci_rank(n, confidence)
+    if j == 0:
+        return float(x[0]), float(x[-1])
+    return float(x[j - 1]), float(x[n - j])
+
+
+def ci_half_width_pct(times, confidence: float = CI_CONFIDENCE) -> float:
+    """Half the width of the median's confidence interval, in % of the median."""
+    lo, hi = median_ci(times, confidence)
+    med = float(np.median(times))
+    return (hi - lo) / 2 / med * 100 if med > 0 else math.inf
+
+
 @dataclasses.dataclass
 class Timing:
     times_s: np.ndarray  # one per timed run
     other_pct: float  # CPU used by other processes while timing, % of the machine
+
+    @property
+    def n(self) -> int:
+        return int(len(self.times_s))
 
     @property
     def median_s(self) -> float:
@@ -73,27 +137,53 @@ class Timing:
     def percentile_s(self, q: float) -> float:
         return float(np.percentile(self.times_s, q))
 
+    @property
+    def ci_s(self) -> tuple[float, float]:
+        """The median's 95 % confidence interval, in seconds."""
+        return median_ci(self.times_s)
 
-def time_runner(runner: Runner, warmup: int, runs: int, monitor: Callable[[], LoadMonitor] = LoadMonitor) -> Timing:
-    """Warm up, then time ``runs`` calls one by one (perf_counter), with the garbage collector paused.
-    ``monitor`` makes the context that reads the machine's load (tests inject a fixed one)."""
+    @property
+    def ci_half_pct(self) -> float:
+        """Half-width of the median's 95 % confidence interval, in % of the median."""
+        return ci_half_width_pct(self.times_s)
+
+
+def time_runner(
+    runner: Runner,
+    warmup: int,
+    runs: int,
+    *,
+    min_runs: int | None = None,
+    target_ci_pct: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    monitor: Callable[[], LoadMonitor] = LoadMonitor,
+) -> Timing:
+    """Warm up, then time calls one by one with the garbage collector paused: ``runs`` of them, or, with
+    ``target_ci_pct``, as few as ``min_runs`` once the median's 95 % CI half-width is within that % of the
+    median. ``clock`` and ``monitor`` are injectable (tests)."""
     for _ in range(warmup):
         runner()
+    adaptive = target_ci_pct is not None and min_runs is not None and min_runs < runs
+    floor = min(min_runs, runs) if adaptive else runs
     times = np.empty(runs)
+    n = 0
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         with monitor() as mon:
-            clock = time.perf_counter
-            for i in range(runs):
+            while n < runs:
                 t0 = clock()
                 runner()
-                times[i] = clock() - t0
+                times[n] = clock() - t0
+                n += 1
+                # Between runs, outside the timed window: the check costs microseconds of n <= 100 values.
+                if adaptive and n >= floor and ci_half_width_pct(times[:n]) <= target_ci_pct:
+                    break
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(times, mon.other_pct)
+    return Timing(times[:n].copy(), mon.other_pct)
 
 
 def measurement_id(
@@ -110,13 +200,13 @@ def measurement_id(
     return hashlib.sha256(f"{device_id}|{protocol}|{config_hash}|{repeat}|{status}{smoke}".encode()).hexdigest()
 
 
-def measure_runner(
-    runner: Runner, protocol: Protocol, monitor: Callable[[], LoadMonitor] = LoadMonitor
-) -> tuple[Timing, str, str | None]:
-    """Time a runner; re-measure while the machine is busy. Returns (timing, status, reason)."""
+def measure_runner(runner: Runner, protocol: Protocol, **timer) -> tuple[Timing, str, str | None]:
+    """Time a runner; re-measure while the machine is busy. Returns (timing, status, reason).
+    ``timer``: ``clock``/``monitor`` for :func:`time_runner` (tests)."""
     attempts = protocol.retries + 1
     for attempt in range(attempts):
-        timing = time_runner(runner, protocol.warmup, protocol.runs, monitor)
+        timing = time_runner(runner, protocol.warmup, protocol.runs, min_runs=protocol.min_runs,
+                             target_ci_pct=protocol.target_ci_pct if protocol.adaptive else None, **timer)
         if timing.other_pct <= protocol.busy_threshold_pct:
             return timing, "ok", (f"re-measured {attempt}x: machine was busy" if attempt else None)
         if attempt + 1 < attempts:
@@ -150,11 +240,13 @@ def make_measurement(
     campaign: str | None = None,
     notes: str | None = None,
 ) -> Measurement:
-    """A measurement row with the harness's provenance (versions, OS, time, load)."""
+    """A measurement row with the harness's provenance (versions, OS, time, load). ``n`` is the number of
+    timed runs taken; the median's 95 % CI goes into ``notes`` after the variant name (:func:`ci_note`)."""
     value = p10 = p90 = busy = None
     if timing is not None:
         value, p10, p90 = timing_to_values(timing, protocol)
         busy = round(timing.other_pct, 2)
+        notes = "; ".join(s for s in (notes, ci_note(timing, protocol)) if s)
     return Measurement(
         device_id=device_id,
         config_hash=config_hash,
@@ -169,7 +261,7 @@ def make_measurement(
         precision=protocol.precision,
         threads=protocol.threads,
         warmup=protocol.warmup,
-        n=protocol.runs if timing is not None else None,
+        n=timing.n if timing is not None else None,
         p10=p10,
         p90=p90,
         busy_pct=busy,
@@ -184,6 +276,27 @@ def make_measurement(
     ).validate()
 
 
+def ci_note(timing: Timing, protocol: Protocol) -> str:
+    """What a row records about its median's precision, e.g. ``median 95% CI ±0.42% [30.81, 31.07] ms, 23 runs
+    (adaptive, target ±1%)``. In the metric's unit (throughput: the CI of the batch time, inverted)."""
+    lo_s, hi_s = timing.ci_s
+    if protocol.metric == "latency_ms":
+        lo, hi, unit = lo_s * 1e3, hi_s * 1e3, "ms"
+    else:
+        lo, hi, unit = protocol.batch / hi_s, protocol.batch / lo_s, "img/s"
+    how = f"adaptive, target ±{protocol.target_ci_pct:g}%" if protocol.adaptive else "fixed"
+    return f"median 95% CI ±{timing.ci_half_pct:.2f}% [{lo:.4g}, {hi:.4g}] {unit}, {timing.n} runs ({how})"
+
+
+_CI_NOTE = re.compile(r"median 95% CI ±([0-9.]+|inf)%")
+
+
+def ci_from_notes(notes) -> float | None:
+    """The median's 95 % CI half-width in % recorded by :func:`ci_note` in a row's notes (None if absent)."""
+    m = _CI_NOTE.search(notes) if isinstance(notes, str) else None
+    return float(m.group(1)) if m else None
+
+
 def measure_config(
     config: LowFormerConfig,
     protocol: Protocol,
@@ -193,11 +306,19 @@ def measure_config(
     repeat: int = 0,
     campaign: str | None = None,
     backend: Backend | None = None,
+    onnx_path: str | None = None,
 ) -> tuple[Measurement, Architecture]:
-    """Build, export/compile and time one config in this process (campaigns isolate it in a child)."""
+    """Build, export/compile and time one config in this process (campaigns isolate it in a worker).
+
+    ``onnx_path``: the config already exported there (a campaign exports ahead of timing): loaded instead of
+    building and exporting it again (backends that run ONNX files)."""
     backend = backend or get_backend(protocol.backend, protocol.threads, protocol.precision)
     try:
-        runner = backend.load_config(config, protocol.batch)
+        if onnx_path is not None:
+            r = config.resolution
+            runner = backend.load_onnx(onnx_path, (protocol.batch, 3, r, r))
+        else:
+            runner = backend.load_config(config, protocol.batch)
         timing, status, reason = measure_runner(runner, protocol)
     finally:
         backend.close()

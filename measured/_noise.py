@@ -7,6 +7,7 @@ import pandas as pd
 
 from lowformer_common import UserError
 
+from ._harness import ci_from_notes
 from ._records import full_results
 
 
@@ -14,7 +15,9 @@ def noise_report(df: pd.DataFrame) -> dict:
     """CV (std / mean, ddof 1) of the medians of every config measured at least twice under one protocol.
 
     ``df`` holds ok measurements (``Store.measurements``). Returns the number of configs and repeats and
-    the median, mean, 90th percentile and maximum CV in percent, per protocol.
+    the median, mean, 90th percentile and maximum CV in percent, per protocol; and, over every row of the
+    protocol, the median number of timed runs and, where rows record it (adaptive timing), the median and
+    90th percentile of the medians' 95 % CI half-width in percent.
     """
     df = full_results(df)
     if df.empty:
@@ -35,6 +38,13 @@ def noise_report(df: pd.DataFrame) -> dict:
             "cv_max_pct": round(float(np.max(cv)), 3),
             "share_within_3pct": round(float(np.mean(cv <= 3.0)), 3),
         }
+        n = pd.to_numeric(g["n"], errors="coerce").dropna() if "n" in g else pd.Series(dtype=float)
+        if len(n):
+            out[protocol]["runs_median"] = float(n.median())
+        ci = pd.Series([ci_from_notes(v) for v in g["notes"]], dtype=float).dropna() if "notes" in g else pd.Series(dtype=float)
+        if len(ci):
+            out[protocol]["ci_half_pct_median"] = round(float(ci.median()), 3)
+            out[protocol]["ci_half_pct_p90"] = round(float(np.percentile(ci, 90)), 3)
     if not out:
         raise UserError("device: no config was measured twice; run `lowformer-nas measure --sample 30 --repeats 5`")
     return out

@@ -8,6 +8,7 @@ by the search with :func:`load_predictor`.
 
 from ._additive import ALPHA_GRID, DEFAULT_TERMS, TERMS, AdditiveModel, MacsBaseline, design_matrix
 from ._base import HIGHER_IS_BETTER, PREDICTABLE_METRICS, CostModel, PredictorError, from_cost, to_cost
+from ._design import CRITERIA, design_rows, informative_order, random_order, rank_sources
 from ._features import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -48,10 +49,27 @@ from ._train import (
     train,
     training_data,
 )
-from ._transfer import TransferModel, few_shot_curve, transfer_from
+from ._transfer import (
+    FEW_SHOT_METHODS,
+    SELECTIONS,
+    TransferModel,
+    choose_by_validation,
+    few_shot_curve,
+    few_shot_table,
+    transfer_from,
+)
 
 __all__ = [
     "ALPHA_GRID",
+    "CRITERIA",
+    "FEW_SHOT_METHODS",
+    "SELECTIONS",
+    "choose_by_validation",
+    "design_rows",
+    "few_shot_table",
+    "informative_order",
+    "random_order",
+    "rank_sources",
     "AccuracySurrogate",
     "AdditiveModel",
     "CostModel",

@@ -9,7 +9,9 @@ target's measurements (``mode="auto"``):
   source's coefficients times the scale factor (devices whose op types differ in relative cost). For a
   LightGBM ratio source, its additive base is re-fit and its trees' correction kept.
 
-:func:`few_shot_curve` compares this with training from scratch for growing training-set sizes.
+:func:`few_shot_curve` compares this with training from scratch for growing training-set sizes;
+:func:`few_shot_table` does so the way a device is onboarded (anchors first, the source chosen on them,
+then random or informative selection) and adds the choice between the two by cross-validation.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ._additive import AdditiveModel
 from ._base import MIN_ROWS, CostModel, PredictorError, check_finite, from_cost
 from ._features import SCHEMA_HASH, in_space_mask
 from ._lgbm import LGBMModel
-from ._metrics import regression_report
+from ._metrics import cross_val_predict, mape, regression_report
 from ._persist import estimator_from_json, estimator_to_json
 
 MODES = ("scale", "affine", "refit")
@@ -71,8 +73,8 @@ class TransferModel(CostModel):
             modes.append("refit")
         return modes
 
-    def _fit_mode(self, mode, X, y, s):
-        """(a, b, refit) for one mode."""
+    def _fit_mode(self, mode, X, y, s, alpha=None):
+        """(a, b, refit) for one mode; ``alpha``: the refit's pull towards the source (None: chosen by CV)."""
         ls, ly = np.log(s), np.log(y)
         a = float(np.mean(ly - ls))
         if mode == "scale":
@@ -90,7 +92,7 @@ class TransferModel(CostModel):
         # The trees' correction (ratio sources) stays as it is; the additive part learns the rest.
         corr = np.exp(_unwrap(self.source).correction(X)) if _additive_of(self.source)[1] is not None else 1.0
         refit = AdditiveModel(
-            terms=add.terms, relative=add.relative, prior_coef=tuple(float(c) * np.exp(a) for c in add.coef_)
+            terms=add.terms, alpha=alpha, relative=add.relative, prior_coef=tuple(float(c) * np.exp(a) for c in add.coef_)
         ).fit(X, y / corr)
         return a, 1.0, refit
 
@@ -117,13 +119,16 @@ class TransferModel(CostModel):
             raise ValueError("X: no row of the search space to fit on")
         s = _unwrap(self.source).predict(X)
         if len(modes) > 1 and len(y) >= 3:
+            # The refit's pull towards the source is chosen once on all rows and kept while the modes are
+            # compared: choosing it again inside every left-out fit costs n times more for the same choice.
+            alpha = self._fit_mode("refit", X, y, s)[2].alpha_ if "refit" in modes else None
             errs = []
             for m in modes:
                 err = 0.0
                 for i in range(len(y)) if len(y) <= 50 else np.array_split(np.arange(len(y)), 10):
                     test = np.atleast_1d(i)
                     train = np.setdiff1d(np.arange(len(y)), test)
-                    a, b, refit = self._fit_mode(m, X[train], y[train], s[train])
+                    a, b, refit = self._fit_mode(m, X[train], y[train], s[train], alpha)
                     p = self._predict_mode(X[test], s[test], a, b, refit)
                     err += float((((p - y[test]) / y[test]) ** 2).sum())
                 errs.append(err)
@@ -209,3 +214,95 @@ def few_shot_curve(
             rep = regression_report(truth, from_cost(metric, est.predict(X_hold)))
             rows.append({"size": n, "method": method, "repeat": r, **rep})
     return pd.DataFrame(rows)
+
+
+SELECTIONS = ("random", "informative")
+FEW_SHOT_METHODS = ("scratch", "transfer", "chosen")
+
+
+def choose_by_validation(X, y, candidates: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """(name, {name: cross-validated MAPE %}) of the candidate estimator with the lowest cross-validated
+    relative error on (X, y) (leave-one-out up to 30 rows, else 5-fold); ties go to the first."""
+    errs = {}
+    for name, est in candidates.items():
+        try:
+            errs[name] = mape(y[in_space_mask(X)], cross_val_predict(est, X, y))
+        except ValueError:
+            errs[name] = float("inf")
+    return min(errs, key=lambda k: (errs[k], list(candidates).index(k))), errs
+
+
+def few_shot_table(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_hold: np.ndarray,
+    y_hold: np.ndarray,
+    *,
+    X_anchors: np.ndarray,
+    y_anchors: np.ndarray,
+    sources: dict[str, Any],
+    sizes: Sequence[int] = (10, 20, 30, 50),
+    repeats: int = 5,
+    selections: Sequence[str] = SELECTIONS,
+    methods: Sequence[str] = FEW_SHOT_METHODS,
+    metric: str = "latency_ms",
+    criterion: str = "i",
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Few-shot quality the way ``lowformer-nas onboard`` works, on measurements taken beforehand.
+
+    The anchors (``X_anchors``/``y_anchors``, measured on the device) pick the source among ``sources``
+    ({name: fitted estimator or TrainedPredictor}) by :func:`predictors.rank_sources`. For each size n the
+    training set is the anchors plus n - len(anchors) configs of the pool, chosen at random (``repeats``
+    seeded draws) or by :func:`predictors.informative_order` (deterministic: one draw). On it are fitted the
+    additive model from scratch, the transfer from the source, and "chosen": the better of the two by
+    cross-validation on the training set (what onboarding saves). Every model is scored on the hold-out,
+    which is never trained on. ``y_*`` are costs (:func:`predictors.to_cost`); scores are in ``metric``.
+
+    Returns (DataFrame: size, selection, method, repeat, source, model, figures of
+    :func:`predictors.regression_report`; the source ranking).
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from ._design import informative_order, random_order, rank_sources
+
+    bad = [s for s in selections if s not in SELECTIONS] + [m for m in methods if m not in FEW_SHOT_METHODS]
+    if bad:
+        raise ValueError(f"selections/methods: unknown {bad[0]!r}; allowed {'|'.join(SELECTIONS)} / {'|'.join(FEW_SHOT_METHODS)}")
+    ranking = rank_sources(X_anchors, y_anchors, sources)
+    if not ranking:
+        raise ValueError("sources: none of them predicts the anchors")
+    best = ranking[0]["source"]
+    src = getattr(sources[best], "estimator", sources[best])
+    k0 = len(y_anchors)
+    truth = from_cost(metric, y_hold)
+    plan = []
+    for n in sizes:
+        if n <= k0 or n - k0 > len(y_pool):
+            continue
+        for sel in selections:
+            for r in range(repeats if sel == "random" else 1):
+                plan.append((n, sel, r))
+    cost_pool, cost_anchors = src.predict(X_pool), src.predict(X_anchors)
+    rows = []
+    for n, sel, r in tqdm(plan, desc="few-shot fits", unit="draw", disable=not progress, dynamic_ncols=True):
+        if sel == "random":
+            idx = random_order(len(y_pool), n - k0, seed=seed + 1000 * n + r)
+        else:
+            idx = informative_order(X_pool, n - k0, X_known=X_anchors, expected_cost=cost_pool,
+                                    expected_cost_known=cost_anchors, criterion=criterion)
+        X = np.vstack([X_anchors, X_pool[idx]])
+        y = np.concatenate([y_anchors, y_pool[idx]])
+        fitted = {"scratch": AdditiveModel(), "transfer": transfer_from(src)}
+        chosen = None
+        if "chosen" in methods:
+            chosen, _ = choose_by_validation(X, y, fitted)
+        for method in methods:
+            name = chosen if method == "chosen" else method
+            est = clone(fitted[name]).fit(X, y)
+            rep = regression_report(truth, from_cost(metric, est.predict(X_hold)))
+            rows.append({"size": n, "selection": sel, "method": method, "repeat": r, "source": best, "model": name,
+                         **rep})
+    return pd.DataFrame(rows), ranking

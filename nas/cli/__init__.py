@@ -9,7 +9,8 @@ import sys
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__
 
 # Modules that add sub-commands; each has register(subparsers).
-_GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study")
+_GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study",
+           "nas.cli._onboard")
 
 
 _MEASURE_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript")
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ._onboard import before_command
+
+        before_command(args)  # --device local, the onboarding hint, the drift check
         return args.func(args) or 0
     except UserError as e:
         print(f"lowformer-nas: error: {e}", file=sys.stderr)

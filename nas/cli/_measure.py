@@ -11,7 +11,8 @@ from ._common import add_store_arg, device_id, positive_int, threads, timeout_se
 def register(sub) -> None:
     p = sub.add_parser("measure", help="measure configs on this machine (resumable campaign)")
     p.add_argument("--device", default="local", type=device_id,
-                   help="device id to store under (default: named after this machine's hardware fingerprint)")
+                   help="device id to store under (default local: this machine's id, named after its hardware "
+                        "fingerprint and CPU identity)")
     p.add_argument("--backend", default="onnxruntime",
                    help="onnxruntime | torch | torchscript | torch_cuda | tensorrt (default onnxruntime)")
     p.add_argument("--metric", default="latency_ms", choices=("latency_ms", "throughput_img_s"),
@@ -20,7 +21,16 @@ def register(sub) -> None:
     p.add_argument("--threads", type=threads, default=1, help="CPU threads (intra-op; default 1)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp32 (default) or fp16 (GPU backends)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs at most (default 100)")
+    p.add_argument("--min-runs", type=int, default=10, help="timed runs at least, when adaptive (default 10)")
+    p.add_argument("--target-ci", type=float, default=1.0, metavar="PCT",
+                   help="stop timing once the median's 95%% confidence interval is within ±PCT%% (default 1; "
+                        "0: always --runs timed runs)")
+    p.add_argument("--export-workers", type=int, metavar="N",
+                   help="processes that export configs ahead of timing, never while timing (default: one per "
+                        "core, at most 4; 1: export inside the timing process)")
+    p.add_argument("--fresh-process", action="store_true",
+                   help="one new process per config, export included (the slower protocol before workers)")
     p.add_argument("--busy-threshold", type=float, default=5.0, metavar="PCT",
                    help="re-measure, then mark busy, when other processes use more than PCT%% of the CPU (default 5)")
     _add_selection(p)
@@ -95,29 +105,48 @@ def cmd_measure(args) -> int:
         raise UserError(f"repeats: must be >= 1 (got {args.repeats})")
     if args.timeout <= 0:
         raise UserError(f"timeout: must be > 0 s (got {args.timeout})")
+    if args.target_ci < 0:
+        raise UserError(f"target-ci: must be a percentage >= 0 (0: fixed --runs) (got {args.target_ci})")
+    if args.export_workers is not None and args.export_workers < 1:
+        raise UserError(f"export-workers: must be >= 1 (got {args.export_workers})")
     _require_torch("measure")
     batch = args.batch or (200 if args.metric == "throughput_img_s" else 1)
     protocol = Protocol(
         metric=args.metric, backend=args.backend, batch=batch, threads=args.threads, precision=args.precision,
-        warmup=args.warmup, runs=args.runs, busy_threshold_pct=args.busy_threshold,
+        warmup=args.warmup, runs=args.runs, min_runs=args.min_runs, target_ci_pct=args.target_ci or None,
+        busy_threshold_pct=args.busy_threshold,
     )
     backend = get_backend(args.backend, args.threads, args.precision)  # fails fast when unavailable
     jobs = jobs_from_args(args, args.repeats)
     store = Store(args.store)
     device = resolve_local_device(store, args.device, gpu=backend.device_kind == "gpu")
     print(f"device {device.device_id} ({device.name}); protocol {protocol.key}; warm-up {protocol.warmup}, "
-          f"{protocol.runs} timed runs, median")
+          f"{protocol_line(protocol)}, median")
     report = run_campaign(jobs, protocol, device, store, campaign=args.campaign, timeout_s=args.timeout,
-                          retry_failed=args.retry_failed)
+                          retry_failed=args.retry_failed, export_workers=args.export_workers,
+                          fresh_process=args.fresh_process)
     print(report.line())
+    names = {j.config.hash: j.name for j in jobs}
     for m in report.measurements:
         if m.status != "ok":
-            print(f"  {m.status}: {m.notes or m.config_hash[:12]}: {m.reason}")
+            print(f"  {m.status}: {names.get(m.config_hash) or m.config_hash[:12]}: {m.reason}")
     if len(jobs) == 1 and report.measurements and report.measurements[0].value is not None:
         m = report.measurements[0]
         unit = "ms" if m.metric == "latency_ms" else "img/s"
-        print(f"{m.notes or m.config_hash[:12]}: {m.value:.3f} {unit} (p10 {m.p10:.3f}, p90 {m.p90:.3f}, n {m.n})")
+        print(f"{names.get(m.config_hash) or m.config_hash[:12]}: {m.value:.3f} {unit} (p10 {m.p10:.3f}, "
+              f"p90 {m.p90:.3f}, n {m.n})")
+    elif len(jobs) == 1 and report.skipped:
+        print(f"{jobs[0].name or jobs[0].config.hash[:12]}: already stored for {device.device_id}; "
+              "`lowformer-nas data export` shows it")
     return 0
+
+
+def protocol_line(protocol) -> str:
+    """How many timed runs, in words."""
+    if protocol.adaptive:
+        return (f"{protocol.min_runs}-{protocol.runs} timed runs (until the median's 95% CI is within "
+                f"±{protocol.target_ci_pct:g}%)")
+    return f"{protocol.runs} timed runs"
 
 
 def cmd_bundle(args) -> int:

@@ -1,5 +1,6 @@
 """Campaigns: failures become stored rows; SIGKILL + restart loses and re-measures nothing; two campaigns
-writing one store at once lose and duplicate nothing."""
+writing one store at once lose and duplicate nothing; workers are reused across configs and replaced after
+a failure; a time budget stops a campaign without losing what it measured."""
 
 import os
 import signal
@@ -16,6 +17,7 @@ from measured import Store  # noqa: E402
 from measured._campaign import Job, run_campaign, run_in_child  # noqa: E402
 from measured._fingerprint import local_device  # noqa: E402
 from measured._harness import Protocol  # noqa: E402
+from measured._measurer import Measurer, Worker, _run_tasks, _Task  # noqa: E402
 from search_spaces import sample_configs  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -34,12 +36,17 @@ def test_failures_become_stored_rows(tmp_path, monkeypatch):
     cfg = next(sample_configs(1, seed=1, resolutions=[32]))
     m = run_in_child(Job(cfg), FAST, "test-dev", None, timeout_s=0.2)
     assert m.status == "failed" and m.reason.startswith("timeout: no result after")
-    import measured._campaign as campaign
+    import measured._measurer as measurer
 
     # 150 MB of address space: not even importing torch fits, on any machine.
-    monkeypatch.setattr(campaign, "memory_limit_bytes", lambda backend: 150 * 2**20)
+    monkeypatch.setattr(measurer, "memory_limit_bytes", lambda backend, share=1.0: 150 * 2**20)
     m = run_in_child(Job(cfg), FAST, "test-dev", None, timeout_s=120)
     assert m.status == "failed" and m.reason
+    # The same cap on a reusable worker: it cannot start, and the config's row says why.
+    with Measurer(FAST, "test-dev", export_workers=1, timeout_s=120) as engine:
+        (_, m), = engine.measure([Job(cfg)])
+    assert m.status == "failed" and m.reason.startswith(("crashed", "the measuring process could not start"))
+    monkeypatch.undo()
 
     store = Store(str(tmp_path / "s.sqlite"))
     jobs = [Job(c) for c in sample_configs(2, seed=2, resolutions=[32])]
@@ -88,8 +95,8 @@ def test_two_campaigns_at_once(store_url):  # SQLite and a real PostgreSQL serve
 
 
 def test_quick_runs_never_stand_in_for_full_ones(tmp_path):
-    from measured._campaign import pending
     from measured import Architecture
+    from measured._campaign import pending
     from measured._harness import make_measurement
 
     store = Store(str(tmp_path / "s.sqlite"))
@@ -101,3 +108,54 @@ def test_quick_runs_never_stand_in_for_full_ones(tmp_path):
     assert pending(store, [Job(cfg)], FAST, dev) == []  # the quick campaign resumes past it
     full = Protocol()
     assert pending(store, [Job(cfg)], full, dev) == [Job(cfg)]  # the full one still measures it
+
+
+def test_one_worker_measures_config_after_config(tmp_path):
+    cfgs = list(sample_configs(3, seed=7, resolutions=[32]))
+    with Measurer(FAST, "test-dev", export_workers=1) as engine:
+        pids = []
+        for _, m in engine.measure([Job(c, repeat=0) for c in cfgs]):
+            assert m.status == "ok" and m.n == 3, m.reason
+            pids.append(engine._workers[0].proc.pid)
+    assert len(set(pids)) == 1  # torch and onnxruntime imported once for all three
+
+
+def test_export_phase_on_every_core_then_timing_alone(tmp_path):
+    cfgs = list(sample_configs(3, seed=8, resolutions=[32]))
+    with Measurer(FAST, "test-dev", export_workers=2) as engine:
+        folder = engine._folder()
+        out = list(engine.measure([Job(c) for c in cfgs] + [Job(cfgs[0], repeat=1)]))
+        assert [m.status for _, m in out] == ["ok"] * 4
+        assert not [f for f in os.listdir(folder) if f.endswith(".onnx")]  # each file removed once timed
+    assert not os.path.exists(folder)
+
+
+def test_a_failed_request_gets_a_fresh_worker(tmp_path):
+    cfg = next(sample_configs(1, seed=9, resolutions=[32]))
+    worker = Worker("onnxruntime", 1, None, str(tmp_path / "w.log"))
+    bad = {"op": "measure", "config": cfg.canonical_json(), "protocol": {"runs": 3, "warmup": 1}, "device_id": "d",
+           "onnx": str(tmp_path / "missing.onnx")}
+    good = dict(bad, onnx=None, protocol={"runs": 3, "warmup": 1, "busy_threshold_pct": 100})
+    pids = []
+    try:
+        for key, reply in _run_tasks([_Task(0, bad), _Task(1, good)], [worker], timeout_s=300):
+            pids.append(worker.proc.pid if worker.proc else None)
+            if key == 0:
+                assert "error" in reply and pids[-1] is None  # stopped after its failure
+            else:
+                assert "measurement" in reply
+    finally:
+        worker.stop()
+
+
+def test_a_time_budget_stops_the_campaign_and_keeps_what_it_measured(tmp_path):
+    from measured import Architecture  # noqa: F401
+
+    store = Store(str(tmp_path / "s.sqlite"), seed=False)
+    jobs = [Job(c) for c in sample_configs(3, seed=10, resolutions=[32])]
+    ticks = iter(range(0, 1000, 10))
+    report = run_campaign(jobs, FAST, local_device(), store, progress=False, export_workers=1, max_seconds=5,
+                          clock=lambda: float(next(ticks)))
+    assert report.ok == 1 and len(store.measurements()) == 1
+    report = run_campaign(jobs, FAST, local_device(), store, progress=False, export_workers=1)
+    assert report.skipped == 1 and report.ok == 2

@@ -6,7 +6,17 @@ import pytest
 
 from lowformer_common import UserError
 from measured._fingerprint import LoadMonitor, hardware_fingerprint, local_device, local_device_id, package_versions
-from measured._harness import Protocol, measure_config, measure_runner, measurement_id, time_runner
+from measured._harness import (
+    Protocol,
+    Timing,
+    ci_from_notes,
+    make_measurement,
+    measure_config,
+    measure_runner,
+    measurement_id,
+    median_ci,
+    time_runner,
+)
 from search_spaces import get_variant
 
 
@@ -93,7 +103,7 @@ def test_measure_config_carries_provenance():
     versions = json.loads(m.versions)
     assert "onnxruntime" in versions and "torch" in versions and m.backend_version == versions["onnxruntime"]
     assert m.timestamp.endswith("+00:00") and m.os and m.busy_pct is not None
-    assert arch.config_hash == cfg.hash and arch.macs > 0 and m.notes == "B0"
+    assert arch.config_hash == cfg.hash and arch.macs > 0 and m.notes.startswith("B0; median 95% CI ±")
 
 
 def test_noise_report():
@@ -105,6 +115,79 @@ def test_noise_report():
         {"protocol": ["p"] * 5, "config_hash": ["a", "a", "a", "b", "c"], "value": [10.0, 10.2, 9.8, 5.0, 7.0]}
     )
     r = noise_report(df)["p"]
-    assert r["configs"] == 1 and r["cv_median_pct"] == pytest.approx(2.0, abs=1e-3)
+    assert r["configs"] == 1 and r["cv_median_pct"] == pytest.approx(2.0, abs=1e-3) and "runs_median" not in r
+    df["n"] = [10, 20, 30, 100, 100]
+    df["notes"] = ["B1; median 95% CI ±0.50% [1, 2] ms, 10 runs (adaptive, target ±1%)", None, "x", None, None]
+    r = noise_report(df)["p"]
+    assert r["runs_median"] == 30 and r["ci_half_pct_median"] == 0.5
     with pytest.raises(UserError, match="no config was measured twice"):
         noise_report(df[df.config_hash != "a"])
+
+
+# ---------------------------------------------------------------------------------------------- adaptive repeats
+
+
+class _Quiet:
+    """A load monitor that reports an idle machine (timing tests must not depend on the machine's load)."""
+
+    other_pct = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _clock(durations):
+    """A perf_counter stand-in: each timed call lasts the next of ``durations`` (seconds)."""
+    import itertools
+
+    steps = itertools.cycle(durations)
+    state = {"t": 0.0, "start": True}
+
+    def clock():
+        if not state["start"]:
+            state["t"] += next(steps)
+        state["start"] = not state["start"]
+        return state["t"]
+
+    return clock
+
+
+def test_median_ci_uses_order_statistics():
+    import numpy as np
+
+    x = np.arange(1.0, 11.0)  # n = 10: the 97.9 % interval [x(2), x(9)] is the narrowest reaching 95 %
+    assert median_ci(x) == (2.0, 9.0)
+    assert median_ci(np.arange(100.0)) == (39.0, 60.0)  # ranks 40 and 61
+    assert median_ci(np.array([3.0, 1.0, 2.0])) == (1.0, 3.0)  # too few for 95 %: the range
+
+
+def test_adaptive_timing_stops_once_the_median_is_precise():
+    calls = []
+    quiet = time_runner(lambda: calls.append(1), warmup=2, runs=100, min_runs=10, target_ci_pct=1.0,
+                        clock=_clock([0.0100, 0.0101, 0.0099]), monitor=_Quiet)
+    assert quiet.n == 10 and len(calls) == 12 and quiet.ci_half_pct <= 1.0
+    noisy = time_runner(lambda: None, warmup=0, runs=100, min_runs=10, target_ci_pct=1.0,
+                        clock=_clock([0.010, 0.014, 0.007, 0.012, 0.009]), monitor=_Quiet)
+    assert noisy.n == 100 and noisy.ci_half_pct > 1.0
+    fixed = time_runner(lambda: None, warmup=0, runs=30, clock=_clock([0.01]), monitor=_Quiet)
+    assert fixed.n == 30
+
+
+def test_adaptive_protocol_and_what_a_row_records():
+    import numpy as np
+
+    p = Protocol()
+    assert p.adaptive and p.min_runs == 10 and p.runs == 100 and p.target_ci_pct == 1.0
+    assert not Protocol(target_ci_pct=None).adaptive and not Protocol(runs=3).adaptive
+    with pytest.raises(UserError, match="^min_runs: must be >= 10 when timing adaptively"):
+        Protocol(min_runs=5)
+    with pytest.raises(UserError, match="^target_ci_pct: must be a percentage"):
+        Protocol(target_ci_pct=0)
+    timing = Timing(np.array([0.0100, 0.0101, 0.0099] * 5), 0.0)
+    m = make_measurement("a" * 64, 224, p, "dev", timing=timing, notes="B1")
+    assert m.n == 15 and m.notes.startswith("B1; median 95% CI ±") and "15 runs (adaptive, target ±1%)" in m.notes
+    assert ci_from_notes(m.notes) == pytest.approx(timing.ci_half_pct, abs=0.01)
+    assert ci_from_notes("B1") is None and ci_from_notes(None) is None

@@ -39,7 +39,7 @@ def test_measure_toy_records_provenance():
                     campaign="c")
     assert m.status == "ok" and m.value > 0 and m.n == 3 and m.warmup == 1
     assert (m.config_hash, m.resolution, m.campaign, m.backend) == (toy.config_hash, 8, "c", "onnxruntime")
-    assert m.notes == "study attention: MHSA" and m.backend_version
+    assert m.notes.startswith("study attention: MHSA; median 95% CI ±") and m.backend_version
 
 
 def test_a_failing_model_becomes_a_failed_measurement():

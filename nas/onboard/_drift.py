@@ -1,0 +1,228 @@
+"""The drift check: does this machine still run as its predictor says?
+
+Two hosts with one fingerprint were measured 1.85x apart, and a host can change (another VM host, a new
+kernel, a thermal limit). Whenever a command measures or searches on a device id that is this machine and
+has a predictor, the anchors (named variants) are measured, once per host and day (cached under
+``$LOWFORMER_NAS_HOME/drift/``), and compared with the predictor: outside its prediction interval where
+the predictor has one (``predict_interval``), else beyond ±10 %, it says so and proposes onboarding.
+The measurements are not stored: they check the predictor; they are not data for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from lowformer_common import home_dir, utc_now, write_json
+from search_spaces import LowFormerConfig, get_variant
+
+from ._common import ANCHORS
+
+TOLERANCE = 0.10  # without a prediction interval: measured within ±10 % of the prediction
+COVERAGE = 0.9
+ENV = "LOWFORMER_NAS_DRIFT_CHECK"  # "0" / "off" / "no": never check
+_MAX_CACHE_BYTES = 1 << 20
+
+
+@dataclasses.dataclass
+class DriftRow:
+    name: str
+    measured: float | None
+    predicted: float
+    lo: float
+    hi: float
+
+    @property
+    def inside(self) -> bool | None:
+        return None if self.measured is None else self.lo <= self.measured <= self.hi
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.measured is None else self.measured / self.predicted
+
+
+@dataclasses.dataclass
+class DriftReport:
+    device: str
+    predictor: str  # "<model type> v<version>"
+    metric: str
+    rows: list[DriftRow]
+    band: str  # how the tolerance was set
+    cached: bool
+    onboard_command: str = "lowformer-nas onboard --device local"
+
+    @property
+    def measured(self) -> list[DriftRow]:
+        return [r for r in self.rows if r.measured is not None]
+
+    @property
+    def drifted(self) -> bool:
+        """Most anchors outside their band (one outlier is noise, not drift)."""
+        rows = self.measured
+        return bool(rows) and sum(not r.inside for r in rows) * 2 > len(rows)
+
+    def lines(self) -> list[str]:
+        rows = self.measured
+        if not rows:
+            return [f"drift check: no anchor could be measured on {self.device}; skipped"]
+        ratio = float(np.exp(np.mean([np.log(r.ratio) for r in rows])))
+        out_n = sum(not r.inside for r in rows)
+        if not self.drifted:
+            return [f"drift check: {self.device} runs as its predictor says ({len(rows) - out_n} of {len(rows)} anchors "
+                    f"within {self.band}; measured / predicted {ratio:.2f})"]
+        worst = max(rows, key=lambda r: abs(np.log(r.ratio)))
+        unit = "ms" if self.metric == "latency_ms" else self.metric
+        return [
+            f"drift: this machine no longer runs as the {self.device} predictor ({self.predictor}) says: {out_n} of "
+            f"{len(rows)} anchors outside {self.band}, measured / predicted {ratio:.2f} on average ({worst.name}: "
+            f"{worst.measured:.4g} {unit} measured, {worst.predicted:.4g} predicted)",
+            f"drift: its predictions (and a search on them) are off by about {abs(ratio - 1) * 100:.0f}% here; "
+            f"onboard this machine: {self.onboard_command}",
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "predictor": self.predictor, "metric": self.metric, "band": self.band,
+                "cached": self.cached, "drifted": self.drifted,
+                "rows": [dataclasses.asdict(r) | {"inside": r.inside} for r in self.rows]}
+
+
+def drift_disabled() -> bool:
+    """Whether $LOWFORMER_NAS_DRIFT_CHECK turns the check off (0, off, no, false)."""
+    return os.environ.get(ENV, "").strip().lower() in ("0", "off", "no", "false")
+
+
+def is_this_machine(device_id: str, store=None) -> bool:
+    """Whether ``device_id`` names this machine: its own id, or a stored device with its CPU identity."""
+    from measured import local_device_id, same_machine
+
+    if device_id in (local_device_id(), local_device_id(gpu=True)):
+        return True
+    if store is None:
+        return False
+    existing = store.device(device_id)
+    return existing is not None and existing.source == "harness" and same_machine(existing)
+
+
+def _cache_path(device_id: str, protocol_key: str, day: str):
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", protocol_key)
+    return home_dir() / "drift" / device_id / f"{day}_{safe}.json"
+
+
+def _read_cache(path) -> dict[str, float] | None:
+    """{anchor: measured value} from a cache file, or None when absent or not ours."""
+    try:
+        if path.stat().st_size > _MAX_CACHE_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    values = data.get("values") if isinstance(data, dict) else None
+    if not isinstance(values, dict):
+        return None
+    out = {}
+    for k, v in values.items():
+        if k in ANCHORS and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0)):
+            out[k] = v
+    return out if set(out) == set(ANCHORS) else None
+
+
+def _protocol_of(pred):
+    """The protocol the predictor was trained on, to measure the anchors the same way (None: not here)."""
+    from measured import BACKENDS, Protocol
+
+    p = pred.meta.get("protocol", {}) or {}
+    backend = p.get("backend") or "onnxruntime"
+    if backend not in BACKENDS:
+        return None
+    kw = dict(backend=backend, batch=int(p.get("batch") or 1), threads=int(p.get("threads") or 1),
+              precision=p.get("precision") or "fp32")
+    if pred.metric == "throughput_img_s":
+        return Protocol.throughput(**kw)
+    if pred.metric != "latency_ms":
+        return None
+    return Protocol(**kw)
+
+
+def measure_anchors(protocol, device_id: str, *, progress: bool = False) -> dict[str, float | None]:
+    """{anchor: median} measured now in worker processes (not stored); None where a run failed or was busy."""
+    from measured import Job, Measurer
+
+    jobs = [Job(get_variant(n).config, n) for n in ANCHORS]
+    out: dict[str, float | None] = {n: None for n in ANCHORS}
+    from tqdm import tqdm
+
+    with Measurer(protocol, device_id) as m, tqdm(total=len(jobs), desc="drift check: anchors", unit="model",
+                                                  disable=not progress, leave=False) as bar:
+        for job, meas in m.measure(jobs):
+            out[job.name] = meas.value if meas.status == "ok" else None
+            bar.update(1)
+    return out
+
+
+def drift_check(
+    device_id: str,
+    *,
+    store=None,
+    predictor=None,
+    measure: Callable[[Any, str], dict[str, float | None]] | None = None,
+    today: str | None = None,
+    progress: bool = False,
+    onboard_command: str | None = None,
+) -> DriftReport | None:
+    """Compare this machine's anchors with ``device_id``'s predictor (None when the device is not this
+    machine, has no predictor, or its protocol cannot run here). ``predictor``, ``measure(protocol,
+    device_id)`` and ``today`` (YYYY-MM-DD, UTC) are injectable (tests)."""
+    from predictors import PredictorError, load_predictor
+
+    if predictor is None:
+        if not is_this_machine(device_id, store):
+            return None
+        try:
+            predictor = load_predictor(device_id)
+        except PredictorError:
+            return None
+    protocol = _protocol_of(predictor)
+    if protocol is None:
+        return None
+    if measure is None:
+        from measured import BACKENDS
+
+        if not BACKENDS[protocol.backend].available():
+            return None  # its runtime is not installed here: nothing to compare
+    day = today or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+    path = _cache_path(device_id, protocol.key, day)
+    values = _read_cache(path)
+    cached = values is not None
+    if values is None:
+        values = (measure or (lambda p, d: measure_anchors(p, d, progress=progress)))(protocol, device_id)
+        write_json(path, {"device": device_id, "protocol": protocol.key, "day": day, "measured_at": utc_now(),
+                          "values": values})
+    configs = [get_variant(n).config for n in ANCHORS]
+    lo, hi, band = _band(predictor, configs)
+    pred = predictor.predict(configs)
+    rows = [DriftRow(n, values.get(n), float(p), float(a), float(b)) for n, p, a, b in zip(ANCHORS, pred, lo, hi)]
+    return DriftReport(device_id, f"{predictor.model_type} v{predictor.version}", predictor.metric, rows, band, cached,
+                       onboard_command or "lowformer-nas onboard --device local")
+
+
+def _band(predictor, configs: Sequence[LowFormerConfig]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(lo, hi, words): the predictor's interval at COVERAGE when it has one, else ±TOLERANCE."""
+    pred = np.asarray(predictor.predict(configs), dtype=float)
+    interval = getattr(predictor, "predict_interval", None)
+    if interval is not None:
+        try:
+            iv = interval(configs, COVERAGE)
+            lo, hi = np.asarray(iv.lo, dtype=float), np.asarray(iv.hi, dtype=float)
+            if lo.shape == pred.shape and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+                # The interval, but never narrower than the measurement noise of a median (±2 %).
+                lo, hi = np.minimum(lo, pred * 0.98), np.maximum(hi, pred * 1.02)
+                return lo, hi, f"the predictor's {COVERAGE:.0%} interval"
+        except Exception:  # noqa: BLE001 (a predictor without calibration data: fall back to the fixed band)
+            pass
+    return pred * (1 - TOLERANCE), pred * (1 + TOLERANCE), f"±{TOLERANCE:.0%} of its predictions"

@@ -1,0 +1,502 @@
+"""``lowformer-nas onboard``: a predictor for a device that has no data, in minutes.
+
+1. Measure the anchors (a few named variants) on the device.
+2. Rank every known device's predictor by how well it predicts the anchors after a common scale factor
+   (:func:`predictors.rank_sources`); the best is the transfer source.
+3. Choose what to measure by an informative design over configs sampled from the whole space
+   (:func:`predictors.informative_order`, weighted by the source's expected times), not at random.
+4. Measure those configs, most informative first, until ``--configs`` or ``--minutes`` is reached.
+5. Train from scratch and by transfer from the source; keep the better by cross-validation; save it.
+6. Score it on a few random configs measured afterwards and never trained on (the hold-out), and print
+   the next command.
+
+On this machine every result is stored as it comes and the round's plan (anchors, design, hold-out, time
+spent) is a file under ``$LOWFORMER_NAS_HOME/onboard/<device>/``, so an interrupted onboarding resumes where
+it stopped. An edge device goes through a bundle: ``--bundle DIR`` writes the anchors, the design and the
+hold-out as one bundle (no source is known yet: the design weights by MACs), ``--results FILE`` imports the
+runner's CSV and trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from lowformer_common import UserError, utc_now
+from search_spaces import LowFormerConfig, sample_configs
+
+from ._common import (
+    ANCHORS,
+    anchor_jobs,
+    campaign_name,
+    known_sources,
+    latest_plan,
+    next_round,
+    save_plan,
+)
+
+DESIGNS = ("i", "d", "random")
+DEFAULT_MINUTES = 5.0
+DEFAULT_CONFIGS = 30
+DEFAULT_HOLDOUT = 10
+DEFAULT_POOL = 2000
+# Seeds of the hold-out draws are offset from the design's, so the two never share a sample stream.
+_HOLDOUT_SEED_OFFSET = 104_729
+
+
+@dataclasses.dataclass
+class OnboardSettings:
+    """What ``lowformer-nas onboard`` does. ``configs`` counts the anchors; the hold-out is extra."""
+
+    device: str | None = "local"
+    minutes: float = DEFAULT_MINUTES
+    configs: int = DEFAULT_CONFIGS
+    holdout: int = DEFAULT_HOLDOUT
+    source: str = "auto"  # auto | none | a device id with a predictor
+    design: str = "i"  # i | d | random
+    pool: int = DEFAULT_POOL
+    seed: int = 0
+    restart: bool = False
+    protocol: Any = None  # measured.Protocol; default: the paper's CPU latency protocol
+    export_workers: int | None = None
+    timeout_s: float | None = None
+    measurer: Any = None  # a measured.Measurer-like factory (tests); default measured.Measurer
+    progress: bool = True
+    out: str | None = None  # predictors root (default $LOWFORMER_NAS_HOME/predictors)
+
+    def validate(self) -> "OnboardSettings":
+        if not (isinstance(self.minutes, (int, float)) and math.isfinite(self.minutes) and self.minutes > 0):
+            raise UserError(f"minutes: must be > 0 (got {self.minutes!r})")
+        if not isinstance(self.configs, int) or self.configs < len(ANCHORS) + 2:
+            raise UserError(f"configs: must be an integer >= {len(ANCHORS) + 2} (the {len(ANCHORS)} anchors and at "
+                            f"least 2 more) (got {self.configs!r})")
+        if not isinstance(self.holdout, int) or not 0 <= self.holdout <= 1000:
+            raise UserError(f"holdout: must be an integer in [0, 1000] (got {self.holdout!r})")
+        if self.design not in DESIGNS:
+            raise UserError(f"design: must be one of {'|'.join(DESIGNS)} (got {self.design!r})")
+        if not isinstance(self.pool, int) or not self.configs <= self.pool <= 20000:
+            raise UserError(f"pool: must be an integer in [{self.configs}, 20000] (got {self.pool!r})")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed: must be an integer >= 0 (got {self.seed!r})")
+        if self.protocol is None:
+            from measured import Protocol
+
+            self.protocol = Protocol()
+        return self
+
+
+@dataclasses.dataclass
+class OnboardResult:
+    device: str
+    round: int
+    metric: str
+    n_train: int
+    seconds: float  # measuring time of the round's training configs (anchors included)
+    ranking: list[dict]
+    source: str | None
+    chosen: str  # "scratch" | "transfer"
+    model_type: str
+    cv: dict  # cross-validated figures of the saved model
+    holdout: dict | None  # figures on the hold-out, None without one
+    predictor_path: str
+    next_command: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- design
+
+
+def _features(configs: Sequence[LowFormerConfig]) -> np.ndarray:
+    from predictors import featurize
+
+    return featurize(list(configs))
+
+
+def _expected_cost(source, X: np.ndarray) -> np.ndarray | None:
+    """The source's predicted cost of each row (None without a usable source: MACs then weigh the design)."""
+    if source is None:
+        return None
+    cost = np.asarray(source.estimator.predict(X), dtype=float)
+    return cost if np.all(np.isfinite(cost)) and np.all(cost > 0) else None
+
+
+def design_configs(anchors: Sequence[LowFormerConfig], n: int, *, pool: int, seed: int, design: str,
+                   source=None, exclude: set[str] = frozenset()) -> list[LowFormerConfig]:
+    """``n`` configs to measure after the anchors, most informative first (see the module doc)."""
+    from predictors import informative_order, random_order
+
+    taken = {c.hash for c in anchors} | set(exclude)
+    candidates = [c for c in sample_configs(pool, seed=seed) if c.hash not in taken]
+    if design == "random":
+        order = random_order(len(candidates), n, seed=seed)
+    else:
+        Xc, Xa = _features(candidates), _features(anchors)
+        order = informative_order(Xc, n, X_known=Xa, expected_cost=_expected_cost(source, Xc),
+                                  expected_cost_known=_expected_cost(source, Xa), criterion=design)
+    return [candidates[i] for i in order]
+
+
+def holdout_configs(n: int, seed: int, exclude: set[str]) -> list[LowFormerConfig]:
+    """``n`` random configs of the whole space (a seed of their own), none of ``exclude``."""
+    out = []
+    for c in sample_configs(n + len(exclude), seed=seed + _HOLDOUT_SEED_OFFSET):
+        if c.hash not in exclude:
+            out.append(c)
+        if len(out) == n:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _rank(device_id: str, metric: str, anchor_hashes: Sequence[str], df) -> list[dict]:
+    from predictors import featurize, rank_sources, to_cost
+
+    d = df[df["config_hash"].isin(set(anchor_hashes)) & (df["status"] == "ok")]
+    d = d.groupby("config_hash", sort=True).agg(value=("value", "median"), config_json=("config_json", "first"))
+    if len(d) < 2:
+        return []
+    X = featurize([LowFormerConfig.from_json(j) for j in d["config_json"]])
+    return rank_sources(X, to_cost(metric, d["value"].to_numpy(float)), known_sources(exclude={device_id}))
+
+
+def _pick_source(setting: str, ranking: list[dict], device_id: str):
+    """(source device or None, its TrainedPredictor or None)."""
+    from predictors import load_predictor
+
+    if setting == "none":
+        return None, None
+    if setting == "auto":
+        if not ranking:
+            return None, None
+        name = ranking[0]["source"]
+    else:
+        if setting == device_id:
+            raise UserError(f"source: {setting!r} is the device being onboarded; give another device or auto")
+        name = setting
+    return name, load_predictor(name)
+
+
+def train_best(data, source_name: str | None, source, progress=None) -> tuple[Any, dict, str]:
+    """(TrainedPredictor, its validation figures, "scratch"|"transfer"): both trained on ``data``, the one whose
+    chosen model has the lower cross-validated MAPE kept (ties: scratch, the simpler)."""
+    from predictors import PredictorError, train
+
+    pred, results = train(data, "auto", progress=progress)
+    best = (pred, results, "scratch")
+    if source is not None:
+        try:
+            tpred, tres = train(data, "transfer", source=source, progress=progress)
+        except PredictorError:
+            tpred = None
+        if tpred is not None and tres[tpred.meta["model_name"]]["mape"] < results[pred.meta["model_name"]]["mape"]:
+            tpred.meta["transfer_source"] = {"device": source_name, "metric": source.metric,
+                                             "version": source.version, "model_type": source.model_type}
+            best = (tpred, tres, "transfer")
+    return best
+
+
+def _holdout_figures(pred, df, hold_hashes: Sequence[str]) -> dict | None:
+    from predictors import regression_report
+
+    d = df[df["config_hash"].isin(set(hold_hashes)) & (df["status"] == "ok")]
+    if not len(d):
+        return None
+    d = d.groupby("config_hash", sort=True).agg(value=("value", "median"), config_json=("config_json", "first"))
+    configs = [LowFormerConfig.from_json(j) for j in d["config_json"]]
+    return regression_report(d["value"].to_numpy(float), pred.predict(configs))
+
+
+def _full_ok(df):
+    from measured import full_results
+
+    df = full_results(df)
+    return df[(df["status"] == "ok") & df["flag"].isna()] if len(df) else df
+
+
+def _round_ids(device_id: str, protocol, plan: dict) -> set[str]:
+    """The ids this round's ok results have (deterministic): a later round's rows never mix with an earlier
+    round's measurements of the same configs (the machine may have changed in between)."""
+    from measured import measurement_id
+
+    hashes = plan["anchors"] + plan["design"] + plan["holdout"]
+    return {measurement_id(device_id, protocol.key, h, plan["round"], "ok", protocol.runs) for h in hashes}
+
+
+def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key: str | None, source_setting: str,
+                out: str | None, log: Callable[[str], None], progress=None, ids: set[str] | None = None) -> OnboardResult:
+    """Rank sources on the anchors, train scratch vs transfer on the plan's anchors + design, score the
+    hold-out, save the predictor. Shared by the local and the bundle route. ``ids``: only these rows."""
+    import pathlib
+
+    from predictors import PredictorError, save_version, training_data, user_dir
+
+    df = _full_ok(store.measurements(device=device_id, metric=metric))
+    if ids is not None and len(df):
+        df = df[df["id"].isin(ids)]
+    train_hashes = set(plan["anchors"]) | set(plan["design"])
+    ranking = _rank(device_id, metric, plan["anchors"], df)
+    source_name, source = _pick_source(source_setting, ranking, device_id)
+    if ranking:
+        log("anchors vs known devices (after one scale factor; best first):")
+        for r in ranking[:5]:
+            tau = "-" if r["kendall_tau"] is None else f"{r['kendall_tau']:.2f}"
+            log(f"  {r['source']:24s} {r['scale']:8.3g}x   spread ±{r['spread_pct']:.1f}%   τ {tau}")
+    train_df = df[df["config_hash"].isin(train_hashes)]
+    if protocol_key is not None:
+        train_df = train_df[train_df["protocol"] == protocol_key]
+    try:
+        data = training_data(train_df, device_id, metric)
+    except PredictorError as e:
+        raise UserError(f"onboard: nothing to train on yet ({e}); rerun to measure") from None
+    pred, results, chosen = train_best(data, source_name, source, progress)
+    meta_round = {"round": plan["round"], "anchors": list(ANCHORS), "design": plan["settings"].get("design"),
+                  "configs": data.n_configs, "seconds": round(plan["spent_s"], 1), "ranking": ranking,
+                  "chosen": chosen, "created": utc_now()}
+    pred.meta["onboarding"] = meta_round
+    hold = _holdout_figures(pred, df, plan["holdout"])
+    root = pathlib.Path(out) if out else user_dir()
+    path = save_version(root / device_id / metric, pred.estimator, pred.meta)
+    name = pred.meta["model_name"]
+    return OnboardResult(
+        device=device_id, round=plan["round"], metric=metric, n_train=data.n_configs, seconds=plan["spent_s"],
+        ranking=ranking, source=source_name if chosen == "transfer" else None, chosen=chosen,
+        model_type=pred.meta["model_type"], cv={k: v for k, v in results[name].items() if k != "oof"}, holdout=hold,
+        predictor_path=str(path), next_command="",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- this machine
+
+
+def _new_plan(device_id: str, kind: str, round_: int, settings: OnboardSettings) -> dict:
+    return {"device": device_id, "round": round_, "kind": kind, "created": utc_now(), "anchors": [], "design": [],
+            "holdout": [], "source": None, "spent_s": 0.0, "done": False,
+            "settings": {k: getattr(settings, k) for k in ("minutes", "configs", "holdout", "source", "design", "pool",
+                                                           "seed")}}
+
+
+def _resume_or_start(device_id: str, kind: str, settings: OnboardSettings, log) -> dict:
+    plan = latest_plan(device_id)
+    if plan is not None and not plan["done"] and plan["kind"] == kind and not settings.restart:
+        log(f"resuming onboarding round {plan['round']} of {device_id} ({plan['spent_s']:.0f} s measured so far; "
+            "--restart starts a new round)")
+        return plan
+    return _new_plan(device_id, kind, next_round(device_id), settings)
+
+
+def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None] = print,
+                  clock: Callable[[], float] = time.perf_counter) -> OnboardResult:
+    """Onboard this machine (see the module doc); every measurement is stored as it comes."""
+    from measured import Job, resolve_local_device, run_campaign
+
+    settings.validate()
+    protocol = settings.protocol
+    device = resolve_local_device(store, settings.device, gpu=_is_gpu(protocol))  # another machine: refused here
+    plan = _resume_or_start(device.device_id, "local", settings, log)
+    r = plan["round"]
+    budget_s = settings.minutes * 60
+    anchors = [j.config for j in anchor_jobs()]
+    plan["anchors"] = [c.hash for c in anchors]
+    save_plan(plan)
+    options = dict(export_workers=settings.export_workers, progress=settings.progress)
+    if settings.timeout_s is not None:
+        options["timeout_s"] = settings.timeout_s
+    if settings.measurer is not None:
+        options["measurer"] = settings.measurer
+    options["clock"] = clock
+
+    def measure(jobs: list, campaign: str, counted: bool) -> None:
+        base, t0 = plan["spent_s"], clock()
+
+        def on_result(job, m):
+            if counted:
+                plan["spent_s"] = base + clock() - t0
+                save_plan(plan)
+
+        left = budget_s - plan["spent_s"] if counted else None
+        if counted and left <= 0:
+            return
+        run_campaign(jobs, protocol, device, store, campaign=campaign, max_seconds=left, on_result=on_result, **options)
+
+    log(f"onboarding {device.device_id} ({device.name}), round {r}: {len(ANCHORS)} anchors, then up to "
+        f"{settings.configs - len(ANCHORS)} configs by {_design_words(settings.design)}, within {settings.minutes:g} min; "
+        f"then {settings.holdout} random hold-out configs")
+    measure(anchor_jobs(repeat=r), campaign_name(r), counted=True)
+
+    # The design needs the source, the source needs the anchors: chosen once per round, kept in the plan.
+    df = _full_ok(store.measurements(device=device.device_id, metric=protocol.metric))
+    df = df[df["id"].isin(_round_ids(device.device_id, protocol, plan))] if len(df) else df
+    ok_anchors = len(set(df["config_hash"]) & set(plan["anchors"])) if len(df) else 0
+    if ok_anchors < 2 and not plan["design"]:
+        log(f"note: {ok_anchors} of {len(ANCHORS)} anchors measured ok (the others failed or the machine was busy: "
+            "`lowformer-nas data summary`); no source can be ranked, the design weighs configs by MACs")
+    if not plan["design"]:
+        ranking = _rank(device.device_id, protocol.metric, plan["anchors"], df)
+        source_name, source = _pick_source(settings.source, ranking, device.device_id)
+        plan["source"] = source_name
+        configs = design_configs(anchors, settings.configs - len(ANCHORS), pool=settings.pool, seed=settings.seed + r,
+                                 design=settings.design, source=source)
+        plan["design"] = [c.hash for c in configs]
+        plan["design_configs"] = [c.canonical_json() for c in configs]
+        save_plan(plan)
+    configs = [LowFormerConfig.from_json(j) for j in plan.get("design_configs", [])]
+    if [c.hash for c in configs] != plan["design"]:
+        raise UserError(f"onboard: the plan of round {r} does not match its configs; start over with --restart")
+    measure([Job(c, None, r) for c in configs], campaign_name(r), counted=True)
+
+    if settings.holdout and not plan["holdout"]:
+        hold = holdout_configs(settings.holdout, settings.seed + r, set(plan["anchors"]) | set(plan["design"]))
+        plan["holdout"] = [c.hash for c in hold]
+        plan["holdout_configs"] = [c.canonical_json() for c in hold]
+        save_plan(plan)
+    hold = [LowFormerConfig.from_json(j) for j in plan.get("holdout_configs", [])]
+    if [c.hash for c in hold] != plan["holdout"]:
+        raise UserError(f"onboard: the plan of round {r} does not match its hold-out; start over with --restart")
+    if hold:
+        log(f"hold-out: {len(hold)} random configs, measured to score the predictor, never trained on")
+        measure([Job(c, None, r) for c in hold], campaign_name(r, "holdout"), counted=False)
+
+    measured_n, planned = _count_measured(store, device.device_id, protocol, plan), len(plan["anchors"]) + len(plan["design"])
+    if measured_n < planned:
+        why = (f"the {settings.minutes:g}-minute budget was spent" if plan["spent_s"] >= budget_s
+               else "the others failed or the machine was busy (`lowformer-nas data summary`)")
+        log(f"{measured_n} of {planned} planned configs measured ok: {why}; training on those (rerun to measure the "
+            "rest: busy ones are measured again; --minutes M raises the budget)")
+    result = train_round(store, device.device_id, protocol.metric, plan, protocol_key=protocol.key,
+                         source_setting=settings.source if plan["source"] is None else plan["source"],
+                         out=settings.out, log=log, ids=_round_ids(device.device_id, protocol, plan))
+    plan["done"] = True
+    plan["predictor"] = result.predictor_path
+    save_plan(plan)
+    result.next_command = _next_command(settings.device, store, device.device_id, protocol)
+    return result
+
+
+def _is_gpu(protocol) -> bool:
+    from measured import BACKENDS
+
+    return BACKENDS[protocol.backend].device_kind == "gpu"
+
+
+def _design_words(design: str) -> str:
+    return {"i": "an informative design (I-optimal)", "d": "an informative design (D-optimal)",
+            "random": "random sampling"}[design]
+
+
+def _count_measured(store, device_id: str, protocol, plan: dict) -> int:
+    df = _full_ok(store.measurements(device=device_id, metric=protocol.metric))
+    hashes = set(df.loc[df["id"].isin(_round_ids(device_id, protocol, plan)), "config_hash"]) if len(df) else set()
+    return len(hashes & (set(plan["anchors"]) | set(plan["design"])))
+
+
+def _next_command(device_arg: str | None, store, device_id: str, protocol) -> str:
+    from measured import is_local_name
+
+    df = _full_ok(store.measurements(device=device_id, metric=protocol.metric))
+    budget = float(np.median(df["value"])) if len(df) and protocol.metric == "latency_ms" else None
+    dev = "local" if is_local_name(device_arg) else device_id
+    flag = f" --budget-ms {max(1, round(budget))}" if budget else ""
+    return f"lowformer-nas search --device {dev}{flag} --trials 3000"
+
+
+# ---------------------------------------------------------------------------------------------- edge devices
+
+
+def _edge_device(store, device_id: str | None) -> str:
+    from measured import check_device_id, is_local_name, same_machine
+
+    if is_local_name(device_id):
+        raise UserError("device: --bundle and --results onboard another device; name it (e.g. --device rpi5_b); "
+                        "this machine is onboarded without them")
+    check_device_id(device_id, "device")
+    existing = store.device(device_id)
+    if existing is not None and existing.source == "harness" and same_machine(existing):
+        raise UserError(f"device: {device_id!r} is this machine; onboard it without --bundle/--results")
+    return device_id
+
+
+def onboard_bundle(settings: OnboardSettings, store, out_dir: str, *, log: Callable[[str], None] = print) -> dict:
+    """Write the anchors, an informative design (weighted by MACs: no source is known before the anchors
+    are measured) and the hold-out as one bundle for an edge device; returns the plan."""
+    from measured import Job, write_bundle
+
+    settings.validate()
+    device_id = _edge_device(store, settings.device)
+    plan = _resume_or_start(device_id, "bundle", settings, log)
+    r = plan["round"]
+    anchors = [j.config for j in anchor_jobs()]
+    design = design_configs(anchors, settings.configs - len(ANCHORS), pool=settings.pool, seed=settings.seed + r,
+                            design=settings.design)
+    taken = {c.hash for c in anchors} | {c.hash for c in design}
+    hold = holdout_configs(settings.holdout, settings.seed + r, taken)
+    plan.update(anchors=[c.hash for c in anchors], design=[c.hash for c in design], holdout=[c.hash for c in hold],
+                bundle=str(out_dir))
+    jobs = [Job(c, n) for c, n in zip(anchors, ANCHORS)] + [Job(c) for c in design] + [Job(c) for c in hold]
+    write_bundle(jobs, out_dir, progress=settings.progress)
+    save_plan(plan)
+    log(f"wrote {len(jobs)} models to {out_dir}: {len(anchors)} anchors, {len(design)} configs by "
+        f"{_design_words(settings.design)}, {len(hold)} hold-out configs")
+    log(f"on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas onboard --device {device_id} "
+        f"--results results.csv")
+    return plan
+
+
+def onboard_results(settings: OnboardSettings, store, results: str, *, log: Callable[[str], None] = print) -> OnboardResult:
+    """Import a bundle's results for the device of the last ``--bundle`` plan, then train and score."""
+    import pathlib
+
+    settings.validate()
+    device_id = _edge_device(store, settings.device)
+    plan = latest_plan(device_id)
+    if plan is None or plan["kind"] != "bundle":
+        raise UserError(f"device: no onboarding bundle was written for {device_id!r}; first: lowformer-nas onboard "
+                        f"--device {device_id} --bundle DIR")
+    if not pathlib.Path(results).is_file():
+        raise UserError(f"results: {results}: no such file")
+    report = store.import_file(results, device_id=device_id, create_device_kind="edge")
+    log(str(report))
+    metric = "latency_ms"
+    df = _full_ok(store.measurements(device=device_id, metric=metric))
+    have = set(df["config_hash"])
+    missing = [h for h in plan["anchors"] + plan["design"] if h not in have]
+    if missing:
+        log(f"note: {len(missing)} of the bundle's training configs have no ok result (failed or not run)")
+    result = train_round(store, device_id, metric, plan, protocol_key=None, source_setting=settings.source,
+                         out=settings.out, log=log)
+    plan["done"] = True
+    plan["predictor"] = result.predictor_path
+    save_plan(plan)
+    result.next_command = f"lowformer-nas search --device {device_id} --trials 3000"
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def evaluate_campaign(store, device_id: str, campaign: str, metric: str | None = None) -> dict:
+    """The device's newest predictor scored on the ok measurements stored under ``campaign`` (a hold-out
+    measured separately), leaving out any config the predictor was trained on."""
+    from predictors import load_predictor, regression_report
+
+    pred = load_predictor(device_id, metric)
+    df = _full_ok(store.measurements(device=device_id, metric=pred.metric))
+    df = df[df["campaign"] == campaign]
+    if not len(df):
+        raise UserError(f"campaign: no ok {pred.metric} measurements of {device_id!r} under campaign {campaign!r}")
+    trained = set(pred.meta.get("training_data", {}).get("config_hashes", []))
+    d = df[df["config_json"].notna()].groupby("config_hash", sort=True).agg(
+        value=("value", "median"), config_json=("config_json", "first"))
+    overlap = int(d.index.isin(trained).sum())
+    d = d[~d.index.isin(trained)]
+    if not len(d):
+        raise UserError(f"campaign: every config of {campaign!r} is in the predictor's training data; measure others")
+    configs = [LowFormerConfig.from_json(j) for j in d["config_json"]]
+    rep = regression_report(d["value"].to_numpy(float), pred.predict(configs))
+    return {"device": device_id, "metric": pred.metric, "campaign": campaign, "predictor": str(pred.path),
+            "model_type": pred.model_type, "left_out_trained": overlap, **rep}
