@@ -28,8 +28,7 @@ def next_steps(res: "StudyResults", this_machine: str | None = None) -> list[str
         return []
     name = res.name
     out = [f"export the best pick as JSON and ONNX: `lowformer-nas export --study {name} --pick 1 --onnx {name}-pick1.onnx`"]
-    devices = [o["device"] for o in res.objectives if o.get("device") and o.get("kind") == "PredictorObjective"
-               and o["device"] != "imagenet1k"]
+    devices = [o["device"] for o in res.objectives if o.get("device") and o["device"] != "imagenet1k"]
     here = this_machine if this_machine is not None else (_this_machine() if devices else None)
     for dev in devices:
         if dev == here:
