@@ -134,8 +134,13 @@ def named_status(res: "StudyResults") -> list[dict[str, Any]]:
             deltas = {k: float((bf - g) * sg) for k, bf, g, sg in zip(res.keys, bad_f, good, sign)}
             beyond_note = f" at the ends of the {conf}intervals" if res.confidence else ""
             detail = f"by front #{int(f['rank'])} ({f['hash'][:12]}){beyond_note}: " + _fmt_delta(res, deltas, r)
+            # Never silently: when the dominating config lies outside a predictor's training domain, its interval
+            # there rests on the far-field prior rather than on data like it.
+            ext = [k for k in res.predictor_keys() if k in f["ood"]]
+            if ext:
+                detail += f" (that config is extrapolated for {', '.join(ext)})"
             out.append({**d, "status": "dominated", "detail": detail,
-                        "dominated_by": {"hash": f["hash"], "rank": int(f["rank"]), "deltas": deltas}})
+                        "dominated_by": {"hash": f["hash"], "rank": int(f["rank"]), "deltas": deltas, "extrapolated": ext}})
             continue
         if straddled:
             out.append({**d, "status": "within uncertainty", "detail": "interval straddles the budget: " + "; ".join(straddled),
