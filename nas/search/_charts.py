@@ -220,8 +220,8 @@ def pareto_front(res: StudyResults) -> go.Figure:
     sub = (f"{len(res.front)} configs on the front out of {len(t)} architectures"
            if res.any_feasible else f"no config meets the constraints ({len(t)} architectures)")
     if res.confidence:
-        sub += (f"; bars: {res.confidence:.0%} prediction intervals; the front is chosen on their pessimistic ends"
-                if res.risk == "bound" else f"; bars: {res.confidence:.0%} prediction intervals")
+        sub += f"; bars: {res.confidence:.0%} prediction intervals" + (
+            "; the front is chosen on their pessimistic ends" if res.risk == "bound" else "")
     return _titled(fig, f"Pareto front — study {res.name}", sub)
 
 

@@ -84,8 +84,9 @@ def _budget_check(res: "StudyResults", r: pd.Series) -> tuple[list[str], list[st
             where = " even at the optimistic end of its interval" if lo < hi else ""
             certain.append(f"{c.label}: is {opt:.4g} {c.unit}{where} ({ends})")
         else:
-            straddled.append(f"{c.label}: {q:.4g} {c.unit} at the pessimistic end, {opt:.4g} {c.unit} at the optimistic "
-                             f"one ({ends}), so the search does not pick it, but it may meet the budget")
+            scored = "at the pessimistic end" if c.bound else "at the central value"
+            straddled.append(f"{c.label}: {q:.4g} {c.unit} {scored}, {opt:.4g} {c.unit} at the optimistic end "
+                             f"({ends}), so the search does not pick it, but it may meet the budget")
     return certain, straddled
 
 

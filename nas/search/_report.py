@@ -133,7 +133,8 @@ def risk_line(res: StudyResults) -> str:
         return (f"risk bound: budgets and objectives use the pessimistic end of each prediction's {res.confidence:.0%} "
                 f"interval (upper end of a latency, lower end of a throughput or top-1), so a returned config is over a "
                 f"budget with probability <= {(1 - res.confidence) / 2:.1%}")
-    return "risk mean: budgets and objectives use the central predictions (no safety margin)"
+    iv = f"; {res.confidence:.0%} intervals are reported, not used" if res.confidence else ""
+    return f"risk mean: budgets and objectives use the central predictions (no safety margin){iv}"
 
 
 def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str] = ()) -> str:

@@ -227,7 +227,7 @@ class _Run:
     def _resolve(self, s: SearchSettings, stored: dict | None, objectives) -> None:
         if stored is not None:
             # Studies made before intervals scored point values: they resume that way.
-            stored = {"risk": "mean", "confidence": None, **stored}
+            stored = {"risk": "mean", "confidence": DEFAULT_CONFIDENCE, **stored}
             for f in _FIXED:
                 given, kept = getattr(s, f), stored.get(f)
                 if given is not None and not (f == "devices" and not given) and _norm(given) != _norm(kept):
@@ -251,8 +251,8 @@ class _Run:
         if objectives is None and s.objective not in ACCURACY_OBJECTIVES:
             raise SearchError("objective", f"must be one of {'|'.join(ACCURACY_OBJECTIVES)} (got {s.objective!r})")
         s.risk = check_risk(s.risk or DEFAULT_RISK)
-        s.confidence = None if s.risk == "mean" and s.confidence is None else check_confidence(
-            DEFAULT_CONFIDENCE if s.confidence is None else s.confidence)
+        # Intervals are computed and reported under either risk; "bound" also optimises their pessimistic ends.
+        s.confidence = check_confidence(DEFAULT_CONFIDENCE if s.confidence is None else s.confidence)
         s.devices = list(s.devices or [])
 
     def _check_round(self, s: SearchSettings, stored: dict) -> None:

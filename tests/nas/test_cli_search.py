@@ -184,7 +184,25 @@ def test_search_says_when_the_front_is_extrapolated(capsys, monkeypatch):
     assert "risk mean: budgets and objectives use the central predictions" in out
     assert "of the front lies outside what the jetson_tx2:latency_ms predictor was trained on" in out
     front = json.loads((home_runs("x") / "front.json").read_text())
-    assert front["risk"] == "mean" and front["confidence"] is None
+    assert front["risk"] == "mean" and front["confidence"] == 0.9
     assert all(e["intervals"]["jetson_tx2:latency_ms"][0] < e["predictions"]["jetson_tx2:latency_ms"]
                < e["intervals"]["jetson_tx2:latency_ms"][1] or e["measured"]["jetson_tx2:latency_ms"] for e in front["front"])
     assert "**extrapolated**" in (home_runs("x") / "report.md").read_text()
+
+
+def test_refine_prints_its_rounds(capsys, monkeypatch):
+    """--refine on 'this machine', with the measuring and the retraining injected (no timing in unit tests)."""
+    import nas.search
+
+    from tests.nas.search.test_refine import FakeBench
+
+    monkeypatch.setattr(nas.search, "store_measurer", lambda store, *a, **k: FakeBench(1.05))
+    monkeypatch.setattr("nas.cli._search._retrainer", lambda store: (lambda device: "analytic again"))
+    code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "6", "--trials", "30", "--study", "r",
+                         "--refine", "2", "--refine-k", "3", *BASE)
+    assert code == 0, err
+    assert "refinement (2 rounds of 3 configs measured on this machine):" in out
+    assert "| round | measured | over budget | inside interval | median width near budget |" in out
+    assert "study r, refinement round 2: 30 trials" in out
+    rounds = json.loads((home_runs("r") / "refine.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1] and all(r["retrained"] == "analytic again" for r in rounds)

@@ -84,7 +84,7 @@ def test_a_straddled_budget_is_within_uncertainty(statuses):
     s, _ = statuses
     d = s["B3"]
     assert d["status"] == "within uncertainty" and d["budget"] == "straddled"
-    assert "11 ms at the pessimistic end, 7 ms at the optimistic one" in d["detail"]
+    assert "11 ms at the pessimistic end, 7 ms at the optimistic end" in d["detail"]
     assert "the search does not pick it, but it may meet the budget" in d["detail"]
 
 

@@ -40,7 +40,7 @@ def test_budget_applies_to_the_upper_end_by_default():
 
 def test_risk_mean_uses_central_values():
     res = _run(trials=150, budgets_ms=[6.0], risk="mean").results
-    assert res.risk == "mean" and res.confidence is None
+    assert res.risk == "mean" and res.confidence == 0.9
     front, t = res.front, res.table
     assert (front[KEY] <= 6.0).all()
     straddling = (t[KEY] <= 6.0) & (t[f"{KEY}_hi"] > 6.0)
