@@ -18,7 +18,6 @@ The interval's half-width is ``e(x) + sqrt((q(c) * (1 + gamma * d(x)))^2 + (w(x)
   range of every feature)| (in log time or points). A trend beyond the data is not trusted: the change a model
   predicts past the edge of its data could be anywhere between none and twice as much. Inside the range e = 0.
   With it, going outside the data can never improve an interval's pessimistic end by more than its width inside.
-
 - ``gamma`` is fitted to the residuals (maximum likelihood of r_i ~ N(0, s^2 (1 + gamma d_i)^2)): leave-one-out
   on a dozen paper configs extrapolates often (the largest, the smallest, the only one at 192 px, the only one
   with MHSA), so the data say how fast errors grow away from the data. It never goes below ``GAMMA_MIN``: a
@@ -58,7 +57,7 @@ from ._features import FEATURE_INDEX, N_FEATURES, SCHEMA_HASH, featurize
 CALIBRATION_FORMAT = 1
 # With more configs than this, the conformal quantile (the LOO regime of the validation ends here too).
 CONFORMAL_MIN = 31
-GAMMA_MIN = 1.0  # the error scale at least doubles one search-space spread outside the training range
+GAMMA_MIN = 1.0  # the near-field error at least doubles one unit of distance away from the nearest training config
 FAR_LENGTH = 1.0  # one spread of the search space beyond the training range: 63 % of the far field
 GAMMA_GRID = tuple(float(g) for g in np.concatenate([[GAMMA_MIN], np.geomspace(GAMMA_MIN * 1.25, 50.0, 40)]))
 DEFAULT_COVERAGE = 0.9
@@ -105,8 +104,6 @@ def key_features(X: np.ndarray) -> np.ndarray:
                 out[:, j] = X[:, _F[f"layers.{name[5:]}"]] > 0
             elif kind == "log":
                 out[:, j] = np.log(X[:, _F[name]])
-            elif kind == "log1p":
-                out[:, j] = np.log1p(X[:, _F[name]])
             else:
                 out[:, j] = X[:, _F[name]]
     return out

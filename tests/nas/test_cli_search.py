@@ -193,7 +193,6 @@ def test_search_says_when_the_front_is_extrapolated(capsys, monkeypatch):
 def test_refine_prints_its_rounds(capsys, monkeypatch):
     """--refine on 'this machine', with the measuring and the retraining injected (no timing in unit tests)."""
     import nas.search
-
     from tests.nas.search.test_refine import FakeBench
 
     monkeypatch.setattr(nas.search, "store_measurer", lambda store, *a, **k: FakeBench(1.05))

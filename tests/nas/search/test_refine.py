@@ -8,8 +8,16 @@ import pathlib
 import numpy as np
 import pytest
 
-from nas.search import (PredictorObjective, SearchError, load_results, open_study, pick_for_refinement, refine_search,
-                        rounds_table, run_search, verify_front)
+from nas.search import (
+    SearchError,
+    load_results,
+    open_study,
+    pick_for_refinement,
+    refine_search,
+    rounds_table,
+    run_search,
+    verify_front,
+)
 
 from .conftest import AnalyticPredictor, settings
 
