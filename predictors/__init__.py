@@ -3,12 +3,15 @@
 Features come from the analytic op counts (:func:`featurize`, one versioned schema); estimators follow the
 scikit-learn contract (:class:`MacsBaseline`, :class:`AdditiveModel`, :class:`LGBMModel`,
 :class:`TransferModel`, :class:`AccuracySurrogate`); trained predictors are saved without pickle and loaded
-by the search with :func:`load_predictor`.
+by the search with :func:`load_predictor`. Every prediction comes with a calibrated interval
+(:meth:`TrainedPredictor.predict_interval`, :class:`PredictionInterval`); :class:`Predictor` is the interface
+the search relies on.
 """
 
 from ._additive import ALPHA_GRID, DEFAULT_TERMS, TERMS, AdditiveModel, MacsBaseline, design_matrix
 from ._base import HIGHER_IS_BETTER, PREDICTABLE_METRICS, CostModel, PredictorError, from_cost, to_cost
 from ._design import CRITERIA, design_rows, informative_order, random_order, rank_sources
+from ._coverage import COVERAGES, CoverageReport, interval_coverage, variant_groups
 from ._features import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -21,8 +24,28 @@ from ._features import (
     out_of_space_features,
     schema,
 )
+from ._interval import (
+    COVERAGE_RANGE,
+    DEFAULT_COVERAGE,
+    KEY_NAMES,
+    Calibration,
+    PredictionInterval,
+    check_coverage,
+    key_features,
+)
 from ._lgbm import LGBMModel
-from ._metrics import cross_val_predict, cv_method, kendall_tau, mape, regression_report, rmse, spearman, within
+from ._metrics import (
+    LOO_MAX,
+    cross_val_predict,
+    cv_method,
+    cv_splits,
+    kendall_tau,
+    mape,
+    regression_report,
+    rmse,
+    spearman,
+    within,
+)
 from ._persist import estimator_from_json, estimator_to_json, load_version, save_version
 from ._predictor import (
     SHIPPED_DIR,
@@ -37,13 +60,16 @@ from ._predictor import (
     predictor_versions,
     user_dir,
 )
+from ._protocol import Predictor
 from ._surrogate import AccuracySurrogate
 from ._train import (
     MODEL_CHOICES,
     TrainingData,
+    calibrate,
     candidate_models,
     evaluate_models,
     evaluation_models,
+    figures_only,
     holdout_mask,
     random_holdout,
     train,
@@ -58,44 +84,54 @@ from ._transfer import (
     few_shot_table,
     transfer_from,
 )
+from ._update import UpdateResult, holdout_comparison, retrain_from_store, update, update_model
 
 __all__ = [
     "ALPHA_GRID",
-    "CRITERIA",
-    "FEW_SHOT_METHODS",
-    "SELECTIONS",
-    "choose_by_validation",
-    "design_rows",
-    "few_shot_table",
-    "informative_order",
-    "random_order",
-    "rank_sources",
     "AccuracySurrogate",
     "AdditiveModel",
+    "COVERAGES",
+    "COVERAGE_RANGE",
+    "CRITERIA",
+    "Calibration",
     "CostModel",
+    "CoverageReport",
+    "DEFAULT_COVERAGE",
     "DEFAULT_TERMS",
     "FEATURE_INDEX",
     "FEATURE_NAMES",
+    "FEW_SHOT_METHODS",
     "HIGHER_IS_BETTER",
+    "KEY_NAMES",
     "LGBMModel",
+    "LOO_MAX",
     "MODEL_CHOICES",
     "MacsBaseline",
     "N_FEATURES",
     "PREDICTABLE_METRICS",
+    "PredictionInterval",
+    "Predictor",
     "PredictorError",
     "SCHEMA_HASH",
     "SCHEMA_VERSION",
+    "SELECTIONS",
     "SHIPPED_DIR",
     "TERMS",
     "TrainedPredictor",
     "TrainingData",
     "TransferModel",
+    "UpdateResult",
     "available_predictors",
+    "calibrate",
     "candidate_models",
+    "check_coverage",
+    "choose_by_validation",
     "cross_val_predict",
     "cv_method",
+    "cv_splits",
     "default_metric",
     "design_matrix",
+    "design_rows",
     "domain_mask",
     "domain_of",
     "domain_violations",
@@ -106,10 +142,16 @@ __all__ = [
     "featurize",
     "featurize_one",
     "few_shot_curve",
+    "few_shot_table",
+    "figures_only",
     "from_cost",
+    "holdout_comparison",
     "holdout_mask",
     "in_space_mask",
+    "informative_order",
+    "interval_coverage",
     "kendall_tau",
+    "key_features",
     "load_predictor",
     "load_predictor_dir",
     "load_version",
@@ -117,7 +159,10 @@ __all__ = [
     "out_of_space_features",
     "predictor_versions",
     "random_holdout",
+    "random_order",
+    "rank_sources",
     "regression_report",
+    "retrain_from_store",
     "rmse",
     "save_version",
     "schema",
@@ -126,6 +171,9 @@ __all__ = [
     "train",
     "training_data",
     "transfer_from",
+    "update",
+    "update_model",
     "user_dir",
+    "variant_groups",
     "within",
 ]

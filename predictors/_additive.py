@@ -71,20 +71,34 @@ def _mac_terms(terms) -> np.ndarray:
     return np.array([t.startswith("macs") for t in terms])
 
 
-def _rate(macs: np.ndarray, y: np.ndarray) -> float:
-    """Time per MAC r minimising the relative error of y ~ r * macs."""
+def _rate(macs: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Time per MAC r minimising the (weighted) relative error of y ~ r * macs."""
     q = macs / y
-    return float(q.sum() / (q * q).sum())
+    w = np.ones_like(q) if w is None else w
+    return float((w * q).sum() / (w * q * q).sum())
 
 
-def _solve(Z: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> np.ndarray:
+def _solve(Z: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # Row weights scale the squared errors: rows times sqrt(w); the ridge pull weighs like sum(w) rows.
     k = Z.shape[1]
+    sw = np.sqrt(w)
+    Z, t = Z * sw[:, None], t * sw
     if alpha > 0:
-        s = np.sqrt(alpha * Z.shape[0])
+        s = np.sqrt(alpha * w.sum())
         Z = np.vstack([Z, s * np.eye(k)])
         t = np.concatenate([t, s * prior])
     phi, _ = nnls(Z, t, maxiter=50 * k)
     return phi
+
+
+def _weights(sample_weight, n: int) -> np.ndarray:
+    """Per-row weights (ones without ``sample_weight``); a one-line ValueError for wrong ones."""
+    if sample_weight is None:
+        return np.ones(n)
+    w = np.asarray(sample_weight, dtype=float)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or not (w > 0).any():
+        raise ValueError(f"sample_weight: expected {n} finite non-negative weights, not all zero")
+    return w
 
 
 def _folds(n: int, k: int = 5, seed: int = 0) -> list[np.ndarray]:
@@ -115,7 +129,8 @@ class MacsBaseline(CostModel):
             self.coef_ = 1.0
             self.intercept_ = float(np.mean(np.log(y[keep]) - np.log(m)))
         else:
-            w = None if sample_weight is None else np.asarray(sample_weight, float)[keep]
+            # polyfit weights the unsquared residuals: sample weights enter as their square roots.
+            w = None if sample_weight is None else np.sqrt(_weights(sample_weight, len(y))[keep])
             self.coef_, self.intercept_ = (float(v) for v in np.polyfit(np.log(m), np.log(y[keep]), 1, w=w))
         self.n_train_ = int(keep.sum())
         self.schema_hash_ = SCHEMA_HASH
@@ -143,6 +158,8 @@ class AdditiveModel(CostModel):
     terms: cost terms, names of :data:`TERMS`.
     alpha: strength of the pull towards the MACs-proportional prior; None chooses it from
         :data:`ALPHA_GRID` by leave-one-out (k-fold above 30 rows) on the training rows.
+
+    ``fit(X, y, sample_weight)`` weights each row's squared relative error (a zero weight drops the row).
     relative: minimise relative errors (True) or absolute ones.
     use_out_of_space: let MACs-only rows of other architectures set the prior's time per MAC.
     prior_coef: coefficients (one per term) to pull towards instead of the MACs-proportional prior; few-shot
@@ -170,22 +187,22 @@ class AdditiveModel(CostModel):
 
     # The fit works in normalised units phi_k = coef_k * scale_k, where scale_k is the average share of
     # term k in one unit of (relative) time, so that the ridge treats every term alike.
-    def _prepare(self, D: np.ndarray, y: np.ndarray):
+    def _prepare(self, D: np.ndarray, y: np.ndarray, sw: np.ndarray):
         w = 1.0 / y if self.relative else np.full_like(y, 1.0 / np.median(y))
-        scale = (D * w[:, None]).mean(axis=0)
+        scale = np.average(D * w[:, None], axis=0, weights=sw)
         active = scale > 0
         scale = np.where(active, scale, 1.0)
         return w, scale, active
 
-    def _fit_phi(self, D, y, rate, alpha):
-        w, scale, active = self._prepare(D, y)
+    def _fit_phi(self, D, y, rate, alpha, sw):
+        w, scale, active = self._prepare(D, y, sw)
         Z = D[:, active] * w[:, None] / scale[active]
         if self.prior_coef is None:
             prior = np.where(_mac_terms(self.terms), rate * scale, 0.0)[active]
         else:
             prior = (np.asarray(self.prior_coef, dtype=float) * scale)[active]
         phi = np.zeros(D.shape[1])
-        phi[active] = _solve(Z, y * w, alpha, prior)
+        phi[active] = _solve(Z, y * w, alpha, prior, sw)
         return phi / scale, scale
 
     def fit(self, X, y, sample_weight=None):
@@ -196,23 +213,24 @@ class AdditiveModel(CostModel):
         terms = _check_terms(self.terms)
         if self.prior_coef is not None and len(self.prior_coef) != len(terms):
             raise ValueError(f"prior_coef: needs one value per term ({len(terms)}), got {len(self.prior_coef)}")
-        ins = in_space_mask(X)
+        sw = _weights(sample_weight, len(y))
+        ins = in_space_mask(X) & (sw > 0)
         if ins.sum() < 1:
-            raise ValueError("X: no row of the search space to fit on")
-        rate_rows = np.ones(len(y), bool) if self.use_out_of_space else ins
-        rate = _rate(X[rate_rows, _MACS], y[rate_rows])
-        D, yi = design_matrix(X[ins], terms), y[ins]
+            raise ValueError("X: no row of the search space (with a positive weight) to fit on")
+        rate_rows = (np.ones(len(y), bool) if self.use_out_of_space else in_space_mask(X)) & (sw > 0)
+        rate = _rate(X[rate_rows, _MACS], y[rate_rows], sw[rate_rows])
+        D, yi, wi = design_matrix(X[ins], terms), y[ins], sw[ins]
         if self.alpha is None:
-            alpha = self._select_alpha(D, yi, rate)
+            alpha = self._select_alpha(D, yi, rate, wi)
         else:
             alpha = float(self.alpha)
-        self.coef_, self.scale_ = self._fit_phi(D, yi, rate, alpha)
+        self.coef_, self.scale_ = self._fit_phi(D, yi, rate, alpha, wi)
         self.alpha_, self.rate_ = alpha, rate
         self.n_train_ = int(ins.sum())
         self.schema_hash_ = SCHEMA_HASH
         return self
 
-    def _select_alpha(self, D, y, rate) -> float:
+    def _select_alpha(self, D, y, rate, sw) -> float:
         if len(y) < 3:
             return ALPHA_GRID[len(ALPHA_GRID) // 2]
         folds = _folds(len(y))
@@ -221,9 +239,9 @@ class AdditiveModel(CostModel):
             err = 0.0
             for test in folds:
                 train = np.setdiff1d(np.arange(len(y)), test)
-                coef, _ = self._fit_phi(D[train], y[train], rate, alpha)
+                coef, _ = self._fit_phi(D[train], y[train], rate, alpha, sw[train])
                 pred = D[test] @ coef
-                err += float((((pred - y[test]) / y[test]) ** 2).sum())
+                err += float((sw[test] * ((pred - y[test]) / y[test]) ** 2).sum())
             # Ties go to the stronger pull (later in the grid): simpler model.
             if err <= best_err * (1 + 1e-9):
                 best, best_err = alpha, err

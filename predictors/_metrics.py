@@ -72,21 +72,40 @@ def cv_method(n: int) -> str:
     return "leave-one-out" if n <= LOO_MAX else f"{K_FOLDS}-fold"
 
 
-def cross_val_predict(estimator, X, y, seed: int = 0, progress: Callable | None = None) -> np.ndarray:
+def cv_splits(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (train, test) index pairs over ``n`` configs that validation uses: leave-one-out up to
+    :data:`LOO_MAX`, else shuffled k-fold (the interval calibration reuses them)."""
+    splitter = LeaveOneOut() if n <= LOO_MAX else KFold(K_FOLDS, shuffle=True, random_state=seed)
+    return list(splitter.split(np.arange(n)))
+
+
+def feature_box(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the (min, max) over the in-space rows of ``X``: the range a model was trained on."""
+    Xi = np.asarray(X, float)[in_space_mask(X)]
+    return Xi.min(axis=0), Xi.max(axis=0)
+
+
+def cross_val_predict(estimator, X, y, seed: int = 0, progress: Callable | None = None, clipped: bool = False):
     """Out-of-fold predictions for the full (in-space) rows of ``X``.
 
-    Leave-one-out up to :data:`LOO_MAX` configs, else shuffled k-fold. Out-of-space rows (MACs only) are
-    never predicted: they join every training fold. Returns predictions for the in-space rows, in order.
+    Leave-one-out up to :data:`LOO_MAX` configs, else shuffled k-fold (:func:`cv_splits`). Out-of-space rows
+    (MACs only) are never predicted: they join every training fold. Returns predictions for the in-space rows,
+    in order; with ``clipped``, also each fold model's predictions for the held-out rows clipped into the feature
+    range of its training rows (what the interval calibration compares them with: the part of a prediction
+    that rests on extrapolation).
     """
     X, y = np.asarray(X, float), np.asarray(y, float)
     ins = np.flatnonzero(in_space_mask(X))
     oos = np.flatnonzero(~in_space_mask(X))
     n = len(ins)
-    splitter = LeaveOneOut() if n <= LOO_MAX else KFold(K_FOLDS, shuffle=True, random_state=seed)
     pred = np.empty(n)
-    splits = list(splitter.split(np.arange(n)))
+    pred_clip = np.empty(n)
+    splits = cv_splits(n, seed)
     for train, test in progress(splits) if progress else splits:
         rows = np.concatenate([ins[train], oos])
         est = clone(estimator).fit(X[rows], y[rows])
         pred[test] = est.predict(X[ins[test]])
-    return pred
+        if clipped:
+            lo, hi = feature_box(X[ins[train]])
+            pred_clip[test] = est.predict(np.clip(X[ins[test]], lo, hi))
+    return (pred, pred_clip) if clipped else pred

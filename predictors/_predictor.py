@@ -7,6 +7,7 @@ inside the package (``predictors/shipped/<device>/<metric>/v<NNNN>/``).
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any, Sequence
 
@@ -18,9 +19,12 @@ from search_spaces import ATTENTION_TYPES, OP_TYPES, LowFormerConfig
 
 from ._base import HIGHER_IS_BETTER, PredictorError, check_predictions, from_cost
 from ._features import FEATURE_INDEX, featurize, featurize_one, in_space_mask
+from ._interval import DEFAULT_COVERAGE, Calibration, PredictionInterval
 from ._persist import load_version, read_sidecar, version_dirs
+from ._protocol import Predictor
 
 SHIPPED_DIR = pathlib.Path(__file__).parent / "shipped"
+_log = logging.getLogger(__name__)  # without a handler configured, a warning is one plain line on stderr
 
 # Features whose training range bounds the domain.
 DOMAIN_RANGES = ("resolution", *(f"width{i}" for i in range(5)), *(f"depth{i}" for i in range(5)), "macs", "params")
@@ -88,11 +92,12 @@ def domain_violations(x: np.ndarray, domain: dict[str, Any] | None) -> list[str]
 # ---------------------------------------------------------------------------------------------- predictor
 
 
-class TrainedPredictor:
+class TrainedPredictor(Predictor):
     """A fitted estimator for one (device, metric), in the device's metric.
 
     Attributes: ``device``, ``metric``, ``model_type``, ``version``, ``higher_is_better``, ``meta`` (the
-    sidecar dict), ``estimator``, ``path`` (its directory, or None).
+    sidecar dict), ``estimator``, ``path`` (its directory, or None), ``calibration`` (the interval calibration,
+    None for a predictor saved before intervals existed).
     """
 
     def __init__(self, estimator, meta: dict[str, Any], path: pathlib.Path | None = None):
@@ -105,10 +110,22 @@ class TrainedPredictor:
         self.version: int | None = meta.get("version")
         self.higher_is_better: bool = self.metric in HIGHER_IS_BETTER
         self._domain = meta.get("domain")
+        doc = meta.get("calibration")
+        hashes = (meta.get("training_data") or {}).get("config_hashes") or []
+        self.calibration: Calibration | None = None if doc is None else Calibration.from_json(doc, self.metric, hashes)
 
     @property
-    def is_surrogate(self) -> bool:
-        return bool(self.meta.get("surrogate"))
+    def calibrated(self) -> bool:
+        return self.calibration is not None
+
+    @property
+    def identity(self) -> str:
+        # Version numbers count per folder (user, shipped): the creation time and training-data hash tell two
+        # predictors of the same version apart.
+        return f"{self.meta.get('created')}|{(self.meta.get('training_data') or {}).get('hash')}"
+
+    def retrain_hint(self) -> str:
+        return f"lowformer-nas predictors train --device {self.device} --metric {self.metric}"
 
     def predict_features(self, X: np.ndarray) -> np.ndarray:
         """Predictions for rows of :func:`predictors.featurize`. A non-finite or impossible value (a time <= 0 or
@@ -121,6 +138,35 @@ class TrainedPredictor:
 
     def predict_one(self, config: LowFormerConfig) -> float:
         return float(self.predict_features(featurize_one(config))[0])
+
+    def predict_interval(self, configs: Sequence[LowFormerConfig], coverage: float = DEFAULT_COVERAGE,
+                         measured: bool = True) -> PredictionInterval:
+        """Central values and ``coverage`` intervals of a batch (see :class:`predictors.PredictionInterval`);
+        with ``measured``, configs this predictor was trained on report their stored measurement."""
+        configs = list(configs)
+        return self.predict_interval_features(featurize(configs), coverage,
+                                              hashes=[c.hash for c in configs] if measured else None)
+
+    def predict_interval_features(self, X: np.ndarray, coverage: float = DEFAULT_COVERAGE,
+                                  hashes: Sequence[str] | None = None) -> PredictionInterval:
+        """:meth:`predict_interval` for rows of :func:`predictors.featurize` (featurise once, ask several
+        predictors); ``hashes`` (the rows' config hashes) enable the stored measurements."""
+        cal = self.calibration
+        if cal is None:
+            raise PredictorError(f"{self.device}/{self.metric}: this predictor has no calibration data (saved before "
+                                 f"prediction intervals), so it gives no intervals; retrain it: {self.retrain_hint()}")
+        value = np.array(self.predict_features(X), dtype=float)
+        lo, hi, dist = cal.interval(value, self.predict_features(cal.clip(X)), X, coverage)
+        dom = self.in_domain_features(X)
+        measured = np.zeros(len(value), dtype=bool)
+        if hashes is not None and cal.noise is not None:
+            rows = cal.measured_rows(hashes)
+            measured = rows >= 0
+            if measured.any():
+                value[measured], lo[measured], hi[measured] = cal.measured_interval(rows[measured], coverage)
+                dist[measured] = 0.0
+        return PredictionInterval(value=value, lo=lo, hi=hi, in_domain=dom, coverage=float(coverage), measured=measured,
+                                  distance=dist)
 
     def in_domain_features(self, X: np.ndarray) -> np.ndarray:
         """:meth:`in_domain` for rows of :func:`predictors.featurize` (featurise once, ask several predictors)."""
@@ -246,6 +292,15 @@ def load_predictor(device: str, metric: str | None = None) -> TrainedPredictor:
 
 
 def load_predictor_dir(path) -> TrainedPredictor:
-    """A predictor from one version directory."""
+    """A predictor from one version directory. One without calibration data (saved before intervals) loads,
+    with a one-line note: it predicts, but gives no intervals."""
     est, meta = load_version(pathlib.Path(path))
-    return TrainedPredictor(est, meta, pathlib.Path(path))
+    try:
+        pred = TrainedPredictor(est, meta, pathlib.Path(path))
+    except PredictorError as e:
+        raise PredictorError(f"{path}: {e}; retrain it: lowformer-nas predictors train --device {meta['device']}") from None
+    if not pred.calibrated:
+        _log.warning("note: %s/%s v%s has no calibration data (saved before prediction intervals): no intervals, a "
+                     "risk-aware search uses its point predictions; retrain it: %s", pred.device, pred.metric,
+                     pred.version, pred.retrain_hint())
+    return pred

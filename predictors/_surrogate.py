@@ -48,7 +48,8 @@ class AccuracySurrogate(CostModel):
     """Ridge regression of top-1 (%) on standardised architecture descriptors; alpha by efficient LOO.
 
     Learned: ``coef_`` (per standardised descriptor), ``intercept_``, ``mean_``/``std_`` (standardisation),
-    ``alpha_``, ``n_train_``. Predictions are clipped to [0, 100].
+    ``alpha_``, ``n_train_``. Predictions are clipped to [0, 100]. ``sample_weight`` weights rows in the
+    standardisation and the ridge fit (a zero weight drops the row).
     """
 
     kind = "surrogate"
@@ -63,14 +64,18 @@ class AccuracySurrogate(CostModel):
     def fit(self, X, y, sample_weight=None):
         X = self._validate_X(X)
         y = np.asarray(y, dtype=float)
-        ins = in_space_mask(X)
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if w.shape != y.shape or not np.all(np.isfinite(w)) or (w < 0).any():
+            raise ValueError(f"sample_weight: expected {len(y)} finite non-negative weights")
+        ins = in_space_mask(X) & (w > 0)  # a zero weight drops the row, its standardisation included
         if ins.sum() < 3:
             raise ValueError("X: the surrogate needs at least 3 configs of the search space")
-        D = self._design(X[ins])
-        self.mean_ = D.mean(axis=0)
-        std = D.std(axis=0)
+        D, wi = self._design(X[ins]), w[ins]
+        self.mean_ = np.average(D, axis=0, weights=wi)
+        std = np.sqrt(np.average((D - self.mean_) ** 2, axis=0, weights=wi))
         self.std_ = np.where(std > 0, std, 1.0)
-        r = RidgeCV(alphas=tuple(self.alphas)).fit((D - self.mean_) / self.std_, y[ins], sample_weight=None if sample_weight is None else np.asarray(sample_weight)[ins])
+        r = RidgeCV(alphas=np.asarray(self.alphas, dtype=float)).fit((D - self.mean_) / self.std_, y[ins],
+                                                    sample_weight=None if sample_weight is None else wi)
         self.coef_, self.intercept_, self.alpha_ = r.coef_.astype(float), float(r.intercept_), float(r.alpha_)
         self.n_train_ = int(ins.sum())
         self.schema_hash_ = SCHEMA_HASH

@@ -26,8 +26,9 @@ from search_spaces import LowFormerConfig
 from ._additive import AdditiveModel, MacsBaseline
 from ._base import ACCURACY_METRICS, HIGHER_IS_BETTER, MIN_ROWS, PREDICTABLE_METRICS, PredictorError, from_cost, to_cost
 from ._features import featurize, out_of_space_features, schema
+from ._interval import Calibration, MeasurementNoise, pooled_sd, residual_space, rounding_half_width
 from ._lgbm import LGBMModel
-from ._metrics import cross_val_predict, cv_method, regression_report
+from ._metrics import cross_val_predict, cv_method, cv_splits, feature_box, regression_report
 from ._predictor import TrainedPredictor, domain_of
 from ._surrogate import AccuracySurrogate
 from ._transfer import transfer_from
@@ -52,6 +53,13 @@ class TrainingData:
     protocol: dict[str, Any]
     sources: list[str]
     data_hash: str
+    # Measurement noise per in-space config (what a stored measurement's interval is made of): how many
+    # measurements its median comes from, the spread of their values (log for times, points for top-1; NaN with
+    # one), the harness's within-run uncertainty of one median (NaN without p10/p90), the printed rounding.
+    n_repeats: np.ndarray | None = None
+    repeat_sd: np.ndarray | None = None
+    within_sd: np.ndarray | None = None
+    rounding: np.ndarray | None = None
 
     @property
     def n_configs(self) -> int:
@@ -66,6 +74,7 @@ class TrainingData:
         keep = np.asarray(keep, bool)
         n = self.n_configs
         rows = np.concatenate([np.flatnonzero(keep), np.arange(n, len(self.y))])
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return dataclasses.replace(
             self,
             configs=[c for c, k in zip(self.configs, keep) if k],
@@ -73,7 +82,21 @@ class TrainingData:
             values=self.values[keep],
             X=self.X[rows],
             y=self.y[rows],
+            n_repeats=pick(self.n_repeats),
+            repeat_sd=pick(self.repeat_sd),
+            within_sd=pick(self.within_sd),
+            rounding=pick(self.rounding),
         )
+
+    def noise(self) -> MeasurementNoise | None:
+        """The stored-measurement noise of the in-space configs, for a predictor's calibration."""
+        if self.n_repeats is None:
+            return None
+        opt = lambda a: [None if not np.isfinite(v) else float(v) for v in a]  # noqa: E731
+        sd = opt(self.repeat_sd)
+        return MeasurementNoise(value=[float(v) for v in self.values], n=[int(k) for k in self.n_repeats], sd=sd,
+                                within_sd=opt(self.within_sd), rounding=[float(v) for v in self.rounding],
+                                pooled_sd=pooled_sd(sd, [int(k) for k in self.n_repeats]))
 
 
 def _clean(df: pd.DataFrame) -> pd.DataFrame:
@@ -136,6 +159,7 @@ def training_data(df: pd.DataFrame, device: str, metric: str, protocol: str | No
     agg = d[in_space].groupby("config_hash", sort=True).agg(
         value=("value", "median"), config_json=("config_json", "first"), name=("name", "first")
     )
+    noise = _noise(d[in_space], metric).reindex(agg.index)
     configs = [LowFormerConfig.from_json(j, source="config_json") for j in agg["config_json"]]
     oos = d[~in_space & d["macs"].notna()].groupby("config_hash", sort=True).agg(
         value=("value", "median"), macs=("macs", "first"), params=("params", "first"), resolution=("resolution", "first")
@@ -160,7 +184,35 @@ def training_data(df: pd.DataFrame, device: str, metric: str, protocol: str | No
         protocol={"key": protocol, **_protocol_of(first)},
         sources=sorted(set(d["source"].dropna())) if "source" in d else [],
         data_hash=h.hexdigest(),
+        n_repeats=noise["n"].to_numpy(int),
+        repeat_sd=noise["sd"].to_numpy(float),
+        within_sd=noise["within_sd"].to_numpy(float),
+        rounding=noise["rounding"].to_numpy(float),
     )
+
+
+# Median of n draws: its sd is about 1.2533 sigma / sqrt(n); p90 - p10 of a normal spans 2.563 sigma.
+_MEDIAN_SD, _P10_P90_SIGMAS = 1.2533, 2.5631
+
+
+def _noise(d: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per config hash: measurements (n), spread of their values (sd), within-run sd of a median, rounding."""
+    log = residual_space(metric) == "log"
+    v = pd.to_numeric(d["value"], errors="coerce")
+    t = np.log(v) if log else v
+    within = pd.Series(np.nan, index=d.index)
+    if log and {"p10", "p90", "n"} <= set(d.columns):
+        p10, p90, runs = (pd.to_numeric(d[c], errors="coerce") for c in ("p10", "p90", "n"))
+        ok = (p10 > 0) & (p90 >= p10) & (runs >= 1)
+        within[ok] = _MEDIAN_SD * (np.log(p90[ok]) - np.log(p10[ok])) / _P10_P90_SIGMAS / np.sqrt(runs[ok])
+    frame = pd.DataFrame({"h": d["config_hash"], "t": t, "within": within, "v": v})
+    g = frame.groupby("h", sort=True)
+    return pd.DataFrame({
+        "n": g["t"].count(),
+        "sd": g["t"].std(ddof=1),  # NaN with one measurement
+        "within_sd": g["within"].median(),
+        "rounding": g["v"].agg(lambda s: rounding_half_width(s.dropna().tolist())),
+    })
 
 
 def _s(v, default=None):
@@ -219,7 +271,8 @@ def _model_type(name: str) -> str:
 def evaluate_models(
     data: TrainingData, models: Mapping[str, Any], progress: Callable | None = None, holdout: np.ndarray | None = None
 ) -> dict[str, dict]:
-    """Figures (device metric) of each model on ``data`` and its held-out predictions (``"oof"``).
+    """Figures (device metric) of each model on ``data`` and its held-out predictions (``"oof"``; ``"oof_clipped"``:
+    the same models' predictions of the held-out configs clipped into their training feature range).
 
     Without ``holdout``: cross-validation (:func:`predictors.cross_val_predict`). With ``holdout`` (a mask
     over the in-space configs): fit on the other configs, score on the held-out ones (``"oof"`` then
@@ -233,14 +286,18 @@ def evaluate_models(
             out[name] = {"skipped": f"needs >= {need} configs, has {n_fit}"}
             continue
         if holdout is None:
-            pred = from_cost(data.metric, cross_val_predict(est, data.X, data.y, progress=progress))
+            cost, cost_clip = cross_val_predict(est, data.X, data.y, progress=progress, clipped=True)
+            pred, pred_clip = from_cost(data.metric, cost), from_cost(data.metric, cost_clip)
             truth = data.values
         else:
             h = np.asarray(holdout, bool)
             fit = data.subset(~h)
-            pred = from_cost(data.metric, clone(est).fit(fit.X, fit.y).predict(data.X[: data.n_configs][h]))
+            model = clone(est).fit(fit.X, fit.y)
+            Xh = data.X[: data.n_configs][h]
+            pred = from_cost(data.metric, model.predict(Xh))
+            pred_clip = from_cost(data.metric, model.predict(np.clip(Xh, *feature_box(fit.X))))
             truth = data.values[h]
-        out[name] = {**regression_report(truth, pred), "oof": pred}
+        out[name] = {**regression_report(truth, pred), "oof": pred, "oof_clipped": pred_clip}
     return out
 
 
@@ -311,7 +368,7 @@ def build_meta(data: TrainingData, model_name: str, results: dict[str, dict], de
         "validation": {
             "method": cv_method(data.n_configs),
             "chosen": model_name,
-            "models": {k: {kk: vv for kk, vv in v.items() if kk != "oof"} for k, v in results.items()},
+            "models": {k: figures_only(v) for k, v in results.items()},
         },
         "domain": domain_of(data.X),
         "libraries": library_versions(),
@@ -332,7 +389,23 @@ def train(
     best = _best(results, model)
     est = clone(models[best]).fit(data.X, data.y)
     meta = build_meta(data, best, results, device_protocol)
+    meta["calibration"] = calibrate(data, results[best]["oof"], results[best]["oof_clipped"]).to_json()
     return TrainedPredictor(est, meta), results
+
+
+def figures_only(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's validation figures without its held-out predictions."""
+    return {k: v for k, v in result.items() if not k.startswith("oof")}
+
+
+def calibrate(data: TrainingData, oof: np.ndarray, oof_clipped: np.ndarray, seed: int = 0) -> Calibration:
+    """The interval calibration of a model whose cross-validated predictions (:func:`evaluate_models`, same
+    folds: :func:`predictors.cv_splits`) of ``data``'s configs are ``oof`` (``oof_clipped``: of the configs
+    clipped into each fold's training feature range)."""
+    n = data.n_configs
+    return Calibration.fit(metric=data.metric, truth=data.values, oof=oof, oof_clipped=oof_clipped, X_train=data.X[:n],
+                           splits=cv_splits(n, seed), cv=cv_method(n), noise=data.noise(),
+                           hashes=[c.hash for c in data.configs])
 
 
 def holdout_mask(hashes, share: float = 0.2) -> np.ndarray:

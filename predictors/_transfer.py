@@ -103,6 +103,8 @@ class TransferModel(CostModel):
         return np.exp(a + b * np.log(s))
 
     def fit(self, X, y, sample_weight=None):
+        if sample_weight is not None:  # refused rather than silently ignored: the mode choice is unweighted LOO
+            raise ValueError("sample_weight: TransferModel does not weight rows; fit it on the rows you want")
         if self.source is None or not _unwrap(self.source).__sklearn_is_fitted__():
             raise ValueError("source: a fitted source model is needed")
         modes = self._modes()

@@ -5,7 +5,6 @@ from lowformer_common import MEASURE_EXTRA_HINT
 
 from ._config import (
     ATTENTION_TYPES,
-    CONFIG_IDENTITY,
     MAX_CONFIG_BYTES,
     ConfigError,
     LowFormerConfig,
@@ -14,6 +13,7 @@ from ._config import (
 )
 from ._count import Counts, count, count_graph
 from ._files import write_config_json
+from ._identity import CONFIG_IDENTITY
 from ._graph import OP_TYPES, QUANTITIES, STAGES, Layer, OpGraph, build_op_graph
 from ._load import config_from_dict, config_from_json, load_config
 from ._onnx import DEFAULT_OPSET

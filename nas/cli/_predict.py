@@ -43,6 +43,10 @@ def register(sub) -> None:
                    help="write a predicted-vs-measured chart (HTML; plotly.js goes beside it, so it opens offline)")
     e.add_argument("--holdout", type=int, metavar="N", help="score on N random configs held out of training (default: cross-validation)")
     e.add_argument("--models", metavar="LIST", help="comma-separated model types (default: every applicable one)")
+    e.add_argument("--intervals", metavar="MODEL",
+                   help="also score the prediction intervals of this model type (default: the device's current "
+                        "predictor's; 'none' to skip): coverage at 0.8/0.9/0.95 and median relative width, on the "
+                        "hold-out, else leave-one-group-out (<= 30 configs) or 5-fold")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_store_arg(e)
     e.set_defaults(func=cmd_eval)
@@ -76,6 +80,8 @@ def register(sub) -> None:
     pr.add_argument("--model", metavar="NAME", help=f"variant name ({', '.join(variant_names())})")
     pr.add_argument("--config", metavar="FILE", help="a JSON config file instead of a name")
     pr.add_argument("--resolution", type=int, metavar="R", help="input resolution (default: the variant's)")
+    pr.add_argument("--confidence", type=float, default=0.9, metavar="C",
+                    help="coverage of the prediction interval, in (0.5, 0.999) (default 0.9)")
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(func=cmd_predict)
 
@@ -143,7 +149,9 @@ def _out_root(out) -> pathlib.Path:
 
 
 def _figures_only(results: dict) -> dict:
-    return {k: {kk: vv for kk, vv in v.items() if kk != "oof"} for k, v in results.items()}
+    from predictors import figures_only
+
+    return {k: figures_only(v) for k, v in results.items()}
 
 
 def _load_source(name: str):
@@ -227,12 +235,15 @@ def cmd_eval(args) -> int:
     holdout = random_holdout(data.n_configs, args.holdout) if args.holdout else None
     results = evaluate_models(data, models, progress=_progress("validating"), holdout=holdout)
     method = f"random hold-out of {args.holdout} configs" if holdout is not None else cv_method(data.n_configs)
+    coverage = _interval_coverage(args, data, metric, holdout)
     if args.json:
         print(json.dumps({"device": args.device, "metric": metric, "method": method, "n_configs": data.n_configs,
-                          "models": _figures_only(results)}, indent=2))
+                          "models": _figures_only(results), "intervals": coverage and coverage.to_dict()}, indent=2))
     else:
         print(f"{args.device} / {metric}: {data.n_configs} configs, protocol {data.protocol['key']}")
         _print_figures(results, None, metric, method)
+        if coverage is not None:
+            _print_coverage(coverage)
     if args.html:
         names = [n or c.short_hash for n, c in zip(data.names, data.configs)]
         truth = data.values
@@ -244,23 +255,39 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _interval_coverage(args, data, metric: str, holdout):
+    """The calibration figures of the intervals (None with --intervals none)."""
+    from predictors import LOO_MAX, PredictorError, interval_coverage, load_predictor, variant_groups
+
+    model = args.intervals
+    if model == "none":
+        return None
+    if model is None:
+        try:
+            model = load_predictor(args.device, metric).model_type
+        except PredictorError:
+            model = "auto"
+    if holdout is not None:
+        return interval_coverage(data, model, holdout=holdout, progress=_progress("intervals"))
+    if data.n_configs <= LOO_MAX:
+        groups = variant_groups(data.names, [c.hash for c in data.configs])
+    else:
+        groups = [f"fold{i % 5}" for i in range(data.n_configs)]  # 5 folds over the configs in hash order
+    return interval_coverage(data, model, groups=groups, progress=_progress("intervals"))
+
+
+def _print_coverage(rep) -> None:
+    print(f"prediction intervals: {rep.model} model ({rep.intervals_method}), {rep.method}, {rep.n} configs")
+    print(f"{'nominal':>8s} {'empirical':>10s} {'median width':>13s}")
+    for r in rep.rows():
+        print(f"{r['nominal']:8.2f} {r['empirical'] * 100:9.0f}% {r['median_relative_width'] * 100:12.1f}%")
+
+
 # ---------------------------------------------------------------------------------------------- update
 
 
 def cmd_update(args) -> int:
-    import numpy as np
-
-    from predictors import (
-        PredictorError,
-        cv_method,
-        from_cost,
-        holdout_mask,
-        load_predictor,
-        regression_report,
-        save_version,
-        train,
-        training_data,
-    )
+    from predictors import PredictorError, cv_method, load_predictor, update
 
     store = _open_store(args.store)
     if not pathlib.Path(args.measurements).is_file():
@@ -273,42 +300,18 @@ def cmd_update(args) -> int:
         previous = load_predictor(args.device, metric)
     except PredictorError:
         previous = None
-    try:
-        old = training_data(before, args.device, metric) if len(before) else None
-    except PredictorError:
-        old = None
-    new = training_data(store.measurements(device=args.device), args.device, metric)
-    model = args.model or (previous.meta.get("model_type") if previous is not None else None) or "auto"
-    if model == "transfer":
-        model = "auto"  # a transfer predictor grows into a device model of its own once the device has data
-
-    # Fixed hold-out: by config hash, so the same configs are held out at every update.
-    h_new = holdout_mask([c.hash for c in new.configs])
-    held = set(np.array([c.hash for c in new.configs])[h_new])
-    if h_new.sum() >= 3 and (~h_new).sum() >= 3:
-        truth = new.values[h_new]
-        Xh = new.X[: new.n_configs][h_new]
-        print(f"fixed hold-out: {int(h_new.sum())} configs (chosen by config hash), never trained on below")
-        rows = {}
-        for label, data in (("before", old), ("after", new)):
-            if data is None:
-                rows[label] = {"skipped": "no earlier measurements"}
-                continue
-            fit = data.subset(np.array([c.hash not in held for c in data.configs]))
-            try:
-                est = train(fit, model)[0].estimator
-            except PredictorError as e:
-                rows[label] = {"skipped": str(e)}
-                continue
-            rows[label] = regression_report(truth, from_cost(metric, est.predict(Xh)))
-        _print_figures(rows, None, metric, f"{model} model trained without the hold-out; before: on the data before the import")
+    u = update(before, store.measurements(device=args.device), args.device, metric, model=args.model, previous=previous,
+               device_protocol=protocol, root=_out_root(args.out), progress=_progress("validating"))
+    if u.holdout is not None:
+        print(f"fixed hold-out: {u.n_holdout} configs (chosen by config hash), never trained on below")
+        _print_figures(u.holdout, None, metric, f"{u.model} model trained without the hold-out; before: on the data "
+                                                "before the import")
     else:
-        print(f"hold-out too small ({int(h_new.sum())} of {new.n_configs} configs): cross-validated figures below")
-    pred, results = train(new, model, device_protocol=protocol, progress=_progress("validating"))
-    path = save_version(_out_root(args.out) / args.device / metric, pred.estimator, pred.meta)
-    _print_figures(results, pred.meta["model_name"], metric, cv_method(new.n_configs) + " on all data after the import")
+        print(f"hold-out too small ({u.n_holdout} of {u.data.n_configs} configs): cross-validated figures below")
+    _print_figures(u.results, u.predictor.meta["model_name"], metric,
+                   cv_method(u.data.n_configs) + " on all data after the import")
     kept = f"; previous: {previous.path}" if previous is not None else ""
-    print(f"saved {pred.meta['model_type']} predictor v{path.name[1:].lstrip('0')} -> {path}{kept}")
+    print(f"saved {u.predictor.model_type} predictor v{u.path.name[1:].lstrip('0')} -> {u.path}{kept}")
     return 0
 
 
@@ -383,28 +386,39 @@ def cmd_fewshot(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from predictors import load_predictor
+    from predictors import check_coverage, load_predictor
     from search_spaces import resolve
 
     if args.model is not None and args.config is not None:
         raise UserError("model: give a variant name (--model) or --config FILE, not both")
     if args.model is None and args.config is None:
         raise UserError("model: give a variant name (--model NAME) or --config FILE")
+    try:
+        coverage = check_coverage(args.confidence)
+    except UserError:
+        raise UserError(f"confidence: must be a number in (0.5, 0.999) (got {args.confidence:g})") from None
     name, cfg = resolve(args.model, args.config, args.resolution)
     pred = load_predictor(args.device, args.metric)
-    value = pred.predict_one(cfg)
-    inside = pred.in_domain(cfg)
-    if not inside:
+    if pred.calibrated:
+        iv = pred.predict_interval([cfg], coverage)
+        value, lo, hi, measured, inside = float(iv.value[0]), float(iv.lo[0]), float(iv.hi[0]), bool(iv.measured[0]), bool(
+            iv.in_domain[0])
+    else:
+        value, lo, hi, measured, inside = pred.predict_one(cfg), None, None, False, pred.in_domain(cfg)
+    if not inside and not measured:
         why = "; ".join(pred.domain_violations(cfg)[:3])
         print(f"lowformer-nas: warning: {name} lies outside what the {pred.device} {pred.metric} predictor was trained on "
               f"({why}); the prediction is an extrapolation", file=sys.stderr)
-    out = {"device": pred.device, "metric": pred.metric, "value": value, "model_type": pred.model_type,
-           "predictor_version": pred.version, "in_domain": inside}
+    out = {"device": pred.device, "metric": pred.metric, "value": value,
+           "interval": None if lo is None else [lo, hi], "coverage": coverage if lo is not None else None,
+           "measured": measured, "model_type": pred.model_type, "predictor_version": pred.version, "in_domain": inside}
     if args.json:
         print(json.dumps(out))
         return 0
     unit = {"latency_ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "% top-1"}.get(pred.metric, "")
-    note = " (accuracy surrogate, not a trained network's result)" if pred.is_surrogate else ""
-    print(f"{name} on {pred.device}: {value:.4g} {unit}{note}  [{pred.model_type} predictor v{pred.version}"
-          f"{'' if inside else ', out of domain'}]")
+    what = "measured" if measured else ("accuracy surrogate, not a trained network's result" if pred.is_surrogate else "")
+    note = f" ({what})" if what else ""
+    iv_text = "" if lo is None else f", {coverage:.0%} interval [{lo:.4g}, {hi:.4g}]"
+    print(f"{name} on {pred.device}: {value:.4g} {unit}{iv_text}{note}  [{pred.model_type} predictor v{pred.version}"
+          f"{'' if inside else ', out of domain'}{'' if pred.calibrated else ', no calibration data'}]")
     return 0

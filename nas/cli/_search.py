@@ -32,20 +32,33 @@ def register(sub) -> None:
                    help="latency budget: one value for every device, or one per --device in order "
                         "(throughput devices: time per image, 1000/throughput)")
     p.add_argument("--trials", type=trials, metavar="N", help="total trials of the study (default 3000)")
-    p.add_argument("--study", metavar="NAME", help="study name: runs/NAME/ (an existing study is resumed)")
+    p.add_argument("--study", metavar="NAME", help="study name: $LOWFORMER_NAS_HOME/runs/NAME/ (an existing study, "
+                                                   "there or in ./runs, is resumed)")
     p.add_argument("--storage", metavar="URL", help="shared Optuna database, e.g. postgresql://user@host/db "
-                                                    "(default: a journal file in runs/NAME/)")
+                                                    "(default: a journal file in the study's folder)")
     p.add_argument("--sampler", metavar="NAME", help="nsga2 (default), tpe, random or gp (gp: small budgets only)")
     p.add_argument("--objective", metavar="NAME",
                    help="accuracy side: surrogate (default: the top-1 predictor), params or macs (capacity proxies, "
                         "maximised)")
     p.add_argument("--max-params", type=_amount, metavar="N", help="parameter limit, e.g. 5M")
     p.add_argument("--max-macs", type=_amount, metavar="N", help="MAC limit, e.g. 1.5G")
-    p.add_argument("--seed", type=int, help="sampler seed (default: none)")
-    p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
+    p.add_argument("--risk", metavar="MODE",
+                   help="bound (default): budgets and objectives use the pessimistic end of each prediction interval; "
+                        "mean: the central predictions (no safety margin)")
+    p.add_argument("--confidence", type=float, metavar="C",
+                   help="coverage of the prediction intervals, in (0.5, 0.999) (default 0.9: a returned config is over "
+                        "budget with probability <= 5 %%)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: one is drawn and reported)")
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where studies live (default: $LOWFORMER_NAS_HOME/runs; existing studies are also found in ./runs)")
     p.add_argument("--verify", type=int, default=0, metavar="N",
-                   help="then measure the top-N front configs on this machine and print predicted vs measured")
-    add_store_arg(p, "--verify: the ")
+                   help="then measure the top-N front configs on this machine: predicted vs measured, over-budget count, "
+                        "share inside the intervals")
+    p.add_argument("--refine", type=int, default=0, metavar="R",
+                   help="then R rounds on this machine: measure K front configs (nearest the budget, widest intervals), "
+                        "store them, retrain the device's predictor, continue the study")
+    p.add_argument("--refine-k", type=int, default=10, metavar="K", help="configs measured per --refine round (default 10)")
+    add_store_arg(p, "--verify/--refine: the ")
     p.add_argument("--no-png", action="store_true", help="HTML charts only")
     p.add_argument("--population-size", type=int, default=50, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,7 +68,9 @@ def register(sub) -> None:
     p.add_argument("what", nargs="?", choices=("study", "measured"), default="study",
                    help="study (default): the charts of --study; measured: MACs vs measured values of --device")
     p.add_argument("--study", metavar="NAME", help="the study to redraw")
-    p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where studies live (default: ./runs, then $LOWFORMER_NAS_HOME/runs; plot measured writes to "
+                        "the latter)")
     p.add_argument("--storage", metavar="URL", help="the study's database, when it was searched with --storage")
     p.add_argument("--device", type=device_id, metavar="NAME", help="plot measured: the device")
     p.add_argument("--metric", default="latency_ms", help="plot measured: the metric (default latency_ms)")
@@ -65,22 +80,45 @@ def register(sub) -> None:
 
 
 def cmd_search(args) -> int:
-    if args.verify < 0:
-        raise UserError(f"verify: must be a positive number of configs (got {args.verify})")
-    from nas.search import SearchSettings, run_search, verify_front
+    for flag, v in (("verify", args.verify), ("refine", args.refine)):
+        if v < 0:
+            raise UserError(f"{flag}: must be a positive number (got {v})")
+    if args.refine_k < 1:
+        raise UserError(f"refine-k: must be a positive number of configs (got {args.refine_k})")
+    from nas.search import SearchSettings, run_search
 
     settings = SearchSettings(
         devices=args.devices or (), budgets_ms=args.budget_ms, trials=args.trials, study=args.study,
         storage=args.storage, sampler=args.sampler, objective=args.objective, max_params=args.max_params,
         max_macs=args.max_macs, seed=args.seed, runs_dir=args.runs_dir, population_size=args.population_size,
+        risk=args.risk, confidence=args.confidence,
     )
     r = run_search(settings, progress=not args.quiet, png=not args.no_png)
+    _print_result(r)
+    if args.refine:
+        r = _refine(args, settings, r)
+    if args.verify:
+        from measured import Store
+        from nas.search import verify_front
+
+        verify_front(r.results, args.verify, r.folder, store=Store(args.store))
+    _print_next_steps(r.results)
+    return 0
+
+
+def _print_result(r) -> None:
+    from nas.search import risk_line
+
     res = r.results
-    print(f"study {r.study}: {r.n_trials} trials ({r.ran} run now, {r.scored} new architectures scored) in "
-          f"{r.seconds:.1f} s; {len(res.table)} distinct architectures")
+    seed = f"seed {r.seed} (drawn; --seed {r.seed} repeats it)" if r.seed_drawn else (
+        "no seed" if r.seed is None else f"seed {r.seed}")
+    rnd = f", refinement round {r.round}" if r.round else ""
+    print(f"study {r.study}{rnd}: {r.n_trials} trials ({r.ran} run now, {r.scored} new architectures scored) in "
+          f"{r.seconds:.1f} s; {len(res.table)} distinct architectures; {seed}")
+    print(risk_line(res))
     _print_front(res)
     for d in res.named_status():
-        print(f"  {d['name']:5s} {d['status']:13s} {d['detail']}")
+        print(f"  {d['name']:5s} {d['status']:18s} {d['detail']}")
     for n in r.notes:
         print(f"note: {n}")
     for key, share in res.in_domain_share().items():
@@ -89,11 +127,47 @@ def cmd_search(args) -> int:
             print(f"note: {1 - share['front']:.0%} of the front lies outside what the {key} predictor was trained "
                   "on; its values there are extrapolations (report.md, column out_of_domain of front.csv)")
     print(f"outputs in {r.folder}/ (report.md, front.csv, front.json, charts)")
-    if args.verify:
-        from measured import Store
 
-        verify_front(res, args.verify, r.folder, store=Store(args.store))
-    return 0
+
+def _print_next_steps(res) -> None:
+    from nas.search import next_steps
+
+    steps = next_steps(res)
+    if steps:
+        print("next:")
+        for line in steps:
+            print(f"  {line}")
+
+
+def _refine(args, settings, first):
+    import dataclasses
+    import json
+
+    from measured import Store
+    from nas.search import refine_search, rounds_table, store_measurer
+
+    store = Store(args.store)
+    result, rounds = refine_search(dataclasses.replace(settings, study=first.study), args.refine, args.refine_k,
+                                   measure=store_measurer(store), retrain=_retrainer(store), first=first,
+                                   progress=not args.quiet, png=not args.no_png)
+    print(f"refinement ({args.refine} rounds of {args.refine_k} configs measured on this machine):")
+    print(rounds_table(rounds))
+    (result.folder / "refine.json").write_text(json.dumps([x.to_dict() for x in rounds], indent=1) + "\n")
+    _print_result(result)
+    return result
+
+
+def _retrainer(store):
+    """Retrain a device's predictor from the store (the same model type), saved as a new user version."""
+
+    def retrain(device: str) -> str:
+        from predictors import load_predictor, retrain_from_store
+
+        previous = load_predictor(device)
+        pred, path = retrain_from_store(store, device, previous.metric, previous=previous)
+        return f"{pred.model_type} v{pred.version} on {pred.meta['training_data']['n_configs']} configs ({path})"
+
+    return retrain
 
 
 def _print_front(res, n: int = 10) -> None:
@@ -106,12 +180,18 @@ def _print_front(res, n: int = 10) -> None:
     else:
         rows, title = res.closest(), "NO config meets the constraints; the closest ones (smallest violation):"
     print(title)
-    print("  " + f"{'#':>3s} {'hash':12s} {'named':6s} " + " ".join(f"{k:>24s}" for k in keys) + f" {'MACs (M)':>9s}")
+    print("  " + f"{'#':>3s} {'hash':12s} {'named':6s} " + " ".join(f"{k:>28s}" for k in keys) + f" {'MACs (M)':>9s}")
     for i, (_, r) in enumerate(rows.iterrows(), start=1):
         rank = int(r["rank"]) if "rank" in r and r["rank"] == r["rank"] and r["rank"] is not None else i
-        print("  " + f"{rank:3d} {r['hash'][:12]} {r['named'][:6]:6s} "
-              + " ".join(f"{format_quantity(r[k], metrics.get(k)):>24s}" for k in keys)
-              + f" {r['macs'] / 1e6:9.0f}")
+        cells = []
+        for k in keys:
+            lo, hi = float(r[f"{k}_lo"]), float(r[f"{k}_hi"])
+            cell = format_quantity(r[k], metrics.get(k)) + (f" [{lo:.4g}, {hi:.4g}]" if lo < hi else "")
+            cell += "*" if k in r["ood"] else ""
+            cells.append(f"{cell:>28s}")
+        print("  " + f"{rank:3d} {r['hash'][:12]} {r['named'][:6]:6s} " + " ".join(cells) + f" {r['macs'] / 1e6:9.0f}")
+    if any(len(x) for x in rows["ood"]):
+        print("  * extrapolated: outside that predictor's training domain")
 
 
 def cmd_plot(args) -> int:
@@ -119,11 +199,11 @@ def cmd_plot(args) -> int:
         return _plot_measured(args)
     if not args.study:
         raise UserError("study: give --study NAME (or `plot measured --device NAME`)")
-    from nas.search import load_results, open_study, study_dir, write_charts
+    from nas.search import load_results, open_study, study_folder, write_charts
 
     study = open_study(args.study, args.runs_dir, args.storage)
     res = load_results(study, args.study)
-    paths, notes = write_charts(res, study_dir(args.runs_dir, args.study), png=not args.no_png)
+    paths, notes = write_charts(res, study_folder(args.study, args.runs_dir), png=not args.no_png)
     for p in paths:
         print(f"wrote {p}")
     for n in notes:
@@ -137,7 +217,7 @@ def _plot_measured(args) -> int:
     import pathlib
 
     from measured import Store
-    from nas.search import measured_figure, write_figures
+    from nas.search import default_runs_dir, measured_figure, write_figures
 
     store = Store(args.store)
     df = store.measurements(device=args.device, metric=args.metric)
@@ -146,7 +226,7 @@ def _plot_measured(args) -> int:
         raise UserError(f"device: no {args.metric} measurements for {args.device!r} in the store; devices: "
                         f"{', '.join(devices) or 'none'}")
     fig = measured_figure(df, args.device, args.metric)
-    folder = pathlib.Path(args.runs_dir) / "measured"
+    folder = (pathlib.Path(args.runs_dir) if args.runs_dir else default_runs_dir()) / "measured"
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.device)  # the device id becomes part of a file name
     paths, notes = write_figures({f"macs_vs_{args.metric}_{safe}": fig}, folder, png=not args.no_png)
     for p in paths:

@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--json-out", metavar="PATH", help="also write the config JSON")
     p.add_argument("--study", metavar="NAME", help="take the config from this search study's front (see --pick)")
     p.add_argument("--pick", type=int, default=1, metavar="K", help="K-th config of the study's front (1 = best)")
-    p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where studies live (default: ./runs, then $LOWFORMER_NAS_HOME/runs)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
                    help="torch.onnx exporter: torchscript (default) or dynamo")
     p.set_defaults(func=cmd_export)

@@ -2,7 +2,9 @@
 
 1. MACs vs predicted latency per device, coloured by attention type: same MACs, very different latency
    (the paper's Figure 1 message), with the front and the named variants on it;
-2. the Pareto front, predicted latency vs the accuracy side, named variants marked;
+2. the Pareto front, predicted latency vs the accuracy side: every front config with the error bars of its
+   intervals, extrapolated configs (outside a predictor's training domain) drawn hollow, the named variants as
+   diamonds coloured by their status;
 3. knob importances per objective.
 """
 
@@ -30,7 +32,8 @@ _ATTENTION_COLOURS = {
     "lowtention + mhsa": "#9467bd", "lowtention + relu_linear": "#17becf", "mhsa + relu_linear": "#bcbd22",
 }
 _MIXED = ["#8c564b", "#e377c2", "#ff7f0e", "#393b79", "#637939"]
-_STATUS_COLOURS = {"on the front": "#2ca02c", "dominated": "#ff7f0e", "over budget": "#d62728", "not evaluated": "#7f7f7f"}
+_STATUS_COLOURS = {"on the front": "#2ca02c", "within uncertainty": "#1f77b4", "dominated": "#ff7f0e",
+                   "over budget": "#d62728", "not evaluated": "#7f7f7f"}
 _FRONT = "#111111"
 _IMPORTANCE_TOP = 15
 
@@ -139,6 +142,22 @@ def macs_vs_latency(res: StudyResults) -> go.Figure:
                    "configs with the same MACs run at very different speeds")
 
 
+def _error_bars(d: pd.DataFrame, key: str, scale: float = 1.0) -> dict[str, Any] | None:
+    """Plotly error bars from a table's interval columns (None when every interval is a point)."""
+    if f"{key}_lo" not in d or not len(d):
+        return None
+    up = (d[f"{key}_hi"] - d[key]).to_numpy(dtype=float) * scale
+    down = (d[key] - d[f"{key}_lo"]).to_numpy(dtype=float) * scale
+    if not (up > 0).any() and not (down > 0).any():
+        return None
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1, "width": 0,
+            "color": "rgba(17,17,17,0.35)"}
+
+
+def _extrapolated(d: pd.DataFrame) -> pd.Series:
+    return d["ood"].apply(bool) if "ood" in d else pd.Series(False, index=d.index)
+
+
 def pareto_front(res: StudyResults) -> go.Figure:
     objs = _time_objectives(res)
     acc = res.objectives[0]
@@ -163,21 +182,34 @@ def pareto_front(res: StudyResults) -> go.Figure:
             cd, tmpl = _hover(f)
             # With one device the front is a staircase; with more it is a projection, drawn as points only.
             mode = "lines+markers" if len(res.objectives) == 2 else "markers"
+            ext = _extrapolated(f).to_numpy()
             fig.add_trace(go.Scatter(
                 x=f[o["key"]], y=f[acc["key"]] * ys, mode=mode, name=f"Pareto front ({len(f)})", legendgroup="front",
                 showlegend=j == 1, line={"shape": "hv" if o["direction"] == "minimize" else "vh", "color": _FRONT, "width": 1.5},
-                marker={"size": 8, "color": _FRONT}, customdata=cd, hovertemplate=tmpl), row=1, col=j)
+                # Extrapolated configs hollow: their predictions rest on no data like them.
+                marker={"size": 8, "color": np.where(ext, "rgba(0,0,0,0)", _FRONT), "line": {"width": 1.5, "color": _FRONT},
+                        "symbol": np.where(ext, "circle-open", "circle")},
+                error_x=_error_bars(f, o["key"]), error_y=_error_bars(f, acc["key"], ys),
+                customdata=cd, hovertemplate=tmpl), row=1, col=j)
+            if ext.any():
+                fig.add_trace(go.Scatter(
+                    x=[None], y=[None], mode="markers", name=f"extrapolated: outside a predictor's data ({int(ext.sum())})",
+                    legendgroup="extrapolated", showlegend=j == 1,
+                    marker={"size": 8, "symbol": "circle-open", "color": _FRONT}), row=1, col=j)
         for st, colour in _STATUS_COLOURS.items():
             d = named[named["named"].apply(lambda n: any(status.get(x) == st for x in n.split(",")))]
             if not len(d):
                 continue
             cd, tmpl = _hover(d)
+            ext = _extrapolated(d).to_numpy()
             fig.add_trace(go.Scatter(
                 x=d[o["key"]], y=d[acc["key"]] * ys, mode="markers+text", name=f"named: {st}", legendgroup=f"named {st}",
                 showlegend=j == 1, text=d["named"].str.replace(",", "="),
                 textposition=_label_positions(d[o["key"]], "middle right", "middle left"),
                 textfont={"size": 13, "color": "#000"},
-                marker={"size": 13, "symbol": "diamond", "color": colour, "line": {"width": 1.5, "color": "#000"}},
+                marker={"size": 13, "symbol": np.where(ext, "diamond-open", "diamond"), "color": colour,
+                        "line": {"width": 1.5, "color": "#000"}},
+                error_x=_error_bars(d, o["key"]), error_y=_error_bars(d, acc["key"], ys),
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
         budget = _budget_of(res, o)
         if budget is not None:
@@ -187,6 +219,9 @@ def pareto_front(res: StudyResults) -> go.Figure:
         fig.update_yaxes(title_text=_axis_title(acc), row=1, col=j)
     sub = (f"{len(res.front)} configs on the front out of {len(t)} architectures"
            if res.any_feasible else f"no config meets the constraints ({len(t)} architectures)")
+    if res.confidence:
+        sub += f"; bars: {res.confidence:.0%} prediction intervals" + (
+            "; the front is chosen on their pessimistic ends" if res.risk == "bound" else "")
     return _titled(fig, f"Pareto front — study {res.name}", sub)
 
 

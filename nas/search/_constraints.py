@@ -6,6 +6,10 @@ detects which one is there (by feature, not by version string) and the rest of t
 
 Constraint values are relative violations, ``(value - limit) / limit``: <= 0 is feasible, and a millisecond
 over a 12 ms budget weighs like 8 % over a parameter limit when samplers and reports add violations up.
+
+A budget applies to what the search scores (:attr:`Evaluation.scored`): under risk "bound" the pessimistic end of
+the predicted interval (the upper end of a latency, the lower end of a throughput), so a returned config is over
+its budget with probability <= (1 - c) / 2 at confidence c; ``bound`` in the constraint says which end.
 """
 
 from __future__ import annotations
@@ -46,15 +50,16 @@ class Constraint:
     label: str
     unit: str
     objective: str | None = None  # the objective a budget applies to
+    bound: str | None = None  # which value of the objective: "upper"/"lower" end of its interval, or None (central)
 
     def quantity(self, e: Evaluation, objectives: Sequence[Objective]) -> float:
-        """The constrained quantity of one architecture, in the limit's unit."""
+        """The constrained quantity of one architecture, in the limit's unit (a budget: of the scored value)."""
         if self.key == "max_params":
             return float(e.params)
         if self.key == "max_macs":
             return float(e.macs)
         i = [o.key for o in objectives].index(self.objective)
-        return ms_per_image(objectives[i].metric, e.values[i])
+        return ms_per_image(objectives[i].metric, e.scored[i])
 
     def shown(self, quantity: float) -> str:
         """A quantity in the unit of this constraint's label."""
@@ -75,7 +80,9 @@ def ms_per_image(metric: str | None, value: float) -> float:
 
 
 def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, float | None],
-                     max_params: float | None = None, max_macs: float | None = None) -> list[Constraint]:
+                     max_params: float | None = None, max_macs: float | None = None, risk: str = "bound",
+                     confidence: float | None = 0.9) -> list[Constraint]:
+    """Budgets (per device, on the value the search scores: see the module doc) and size limits."""
     out = []
     for o in objectives:
         b = budgets_ms.get(o.device) if o.is_time else None
@@ -83,7 +90,11 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
             continue
         _positive("budget-ms", b)
         what = "time per image (1000/throughput)" if o.metric in _TIME_PER_IMAGE_METRICS else "latency"
-        out.append(Constraint(f"budget:{o.device}", float(b), f"{o.device} {what} <= {b:g} ms", "ms", o.key))
+        uncertain = getattr(o, "calibrated", False) and risk == "bound"
+        bound = ("lower" if o.higher_is_better else "upper") if uncertain else None
+        # The time per image of a throughput device is largest at the throughput's lower end: the label names the time.
+        end = f" (upper end of its {confidence:.0%} interval)" if uncertain and confidence else ""
+        out.append(Constraint(f"budget:{o.device}", float(b), f"{o.device} {what}{end} <= {b:g} ms", "ms", o.key, bound))
     if max_params is not None:
         _positive("max-params", max_params)
         out.append(Constraint("max_params", float(max_params), f"params <= {format_quantity(max_params, 'params')}",

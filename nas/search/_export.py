@@ -9,17 +9,23 @@ from lowformer_common import MEASURE_EXTRA_HINT, missing_module
 from search_spaces import LowFormerConfig, write_config_json
 
 from ._report import FRONT_JSON
-from ._storage import SearchError, study_dir
+from ._runs import find_study_dir, searched_line
+from ._storage import SearchError, check_study_name
 
 
-def front_entry(study: str, pick: int, runs_dir: str = "runs") -> dict:
-    """The ``pick``-th (1-based) entry of ``runs/<study>/front.json``."""
-    path = study_dir(runs_dir, study) / FRONT_JSON
+def front_entry(study: str, pick: int, runs_dir: str | None = None) -> dict:
+    """The ``pick``-th (1-based) entry of the study's ``front.json`` (in ``runs_dir``, else ./runs or
+    ``$LOWFORMER_NAS_HOME/runs``)."""
+    check_study_name(study)
+    folder = find_study_dir(study, runs_dir, marker=FRONT_JSON)
+    if folder is None:
+        raise SearchError("study", f"no {FRONT_JSON} of study {study!r} in {searched_line(runs_dir)}; run "
+                                   f"`lowformer-nas search --study {study}` (or `lowformer-nas plot --study {study}`) first")
+    path = folder / FRONT_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SearchError("study", f"no {path}; run `lowformer-nas search --study {study}` "
-                                   f"(or `lowformer-nas plot --study {study}`) first") from None
+        raise SearchError("study", f"no {path}; run `lowformer-nas search --study {study}` first") from None
     except (OSError, ValueError) as e:
         raise SearchError(str(path), f"cannot read the front ({e})") from None
     front = data.get("front") or []
@@ -31,6 +37,14 @@ def front_entry(study: str, pick: int, runs_dir: str = "runs") -> dict:
     return front[pick - 1]
 
 
+def _with_interval(key: str, value, entry: dict) -> str:
+    iv = (entry.get("intervals") or {}).get(key)
+    text = f"{key} {value:.4g}"
+    if isinstance(iv, list) and len(iv) == 2 and iv[0] != iv[1]:
+        text += f" [{iv[0]:.4g}, {iv[1]:.4g}]"
+    return text + (" (measured)" if (entry.get("measured") or {}).get(key) else "")
+
+
 def export_pick(args) -> int:
     if getattr(args, "model", None) is not None or getattr(args, "config", None) is not None:
         raise SearchError("study", "give a model/--config or --study NAME --pick K, not both")
@@ -39,8 +53,9 @@ def export_pick(args) -> int:
     if entry["hash"] not in (cfg.hash, cfg.legacy_hash):  # a front written before identity 2 has the knobs' hash
         raise SearchError("front.json", f"config #{args.pick} does not match its hash; the file was edited")
     name = f"{args.study}-pick{args.pick}"
-    json_out = args.json_out or str(study_dir(args.runs_dir, args.study) / f"pick{args.pick}-{cfg.short_hash}.json")
-    preds = ", ".join(f"{k} {v:.4g}" for k, v in entry.get("predictions", {}).items())
+    folder = find_study_dir(args.study, args.runs_dir, marker=FRONT_JSON)
+    json_out = args.json_out or str(folder / f"pick{args.pick}-{cfg.short_hash}.json")
+    preds = ", ".join(_with_interval(k, v, entry) for k, v in entry.get("predictions", {}).items())
     write_config_json(json_out, cfg, name)
     print(f"wrote {json_out}  (front #{args.pick}, hash {cfg.short_hash}: {preds})")
     onnx_out = args.onnx or str(pathlib.Path(json_out).with_suffix(".onnx"))

@@ -1,14 +1,17 @@
 """What a search optimises: one small interface over the predictors, the analytic counts and plain functions.
 
-An objective scores a batch of configs at once (predictors are much faster on batches than row by row), and the
-:class:`Evaluator` scores every architecture (config hash) once per study.
+An objective scores a batch of configs at once (predictors are much faster on batches than row by row), with an
+interval per value where the objective is uncertain (predictors), and the :class:`Evaluator` scores every
+architecture (config hash) once per study. Under risk "bound" (the default) the search optimises and constrains
+the pessimistic end of each interval, so a config it returns meets a budget with probability >= (1 + c) / 2 at
+confidence c, and a config predicted well only by extrapolation (wide intervals) loses to one with evidence.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,12 +19,37 @@ from search_spaces import Counts, LowFormerConfig, count
 
 from ._storage import SearchError
 
+if TYPE_CHECKING:  # the search works with any implementation of the interface
+    from predictors import Predictor
+
 DIRECTIONS = ("minimize", "maximize")
 ACCURACY_DEVICE = "imagenet1k"
 ACCURACY_METRIC = "top1_pct"
 # --objective: the accuracy side of the search. params/MACs are capacity proxies, so they are maximised:
 # within the latency budget, the largest network is taken as the most accurate one.
 ACCURACY_OBJECTIVES = ("surrogate", "params", "macs")
+
+
+RISKS = ("bound", "mean")
+DEFAULT_RISK = "bound"
+DEFAULT_CONFIDENCE = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """One objective's answer for a batch: central values, interval ends (equal to the value for exact objectives),
+    which values are stored measurements, and the training domain (None where that means nothing)."""
+
+    value: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    measured: np.ndarray
+    in_domain: np.ndarray | None = None
+
+    @classmethod
+    def exact(cls, value, in_domain=None) -> "Scores":
+        v = np.asarray(value, dtype=np.float64)
+        return cls(v, v, v, np.zeros(v.shape, dtype=bool), in_domain)
 
 
 class Objective(abc.ABC):
@@ -32,10 +60,17 @@ class Objective(abc.ABC):
     label: str
     device: str | None = None
     metric: str | None = None
+    note: str | None = None  # something the study's outputs must say about this objective
 
     @abc.abstractmethod
     def evaluate(self, configs: Sequence[LowFormerConfig], counts: Sequence[Counts]) -> np.ndarray:
         """Values of ``configs`` (their analytic ``counts`` come along, computed once)."""
+
+    def scores(self, configs: Sequence[LowFormerConfig], counts: Sequence[Counts], coverage: float,
+               features: Callable[[], np.ndarray] | None = None) -> Scores:
+        """Values with intervals at ``coverage``; ``features()`` gives the batch's predictor features (computed
+        once per batch, shared by every objective). Exact objectives have no uncertainty."""
+        return Scores.exact(self.evaluate(configs, counts), self.in_domain(configs))
 
     def in_domain(self, configs: Sequence[LowFormerConfig]) -> np.ndarray | None:
         """Per config, whether it lies where the objective was fitted; None when that has no meaning."""
@@ -84,32 +119,46 @@ class FunctionObjective(Objective):
 
 
 class PredictorObjective(Objective):
-    """Adapter of a trained predictor (``predictors.TrainedPredictor``): its predictions, its direction."""
+    """Adapter of a :class:`predictors.Predictor`: its predictions with their intervals, its direction.
 
-    def __init__(self, predictor: Any):
+    A predictor without calibration data (saved before intervals) gives point values only; :attr:`note` says so
+    and the study's outputs repeat it.
+    """
+
+    def __init__(self, predictor: "Predictor"):
         self.predictor = predictor
         self.device, self.metric = predictor.device, predictor.metric
         self.direction = "maximize" if predictor.higher_is_better else "minimize"
         self.key = f"{self.device}:{self.metric}"
         self.label = f"predicted {self.metric} ({self.device})"
+        self.calibrated = bool(getattr(predictor, "calibrated", True))
+        if not self.calibrated:
+            hint = getattr(predictor, "retrain_hint", lambda: f"lowformer-nas predictors train --device {self.device}")()
+            self.note = (f"{self.key}: the predictor has no calibration data (saved before prediction intervals), so its "
+                         f"values are point predictions without intervals, budgets included; retrain it: {hint}")
 
     def evaluate(self, configs, counts) -> np.ndarray:
         return np.asarray(self.predictor.predict(list(configs)), dtype=np.float64).reshape(len(configs))
 
+    def scores(self, configs, counts, coverage, features=None) -> Scores:
+        if not self.calibrated:
+            return Scores.exact(self.evaluate(configs, counts), self.in_domain(configs))
+        p = self.predictor
+        by_features = getattr(p, "predict_interval_features", None)
+        if by_features is not None and features is not None:
+            iv = by_features(features(), coverage, hashes=[c.hash for c in configs])
+        else:
+            iv = p.predict_interval(list(configs), coverage)
+        return Scores(*(np.asarray(a, dtype=np.float64).reshape(len(configs)) for a in (iv.value, iv.lo, iv.hi)),
+                      np.asarray(iv.measured, dtype=bool), np.asarray(iv.in_domain, dtype=bool))
+
     def in_domain(self, configs) -> np.ndarray:
-        mask = getattr(self.predictor, "in_domain_mask", None)  # batch form: featurises once
-        if mask is not None:
-            return np.asarray(mask(list(configs)), dtype=bool)
-        return np.array([bool(self.predictor.in_domain(c)) for c in configs])
+        return np.asarray(self.predictor.in_domain_mask(list(configs)), dtype=bool)
 
     def describe(self) -> dict[str, Any]:
         p = self.predictor
-        meta = getattr(p, "meta", None) or {}
-        # Version numbers count per folder (user, shipped): the creation time and training-data hash tell
-        # two predictors of the same version apart.
-        identity = f"{meta.get('created')}|{(meta.get('training_data') or {}).get('hash')}"
         return {**super().describe(), "model_type": getattr(p, "model_type", None), "version": getattr(p, "version", None),
-                "identity": identity}
+                "identity": getattr(p, "identity", None), "calibrated": self.calibrated}
 
 
 def _check_direction(direction: str) -> None:
@@ -117,7 +166,7 @@ def _check_direction(direction: str) -> None:
         raise SearchError("direction", f"must be one of {'|'.join(DIRECTIONS)} (got {direction!r})")
 
 
-PredictorLoader = Callable[..., Any]  # (device, metric=None) -> TrainedPredictor
+PredictorLoader = Callable[..., "Predictor"]  # (device, metric=None) -> a Predictor (predictors.load_predictor)
 
 
 def default_loader() -> PredictorLoader:
@@ -144,23 +193,62 @@ def build_objectives(devices: Sequence[str], objective: str = "surrogate",
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """Everything a study records about one architecture."""
+    """Everything a study records about one architecture, per objective in the study's order: the central
+    ``values`` (predictions, or stored measurements), the interval ends ``lo``/``hi`` and the values the search
+    optimises and constrains (``scored``: the pessimistic ends under risk "bound", the central values under
+    "mean")."""
 
     hash: str
     macs: int
     params: int
     values: tuple[float, ...]
     ood: tuple[str, ...] = ()  # keys of the objectives whose predictor has not seen its like
+    lo: tuple[float, ...] | None = None
+    hi: tuple[float, ...] | None = None
+    measured: tuple[str, ...] = ()  # keys of the objectives whose value is a stored measurement
+    scored: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        for f in ("lo", "hi", "scored"):
+            if getattr(self, f) is None:
+                object.__setattr__(self, f, self.values)
+
+
+def scored_values(values, lo, hi, directions: Sequence[str], risk: str) -> tuple[float, ...]:
+    """What the search optimises: under ``bound`` the pessimistic end of each interval (the upper end of a
+    latency, the lower end of a throughput or top-1), under ``mean`` the central values."""
+    if risk == "mean":
+        return tuple(values)
+    return tuple(h if d == "minimize" else low for low, h, d in zip(lo, hi, directions))
+
+
+def check_risk(risk: str) -> str:
+    if risk not in RISKS:
+        raise SearchError("risk", f"must be one of {'|'.join(RISKS)} (got {risk!r})")
+    return risk
+
+
+def check_confidence(confidence: float) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 < confidence < 0.999:
+        raise SearchError("confidence", f"must be a number in (0.5, 0.999), the interval coverage (got {confidence!r})")
+    return float(confidence)
 
 
 class Evaluator:
-    """Scores configs with every objective, once per architecture: duplicates (same hash) come from a cache."""
+    """Scores configs with every objective, once per architecture: duplicates (same hash) come from a cache.
 
-    def __init__(self, objectives: Sequence[Objective]):
+    ``risk``/``confidence``: what :attr:`Evaluation.scored` holds (see :func:`scored_values`) and the coverage of
+    the intervals.
+    """
+
+    def __init__(self, objectives: Sequence[Objective], risk: str = DEFAULT_RISK,
+                 confidence: float = DEFAULT_CONFIDENCE):
         keys = [o.key for o in objectives]
         if len(set(keys)) != len(keys):
             raise SearchError("objective", f"objective keys must be unique (got {keys})")
         self.objectives = list(objectives)
+        self.risk, self.confidence = check_risk(risk), check_confidence(confidence)
+        self.directions = [o.direction for o in self.objectives]
         self.cache: dict[str, Evaluation] = {}
         self.scored = 0  # architectures scored by this evaluator (not from the cache)
 
@@ -175,23 +263,46 @@ class Evaluator:
             if h not in self.cache:
                 new.setdefault(h, c)
         if new:
-            cfgs = list(new.values())
-            counts = [count(c) for c in cfgs]
-            columns = []
-            ood = [[] for _ in cfgs]
-            for o in self.objectives:
-                v = o.evaluate(cfgs, counts)
-                if v.shape != (len(cfgs),) or not np.all(np.isfinite(v)):
-                    bad = next((i for i, x in enumerate(np.ravel(v)) if not np.isfinite(x)), 0)
-                    raise SearchError(o.key, f"objective returned {v.shape} values or a non-finite one "
-                                             f"(config {cfgs[min(bad, len(cfgs) - 1)].short_hash})")
-                columns.append(v)
-                dom = o.in_domain(cfgs)
-                if dom is not None:
-                    for i in np.flatnonzero(~np.asarray(dom, dtype=bool)):
-                        ood[i].append(o.key)
-            for i, (h, c) in enumerate(zip(new, counts)):
-                self.cache[h] = Evaluation(h, int(c.macs), int(c.params), tuple(float(col[i]) for col in columns),
-                                           tuple(ood[i]))
-            self.scored += len(cfgs)
+            self._score(list(new.values()))
         return [self.cache[h] for h in hashes]
+
+    def _score(self, cfgs: list[LowFormerConfig]) -> None:
+        counts = [count(c) for c in cfgs]
+        features = _BatchFeatures(cfgs)
+        cols = [self._objective_scores(o, cfgs, counts, features) for o in self.objectives]
+        for i, (c, n) in enumerate(zip(cfgs, counts)):
+            values = tuple(float(s.value[i]) for s in cols)
+            lo = tuple(float(s.lo[i]) for s in cols)
+            hi = tuple(float(s.hi[i]) for s in cols)
+            ood = tuple(o.key for o, s in zip(self.objectives, cols) if s.in_domain is not None and not s.in_domain[i])
+            measured = tuple(o.key for o, s in zip(self.objectives, cols) if s.measured[i])
+            self.cache[c.hash] = Evaluation(c.hash, int(n.macs), int(n.params), values, ood, lo, hi, measured,
+                                            scored_values(values, lo, hi, self.directions, self.risk))
+        self.scored += len(cfgs)
+
+    def _objective_scores(self, o: Objective, cfgs, counts, features) -> Scores:
+        s = o.scores(cfgs, counts, self.confidence, features)
+        n = len(cfgs)
+        for name in ("value", "lo", "hi"):
+            v = np.asarray(getattr(s, name))
+            if v.shape != (n,) or not np.all(np.isfinite(v)):
+                bad = next((i for i, x in enumerate(np.ravel(v)) if not np.isfinite(x)), 0)
+                raise SearchError(o.key, f"objective returned {v.shape} values or a non-finite one "
+                                         f"(config {cfgs[min(bad, n - 1)].short_hash})")
+        if np.any(s.lo > s.value) or np.any(s.hi < s.value):
+            raise SearchError(o.key, "objective returned an interval that does not contain its value")
+        return s
+
+
+class _BatchFeatures:
+    """The batch's predictor features, computed on first use and shared by every predictor objective."""
+
+    def __init__(self, configs):
+        self.configs, self.X = configs, None
+
+    def __call__(self) -> np.ndarray:
+        if self.X is None:
+            from predictors import featurize
+
+            self.X = featurize(self.configs)
+        return self.X

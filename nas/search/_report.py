@@ -13,6 +13,7 @@ import pandas as pd
 from lowformer_common import atomic_write
 
 from ._charts import write_charts
+from ._hints import next_steps
 from ._results import StudyResults
 
 FRONT_CSV, FRONT_JSON, REPORT_MD = "front.csv", "front.json", "report.md"
@@ -28,8 +29,11 @@ def _entry(r: pd.Series, res: StudyResults) -> dict[str, Any]:
         "macs": int(r["macs"]),
         "params": int(r["params"]),
         "predictions": {k: float(r[k]) for k in res.keys},
-        "in_domain": {o["key"]: o["key"] not in r["ood"] for o in res.objectives if o.get("kind") == "PredictorObjective"},
-        "constraints": {c.key: {"value": float(r[f"q:{c.key}"]), "limit": c.limit, "unit": c.unit,
+        "intervals": res.intervals(r),
+        "measured": {k: k in r["measured"] for k in res.keys},
+        "optimised": {k: float(r[f"opt:{k}"]) for k in res.keys},
+        "in_domain": {k: k not in r["ood"] for k in res.predictor_keys()},
+        "constraints": {c.key: {"value": float(r[f"q:{c.key}"]), "limit": c.limit, "unit": c.unit, "bound": c.bound,
                                 "violation": float(r[f"c:{c.key}"])} for c in res.constraints},
         "feasible": bool(r["feasible"]),
         "config": r["config"],
@@ -43,6 +47,9 @@ def front_json(res: StudyResults) -> dict[str, Any]:
         "trials": res.n_trials,
         "architectures": len(res.table),
         "objectives": res.objectives,
+        "risk": res.risk,
+        "confidence": res.confidence,
+        "round": res.round,
         "constraints": [c.to_dict() for c in res.constraints],
         "any_feasible": res.any_feasible,
         "front": [_entry(r, res) for _, r in res.front.iterrows()],
@@ -56,7 +63,8 @@ def front_frame(res: StudyResults) -> pd.DataFrame:
     rows = res.front if res.any_feasible else res.closest().assign(rank=None)
     out = pd.DataFrame({"rank": rows["rank"], "hash": rows["hash"], "named": rows["named"]})
     for k in res.keys:
-        out[k] = rows[k]
+        out[k], out[f"{k}_lo"], out[f"{k}_hi"] = rows[k], rows[f"{k}_lo"], rows[f"{k}_hi"]
+    out["measured"] = rows["measured"].apply(";".join)
     out["macs"], out["params"] = rows["macs"], rows["params"]
     for c in res.constraints:
         out[f"{c.key} ({c.unit})"] = rows[f"q:{c.key}"]
@@ -104,6 +112,17 @@ def _objective_columns(res: StudyResults) -> list[tuple[str, str, float]]:
     return out
 
 
+def _value(r: pd.Series, k: str, scale: float = 1.0) -> str:
+    """A value with its interval (when it has one) and a mark when it is a stored measurement."""
+    v, lo, hi = (float(r[x]) * scale for x in (k, f"{k}_lo", f"{k}_hi"))
+    text = _fmt(v) if lo == hi else f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
+    return text + (" (measured)" if k in r["measured"] else "")
+
+
+def _domain(r: pd.Series) -> str:
+    return "in" if not r["ood"] else "**extrapolated**: " + ", ".join(r["ood"])
+
+
 def _rows_table(res: StudyResults, rows: pd.DataFrame, with_rank: bool) -> str:
     cols = _objective_columns(res)
     sizes = [(k, f"{k} (M)") for k in ("macs", "params") if k not in res.keys]  # unless an objective shows them
@@ -111,17 +130,27 @@ def _rows_table(res: StudyResults, rows: pd.DataFrame, with_rank: bool) -> str:
     heads += [{"macs": "MACs (M)", "params": "params (M)"}[k] for k, _ in sizes]
     extra = [c for c in _extra_constraints(res) if c.unit not in ("params", "MACs")]
     heads += [f"{c.key} ({c.unit})" for c in extra]
-    heads += ["px", "architecture"] + ([] if with_rank else ["total violation"])
+    heads += ["px", "architecture", "domain"] + ([] if with_rank else ["total violation"])
     out = []
     for _, r in rows.iterrows():
         row = ([int(r["rank"])] if with_rank else []) + [f"`{r['hash'][:12]}`", r["named"] or ""]
-        row += [float(r[k]) * scale for k, _, scale in cols] + [r[k] / 1e6 for k, _ in sizes]
+        row += [_value(r, k, scale) for k, _, scale in cols] + [r[k] / 1e6 for k, _ in sizes]
         row += [float(r[f"q:{c.key}"]) for c in extra]
-        row += [int(r["resolution"]), _config_summary(r)]
+        row += [int(r["resolution"]), _config_summary(r), _domain(r)]
         if not with_rank:
             row.append(f"{r['violation'] * 100:+.0f}%")
         out.append(row)
     return _md_table(heads, out)
+
+
+def risk_line(res: StudyResults) -> str:
+    """How the study scored its configs, in one sentence."""
+    if res.risk == "bound" and res.confidence:
+        return (f"risk bound: budgets and objectives use the pessimistic end of each prediction's {res.confidence:.0%} "
+                f"interval (upper end of a latency, lower end of a throughput or top-1), so a returned config is over a "
+                f"budget with probability <= {(1 - res.confidence) / 2:.1%}")
+    iv = f"; {res.confidence:.0%} intervals are reported, not used" if res.confidence else ""
+    return f"risk mean: budgets and objectives use the central predictions (no safety margin){iv}"
 
 
 def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
@@ -134,8 +163,10 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
         ["objectives", ", ".join(f"{o['direction']} {o['key']}" for o in res.objectives)],
         ["accuracy side", s.get("objective", "-") + (" (capacity proxy, maximised)" if s.get("objective") in ("params", "macs") else "")],
         ["constraints", "; ".join(c.label for c in res.constraints) or "none"],
+        ["risk", risk_line(res)],
         ["sampler", f"{s.get('sampler')} ({'no seed' if s.get('seed') is None else 'seed ' + str(s.get('seed'))})"],
-        ["trials", f"{res.n_trials} complete, {len(res.table)} distinct architectures (requested {s.get('trials')})"],
+        ["trials", f"{res.n_trials} complete, {len(res.table)} distinct architectures (requested {s.get('trials')})"
+                   + (f"; refinement round {res.round}" if res.round else "")],
         ["storage", s.get("storage", "-")],
         ["created", s.get("created", "-")],
         ["versions", f"lowformer-nas {s.get('lowformer_nas')}, optuna {optuna.__version__}"],
@@ -148,11 +179,15 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
             [o["key"], o["device"], o["metric"], o.get("model_type") or "-", o.get("version") or "-",
              _pct(share[o["key"]]["all"]), _pct(share[o["key"]]["front"])] for o in preds]))
         w("\nIn domain: the share of architectures the predictor's training data covers (its `in_domain`); "
-          "predictions outside it are extrapolations.")
+          "predictions outside it are extrapolations, marked **extrapolated** in the tables below. Intervals: "
+          + "; ".join(f"{o['key']} {'calibrated' if o.get('calibrated', True) else '**none** (point predictions)'}"
+                      for o in preds) + ".")
     if res.any_feasible:
         n = len(res.front)
         w(f"\n## Pareto front ({n} configs{', first ' + str(_REPORT_FRONT_ROWS) + ' shown; all in front.csv' if n > _REPORT_FRONT_ROWS else ''})\n")
-        w("Ranked by the first objective. Every config meets all constraints under its predictor.\n")
+        w("Ranked by the first objective (the value the search optimised). Every config meets all constraints under its "
+          "predictor" + (" at the pessimistic end of its interval" if res.risk == "bound" else "") + ". Values: central "
+          "value [interval]; (measured): a stored measurement of this device, not a prediction.\n")
         w(_rows_table(res, res.front.head(_REPORT_FRONT_ROWS), with_rank=True))
     else:
         w("\n## No feasible config\n")
@@ -164,16 +199,31 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
     rows = []
     cols = _objective_columns(res)
     for d in res.named_status():
-        vals = [d["values"][k] * scale if "values" in d else "-" for k, _, scale in cols]
-        rows.append([d["name"], f"`{d['hash'][:12]}`", *vals, d["status"], d["detail"]])
-    w(_md_table(["variant", "hash"] + [h for _, h, _ in cols] + ["status", "detail"], rows))
+        vals = [_named_value(d, k, scale) for k, _, scale in cols]
+        dom = "-" if "in_domain" not in d else ("in" if all(d["in_domain"].values()) else "**extrapolated**: " + ", ".join(
+            k for k, ok in d["in_domain"].items() if not ok))
+        rows.append([d["name"], f"`{d['hash'][:12]}`", *vals, d["status"], d["detail"], dom])
+    w(_md_table(["variant", "hash"] + [h for _, h, _ in cols] + ["status", "detail", "domain"], rows))
     if charts:
         w("\n## Charts\n")
         for c in charts:
             w(f"- [{pathlib.Path(c).name}]({pathlib.Path(c).name})")
-    for n in notes:
+    for n in list(s.get("notes") or []) + [n for n in notes if n not in (s.get("notes") or [])]:
         w(f"\n_Note: {n}_")
+    steps = next_steps(res)
+    if steps:
+        w("\n## Next steps\n")
+        for line in steps:
+            w(f"- {line}")
     return buf.getvalue()
+
+
+def _named_value(d: dict, k: str, scale: float = 1.0) -> str:
+    if "values" not in d:
+        return "-"
+    v, lo, hi = (x * scale for x in (d["values"][k], *d["intervals"][k]))
+    text = _fmt(v) if lo == hi else f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
+    return text + (" (measured)" if d["measured"][k] else "")
 
 
 def _pct(x: float | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import sys
 import time
 import uuid
@@ -27,14 +28,26 @@ from lowformer_common import __version__, atomic_write, utc_now
 from search_spaces import SPACE, config_to_knobs, knobs_to_config, named_series
 
 from . import _constraints
-from ._attrs import HASH, MACS, NAMED, OOD, PARAMS, SETTINGS_ATTR, WORKER
+from ._attrs import HASH, HI, LO, MACS, MEASURED, NAMED, OOD, PARAMS, PRED, ROUND, SETTINGS_ATTR, WORKER
 from ._constraints import make_constraints
-from ._objectives import ACCURACY_OBJECTIVES, Evaluation, Evaluator, Objective, PredictorLoader, build_objectives
+from ._objectives import (
+    ACCURACY_OBJECTIVES,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RISK,
+    Evaluation,
+    Evaluator,
+    Objective,
+    PredictorLoader,
+    build_objectives,
+    check_confidence,
+    check_risk,
+)
 from ._pareto import LiveFront
 from ._report import write_outputs
-from ._results import load_results, trial_hash
+from ._results import evaluation_of, load_results
+from ._runs import find_study_dir, searched_line, study_folder
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
-from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, study_dir, sync_storage
+from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, sync_storage
 
 DEFAULT_TRIALS = 3000
 _PULL_EVERY_S = 5.0
@@ -53,20 +66,23 @@ class SearchSettings:
 
     devices: Sequence[str] = ()
     budgets_ms: Sequence[float] | None = None  # one for all devices, or one per device
-    trials: int | None = None  # the total the study should reach (a resumed study runs the missing ones)
+    trials: int | None = None  # the total the study (its current round) should reach; a resumed one runs the rest
     study: str | None = None
     storage: str | None = None
     sampler: str | None = None
     objective: str | None = None
     max_params: float | None = None
     max_macs: float | None = None
-    seed: int | None = None
-    runs_dir: str = "runs"
+    seed: int | None = None  # None for a new study: one is drawn, recorded and reported
+    runs_dir: str | None = None  # None: ./runs or $LOWFORMER_NAS_HOME/runs for an existing study, the latter for a new one
     population_size: int = 50
+    risk: str | None = None  # "bound" (default): optimise and constrain the pessimistic interval ends; "mean": point values
+    confidence: float | None = None  # coverage of the intervals (default 0.9)
+    round: int | None = None  # refinement round (search --refine): a later round may use retrained predictors
 
 
 # Settings a resumed study must keep (changing them would mix incomparable trials).
-_FIXED = ("devices", "budgets_ms", "objective", "max_params", "max_macs", "sampler")
+_FIXED = ("devices", "budgets_ms", "objective", "max_params", "max_macs", "sampler", "risk", "confidence")
 _OPTION = {"devices": "device", "budgets_ms": "budget-ms"}
 
 
@@ -74,13 +90,16 @@ _OPTION = {"devices": "device", "budgets_ms": "budget-ms"}
 class SearchResult:
     study: str
     folder: Any
-    n_trials: int  # complete trials in the study
+    n_trials: int  # complete trials in the study (its current round)
     ran: int  # trials this call ran
     scored: int  # architectures this call scored (the rest came from the per-hash cache)
     seconds: float
     results: Any = None  # StudyResults
     outputs: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
+    seed: int | None = None
+    seed_drawn: bool = False  # the seed was drawn for this study (none was given)
+    round: int = 0
 
 
 def _budgets_by_device(devices: Sequence[str], budgets: Sequence[float] | None) -> dict[str, float | None]:
@@ -111,31 +130,48 @@ def _batch_size(sampler, name: str, study: optuna.Study, population_size: int) -
     return 1  # TPE and GP learn from every trial before the next
 
 
-def _sub_seed(seed: int | None, n_done: int) -> int | None:
-    # A resumed study must not replay the first run's random stream (same seed -> the same configs again).
-    if seed is None or n_done == 0:
+def _sub_seed(seed: int | None, n_done: int, round_: int = 0) -> int | None:
+    # A resumed study (or a new round) must not replay the first run's random stream (same seed, same configs).
+    if seed is None or (n_done == 0 and round_ == 0):
         return seed
-    return int(np.random.SeedSequence([seed, n_done]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, n_done, round_]).generate_state(1)[0])
 
 
 def _existing_study(storage, name: str) -> bool:
     return any(s.study_name == name for s in storage.get_all_studies())
 
 
-def _default_name(devices: Sequence[str], runs_dir: str) -> str:
+def _default_name(devices: Sequence[str], runs_dir: str | None) -> str:
     stem = "+".join(devices) if devices else "study"
     stem = stem if len(stem) <= 60 else stem[:60]
     name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
-    while study_dir(runs_dir, name).exists():
+    while find_study_dir(name, runs_dir) is not None or study_folder(name, runs_dir).exists():
         n += 1
         name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
     return name
 
 
-def evaluation_of(t: optuna.trial.FrozenTrial) -> Evaluation:
-    return Evaluation(trial_hash(t), int(t.user_attrs[MACS]), int(t.user_attrs[PARAMS]),
-                      tuple(float(v) for v in t.values), tuple(t.user_attrs.get(OOD, ())))
+def trial_round(t: optuna.trial.FrozenTrial) -> int:
+    return int(t.user_attrs.get(ROUND, 0))
+
+
+def _record(trial, e: Evaluation, worker: str, round_: int) -> None:
+    """Store on a running trial what the reports need besides its values (the scored ones)."""
+    trial.set_user_attr(HASH, e.hash)
+    trial.set_user_attr(MACS, e.macs)
+    trial.set_user_attr(PARAMS, e.params)
+    trial.set_user_attr(WORKER, worker)
+    trial.set_user_attr(PRED, list(e.values))
+    if e.lo != e.values or e.hi != e.values:
+        trial.set_user_attr(LO, list(e.lo))
+        trial.set_user_attr(HI, list(e.hi))
+    if e.measured:
+        trial.set_user_attr(MEASURED, list(e.measured))
+    if e.ood:
+        trial.set_user_attr(OOD, list(e.ood))
+    if round_:
+        trial.set_user_attr(ROUND, round_)
 
 
 class _Run:
@@ -144,48 +180,54 @@ class _Run:
     def __init__(self, settings: SearchSettings, objectives: Sequence[Objective] | None,
                  loader: PredictorLoader | None):
         s = dataclasses.replace(settings)
-        if s.study is not None:
-            check_study_name(s.study)
-        if s.trials is not None and (not isinstance(s.trials, int) or isinstance(s.trials, bool) or s.trials < 1):
-            raise SearchError("trials", f"must be a positive integer (got {s.trials!r})")
-        if s.population_size < 2:
-            raise SearchError("population-size", f"must be at least 2 (got {s.population_size})")
-
-        # An RDB storage is opened first (a wrong URL fails before anything is written); a journal study is
-        # looked up in its folder.
-        self.rdb = s.storage is not None
-        self.storage = open_storage(s.storage, create=True) if self.rdb else None
-        stored = None
-        if s.study is not None:
-            if self.rdb:
-                exists = _existing_study(self.storage, s.study)
-            else:
-                exists = (study_dir(s.runs_dir, s.study) / "study.journal").exists()
-            if exists:
-                if self.storage is None:
-                    self.storage = open_storage(None, study_dir(s.runs_dir, s.study), create=False)
-                stored = optuna.load_study(study_name=s.study, storage=self.storage).user_attrs.get(SETTINGS_ATTR)
-                if stored is None:
-                    raise SearchError("study", f"{s.study!r} exists but was not made by lowformer-nas search")
+        _validate(s)
+        stored = self._open_stored(s)
         self.resumed = stored is not None
+        self.seed_drawn = False
         self._resolve(s, stored, objectives)
 
         self.objectives = list(objectives) if objectives is not None else build_objectives(s.devices, s.objective, loader)
         if not s.devices:
             s.devices = [o.device for o in self.objectives if o.is_time]
         self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
-        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs)
+        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs, s.risk, s.confidence)
         self.described = [o.describe() for o in self.objectives]
+        self.notes = [o.note for o in self.objectives if o.note]
+        self.rounds = list(stored.get("rounds", [])) if stored else []
         if stored is not None:
-            self._check_same_objectives(stored)
+            self._check_round(s, stored)
+        self.round = s.round if s.round is not None else 0
         if s.study is None:
             s.study = _default_name(s.devices, s.runs_dir)
         self.settings = s
-        self.folder = study_dir(s.runs_dir, s.study)
+        self.folder = study_folder(s.study, s.runs_dir)
         self.directions = [o.direction for o in self.objectives]
+
+    def _open_stored(self, s: SearchSettings) -> dict | None:
+        """The stored settings of the study ``s.study`` names, None for a new study. An RDB storage is opened first
+        (a wrong URL fails before anything is written); a journal study is looked up in the runs folders."""
+        self.rdb = s.storage is not None
+        self.storage = open_storage(s.storage, create=True) if self.rdb else None
+        if s.study is None:
+            return None
+        if self.rdb:
+            exists = _existing_study(self.storage, s.study)
+        else:
+            found = find_study_dir(s.study, s.runs_dir)
+            exists = found is not None
+            if exists:
+                self.storage = open_storage(None, found, create=False)
+        if not exists:
+            return None
+        stored = optuna.load_study(study_name=s.study, storage=self.storage).user_attrs.get(SETTINGS_ATTR)
+        if stored is None:
+            raise SearchError("study", f"{s.study!r} exists but was not made by lowformer-nas search")
+        return stored
 
     def _resolve(self, s: SearchSettings, stored: dict | None, objectives) -> None:
         if stored is not None:
+            # Studies made before intervals scored point values: they resume that way.
+            stored = {"risk": "mean", "confidence": DEFAULT_CONFIDENCE, **stored}
             for f in _FIXED:
                 given, kept = getattr(s, f), stored.get(f)
                 if given is not None and not (f == "devices" and not given) and _norm(given) != _norm(kept):
@@ -199,6 +241,8 @@ class _Run:
             if s.trials is None:
                 s.trials = stored.get("trials", DEFAULT_TRIALS)
             s.population_size = stored.get("population_size", s.population_size)
+        elif s.seed is None:
+            s.seed, self.seed_drawn = secrets.randbelow(2**31), True  # always reproducible: the seed is reported
         s.trials = s.trials or DEFAULT_TRIALS
         s.sampler = s.sampler or "nsga2"
         if s.sampler not in SAMPLERS:
@@ -206,25 +250,41 @@ class _Run:
         s.objective = s.objective or ("surrogate" if objectives is None else "custom")
         if objectives is None and s.objective not in ACCURACY_OBJECTIVES:
             raise SearchError("objective", f"must be one of {'|'.join(ACCURACY_OBJECTIVES)} (got {s.objective!r})")
+        s.risk = check_risk(s.risk or DEFAULT_RISK)
+        # Intervals are computed and reported under either risk; "bound" also optimises their pessimistic ends.
+        s.confidence = check_confidence(DEFAULT_CONFIDENCE if s.confidence is None else s.confidence)
         s.devices = list(s.devices or [])
 
-    def _check_same_objectives(self, stored: dict) -> None:
+    def _check_round(self, s: SearchSettings, stored: dict) -> None:
+        """A resumed study keeps its objectives and their predictors; a new refinement round may bring retrained
+        predictors of the same devices."""
+        kept = stored.get("round", 0)
+        if s.round is None:
+            s.round = kept
+        if s.round < kept:
+            raise SearchError("round", f"study {s.study!r} is at refinement round {kept}, not {s.round}")
         old = {d["key"]: d for d in stored.get("objectives", [])}
         new = {d["key"]: d for d in self.described}
         if [d["key"] for d in stored.get("objectives", [])] != [d["key"] for d in self.described]:
             raise SearchError("objective", f"the study optimises {list(old)}, not {list(new)}; start a new --study")
+        if s.round > kept:
+            return
         for k, d in new.items():
             same = all(d.get(f) == old[k].get(f) for f in ("version", "identity", "direction"))
             if not same:
                 raise SearchError("predictor", f"{k} is now version {d.get('version')!r}, the study was scored with "
-                                               f"{old[k].get('version')!r}; start a new --study to use it")
+                                               f"{old[k].get('version')!r}; start a new --study to use it (or refine it: "
+                                               "search --refine)")
 
     def settings_dict(self) -> dict[str, Any]:
         s = self.settings
+        rounds = [r for r in self.rounds if r.get("round") != self.round]
+        rounds.append({"round": self.round, "objectives": self.described})
         return {
             "study": s.study, "devices": list(s.devices), "budgets_ms": s.budgets_ms and list(s.budgets_ms),
             "objective": s.objective, "max_params": s.max_params, "max_macs": s.max_macs, "sampler": s.sampler,
-            "seed": s.seed, "trials": s.trials, "population_size": s.population_size,
+            "seed": s.seed, "trials": s.trials, "population_size": s.population_size, "risk": s.risk,
+            "confidence": s.confidence, "round": self.round, "rounds": rounds, "notes": self.notes,
             "objectives": self.described, "constraints": [c.to_dict() for c in self.constraints],
             "storage": mask_url(s.storage) if s.storage else f"journal file {self.folder.as_posix()}/study.journal",
             "lowformer_nas": __version__, "optuna": optuna.__version__,
@@ -233,8 +293,16 @@ class _Run:
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def run(self, progress: bool) -> SearchResult:
-        s = self.settings
         t_start = time.perf_counter()
+        self._open_persistent()
+        loop = _Loop(self, self._round_trials())
+        loop.run(progress)
+        return SearchResult(self.settings.study, self.folder, loop.n_stored(), loop.ran, loop.evaluator.scored,
+                            time.perf_counter() - t_start, seed=self.settings.seed, seed_drawn=self.seed_drawn,
+                            round=self.round)
+
+    def _open_persistent(self) -> None:
+        s = self.settings
         if self.storage is None:
             self.storage = open_storage(None, self.folder, create=True)
         meta = self.settings_dict()
@@ -247,102 +315,141 @@ class _Run:
             meta["created"] = utc_now()
         persistent.set_user_attr(SETTINGS_ATTR, meta)
         self.meta, self.persistent = meta, persistent
-        # Through the study (Optuna caches a database's finished trials, so this reads only what is new).
-        n_stored = lambda: len(persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))  # noqa: E731
 
-        done = persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        evaluator = Evaluator(self.objectives)
-        evaluator.seed(evaluation_of(t) for t in done)
-        worker = uuid.uuid4().hex[:12]
-        sampler = make_sampler(s.sampler, _sub_seed(s.seed, len(done)), self.constraints, s.population_size,
-                               search_space=DISTRIBUTIONS)
-        mem = optuna.create_study(directions=self.directions, sampler=sampler)
-        mem.add_trials(done)
-        known = {t.number for t in done}  # persisted trials already in memory (ours are marked by WORKER)
+    def _round_trials(self) -> list[optuna.trial.FrozenTrial]:
+        """The complete trials of this round (through the study: Optuna caches a database's finished trials)."""
+        return [t for t in self.persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if trial_round(t) == self.round]
+
+    def carried(self) -> list[Any]:
+        """Configs a new refinement round starts from: the previous round's front, re-scored by the new predictors."""
+        if self.round == 0:
+            return []
+        prev = load_results(self.persistent, self.settings.study, round_=self.round - 1)
+        return [knobs_to_config(p) for p in prev.front["params_knobs"]] if len(prev.front) else []
+
+
+class _Loop:
+    """The ask-score-tell loop of one run: an in-memory study for the sampler, the persistent one written per trial."""
+
+    def __init__(self, run: _Run, done: list):
+        s = run.settings
+        self.run_, self.s, self.persistent = run, s, run.persistent
+        self.evaluator = Evaluator(run.objectives, s.risk, s.confidence or DEFAULT_CONFIDENCE)
+        self.evaluator.seed(evaluation_of(t) for t in done)
+        self.worker = uuid.uuid4().hex[:12]
+        self.sampler = make_sampler(s.sampler, _sub_seed(s.seed, len(done), run.round), run.constraints,
+                                    s.population_size, search_space=DISTRIBUTIONS)
+        self.mem = optuna.create_study(directions=run.directions, sampler=self.sampler)
+        self.mem.add_trials(done)
+        self.known = {t.number for t in done}  # persisted trials already in memory (ours are marked by WORKER)
+        self._enqueue(done)
+        self.live = LiveFront(run.directions)
+        self.feasible_seen: set[str] = set()
+        self.track((evaluation_of(t), _feasible(_constraints.read(t, run.constraints))) for t in done)
+        self.ran = 0
+
+    def _enqueue(self, done) -> None:
         named_done = {t.user_attrs.get(NAMED) for t in done}
         for v in named_series():
             if v.name not in named_done:
-                mem.enqueue_trial(config_to_knobs(v.config), user_attrs={NAMED: v.name})
+                self.mem.enqueue_trial(config_to_knobs(v.config), user_attrs={NAMED: v.name})
+        if not done:  # a new refinement round starts where the last one ended
+            for cfg in self.run_.carried():
+                self.mem.enqueue_trial(config_to_knobs(cfg))
 
-        live = LiveFront(self.directions)
-        feasible_seen: set[str] = set()
+    def n_stored(self) -> int:
+        if not self.run_.round:
+            return len(self.persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return len(self.run_._round_trials())
 
-        def track(evals_and_feasible):
-            fresh = []
-            for e, ok in evals_and_feasible:
-                if ok and e.hash not in feasible_seen:
-                    feasible_seen.add(e.hash)
-                    fresh.append(e.values)
-            live.add(np.array(fresh).reshape(-1, len(self.directions)))
+    def track(self, evals_and_feasible) -> None:
+        """Feed the live front (the progress bar's count) with newly seen feasible architectures."""
+        fresh = []
+        for e, ok in evals_and_feasible:
+            if ok and e.hash not in self.feasible_seen:
+                self.feasible_seen.add(e.hash)
+                fresh.append(e.scored)
+        self.live.add(np.array(fresh).reshape(-1, len(self.run_.directions)))
 
-        track((evaluation_of(t), _feasible(_constraints.read(t, self.constraints))) for t in done)
-
-        total = n_stored()
-        ran = 0
+    def run(self, progress: bool) -> None:
+        s = self.s
+        total = self.n_stored()
         bar = _progress(progress, s.trials, min(total, s.trials), s.study)
         last_pull = time.monotonic()
         try:
             while total < s.trials:
-                n = min(_batch_size(sampler, s.sampler, mem, s.population_size), s.trials - total)
-                trials = [mem.ask(DISTRIBUTIONS) for _ in range(n)]
-                configs = [knobs_to_config(t.params) for t in trials]
-                evals = evaluator.evaluate(configs)
-                named = [t.user_attrs.get(NAMED) for t in trials]
-                # A worker that joined a shared study before its first trials were written has enqueued the
-                # named variants too: whoever writes one first keeps it.
-                stored_named = self._stored_named(persistent) if any(named) else set()
-                flags, written = [], 0
-                for trial, e, name in zip(trials, evals, named):
-                    cons = _constraints.violations(e, self.constraints, self.objectives)
-                    trial.set_user_attr(HASH, e.hash)
-                    trial.set_user_attr(MACS, e.macs)
-                    trial.set_user_attr(PARAMS, e.params)
-                    trial.set_user_attr(WORKER, worker)
-                    if e.ood:
-                        trial.set_user_attr(OOD, list(e.ood))
-                    _constraints.attach(trial, self.constraints, cons)
-                    frozen = mem.tell(trial, list(e.values))
-                    # A database study may have other writers: it is counted again before each write, so that
-                    # workers stop at its total together. A journal file counts on (one writer, the usual case).
-                    room = (n_stored() if self.rdb else total + written) < s.trials
-                    if room and (name is None or name not in stored_named):
-                        persistent.add_trial(frozen)
-                        written += 1
-                    flags.append((e, _feasible(cons)))
-                ran += written
-                sync_storage(self.storage)
-                track(flags)
-                total = n_stored()
-                if total > len(mem.get_trials(deepcopy=False)) and time.monotonic() - last_pull > _PULL_EVERY_S:
-                    track(self._pull(persistent, mem, known, worker, evaluator))
+                self.step(min(_batch_size(self.sampler, s.sampler, self.mem, s.population_size), s.trials - total), total)
+                total = self.n_stored()
+                if total > len(self.mem.get_trials(deepcopy=False)) and time.monotonic() - last_pull > _PULL_EVERY_S:
+                    self.track(self.pull())
                     last_pull = time.monotonic()
                 bar.update(min(total, s.trials) - bar.n)
-                bar.set_postfix(front=len(live), feasible=len(feasible_seen), refresh=False)
+                bar.set_postfix(front=len(self.live), feasible=len(self.feasible_seen), refresh=False)
         except KeyboardInterrupt:
             bar.close()
-            print(f"lowformer-nas: search interrupted after {n_stored()} trials; resume with "
+            print(f"lowformer-nas: search interrupted after {self.n_stored()} trials; resume with "
                   f"`lowformer-nas search --study {s.study}`", file=sys.stderr)
             raise
         bar.close()
-        sync_storage(self.storage)
-        return SearchResult(s.study, self.folder, n_stored(), ran, evaluator.scored, time.perf_counter() - t_start)
+        sync_storage(self.run_.storage)
 
-    @staticmethod
-    def _stored_named(persistent) -> set[str]:
-        return {t.user_attrs.get(NAMED) for t in persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))} - {None}
+    def step(self, n: int, total: int) -> None:
+        """Ask ``n`` trials, score them as one batch, tell them and write each to the persistent study."""
+        run = self.run_
+        trials = [self.mem.ask(DISTRIBUTIONS) for _ in range(n)]
+        evals = self.evaluator.evaluate([knobs_to_config(t.params) for t in trials])
+        named = [t.user_attrs.get(NAMED) for t in trials]
+        # A worker that joined a shared study before its first trials were written has enqueued the named variants
+        # too: whoever writes one first keeps it.
+        stored_named = self._stored_named() if any(named) else set()
+        flags, written = [], 0
+        for trial, e, name in zip(trials, evals, named):
+            cons = _constraints.violations(e, run.constraints, run.objectives)
+            _record(trial, e, self.worker, run.round)
+            _constraints.attach(trial, run.constraints, cons)
+            frozen = self.mem.tell(trial, list(e.scored))
+            # A database study may have other writers: it is counted again before each write, so that workers stop
+            # at its total together. A journal file counts on (one writer, the usual case).
+            room = (self.n_stored() if run.rdb else total + written) < self.s.trials
+            if room and (name is None or name not in stored_named):
+                self.persistent.add_trial(frozen)
+                written += 1
+            flags.append((e, _feasible(cons)))
+        self.ran += written
+        sync_storage(run.storage)
+        self.track(flags)
 
-    def _pull(self, persistent, mem, known: set[int], worker: str, evaluator: Evaluator):
+    def _stored_named(self) -> set[str]:
+        return {t.user_attrs.get(NAMED) for t in self.run_._round_trials()} - {None}
+
+    def pull(self):
         """Copy trials other workers wrote into the in-memory study (sampler knowledge, cache, live front)."""
         got = []
-        for t in persistent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number in known or t.user_attrs.get(WORKER) == worker:
+        for t in self.run_._round_trials():
+            if t.number in self.known or t.user_attrs.get(WORKER) == self.worker:
                 continue
-            known.add(t.number)
-            mem.add_trial(t)
+            self.known.add(t.number)
+            self.mem.add_trial(t)
             e = evaluation_of(t)
-            evaluator.seed([e])
-            got.append((e, _feasible(_constraints.read(t, self.constraints))))
+            self.evaluator.seed([e])
+            got.append((e, _feasible(_constraints.read(t, self.run_.constraints))))
         return got
+
+
+def _validate(s: SearchSettings) -> None:
+    if s.study is not None:
+        check_study_name(s.study)
+    if s.trials is not None and (not isinstance(s.trials, int) or isinstance(s.trials, bool) or s.trials < 1):
+        raise SearchError("trials", f"must be a positive integer (got {s.trials!r})")
+    if s.population_size < 2:
+        raise SearchError("population-size", f"must be at least 2 (got {s.population_size})")
+    if s.risk is not None:
+        check_risk(s.risk)
+    if s.confidence is not None:
+        check_confidence(s.confidence)
+    if s.round is not None and (isinstance(s.round, bool) or not isinstance(s.round, int) or s.round < 0):
+        raise SearchError("round", f"must be a non-negative integer (got {s.round!r})")
 
 
 def _feasible(cons: Sequence[float] | None) -> bool:
@@ -404,18 +511,28 @@ def run_search(settings: SearchSettings, *, objectives: Sequence[Objective] | No
     finally:
         optuna.logging.set_verbosity(verbosity)
     result.results = load_results(run.persistent, study_name=run.settings.study)
+    result.notes = list(run.notes)
     if outputs:
         atomic_write(run.folder / SETTINGS_FILE, json.dumps(run.meta, indent=2) + "\n")
-        result.outputs, result.notes = write_outputs(result.results, run.folder, png=png)
+        paths, notes = write_outputs(result.results, run.folder, png=png)
+        result.outputs, result.notes = paths, result.notes + [n for n in notes if n not in result.notes]
     return result
 
 
-def open_study(name: str, runs_dir: str = "runs", storage: str | None = None) -> optuna.Study:
-    """A stored search study, read-only use (``plot``, ``export``)."""
-    folder = study_dir(runs_dir, name)
-    st = open_storage(storage, folder, create=False)
-    if storage is not None and not _existing_study(st, name):
-        raise SearchError("study", f"no study {name!r} in {mask_url(storage)}")
+def open_study(name: str, runs_dir: str | None = None, storage: str | None = None) -> optuna.Study:
+    """A stored search study, read-only use (``plot``, ``export``): in ``runs_dir``, else ./runs or
+    ``$LOWFORMER_NAS_HOME/runs``."""
+    check_study_name(name)
+    if storage is None:
+        folder = find_study_dir(name, runs_dir)
+        if folder is None:
+            raise SearchError("study", f"no study {name!r} in {searched_line(runs_dir)}; run `lowformer-nas search --study "
+                                       f"{name}` first")
+        st = open_storage(None, folder, create=False)
+    else:
+        st = open_storage(storage, create=False)
+        if not _existing_study(st, name):
+            raise SearchError("study", f"no study {name!r} in {mask_url(storage)}")
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -425,4 +542,3 @@ def open_study(name: str, runs_dir: str = "runs", storage: str | None = None) ->
     if SETTINGS_ATTR not in study.user_attrs:
         raise SearchError("study", f"{name!r} was not made by lowformer-nas search")
     return study
-

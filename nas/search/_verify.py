@@ -1,9 +1,14 @@
-"""``search --verify N``: measure the top-N front configs on this machine, print predicted vs measured."""
+"""``search --verify N``: measure the top-N front configs on this machine, print predicted vs measured, and say how
+many are over budget and how many measured values fall inside their predicted intervals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
 
 from lowformer_common import atomic_write
 from search_spaces import LowFormerConfig
@@ -14,51 +19,145 @@ from ._storage import SearchError
 
 VERIFY_JSON = "verify.json"
 
+# measure(configs, device_id) -> one entry per config: an object with ``value``, ``status``, ``reason`` and
+# ``metric`` (measured.Measurement), or None when nothing usable was measured.
+MeasureFn = Callable[[Sequence[LowFormerConfig], str], Sequence[Any]]
 
-def verify_front(res: StudyResults, n: int, folder, *, store, device: str | None = None, protocol=None,
-                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Measure the top-``n`` front configs on this machine (as the study's device) and compare.
 
-    ``store``: the measurement store the results go to (``measured.Store``); ``protocol``: how to time
-    (default: ``measured.Protocol()``, the paper's CPU protocol with onnxruntime on one thread).
-    """
-    if not isinstance(n, int) or n < 1:
-        raise SearchError("verify", f"must be a positive number of configs (got {n!r})")
-    from measured import ACCURACY_DEVICE, measure_configs
+def store_measurer(store, protocol=None, progress: bool = True) -> MeasureFn:
+    """Measure on this machine with the harness and keep the results in ``store`` (``measured.measure_configs``)."""
+
+    def measure(configs, device_id):
+        from measured import measure_configs
+
+        return measure_configs(list(configs), store=store, device_id=device_id, protocol=protocol, progress=progress)
+
+    return measure
+
+
+@dataclasses.dataclass
+class VerifySummary:
+    """What a set of measured front configs says about the predictions."""
+
+    measured: int  # configs with a usable measurement
+    over_budget: int | None  # of those, over the budget (None without a budget)
+    inside: int | None  # of those, inside their predicted interval (None without intervals)
+    budget: str | None
+    coverage: float | None  # the intervals' nominal coverage
+
+    def line(self) -> str:
+        parts = []
+        if self.over_budget is not None and self.measured:
+            parts.append(f"{self.over_budget} of {self.measured} measured configs exceed the budget ({self.budget}): "
+                         f"{self.over_budget / self.measured * 100:.0f}%")
+        if self.inside is not None and self.measured:
+            parts.append(f"{self.inside} of {self.measured} measured values lie inside their predicted "
+                         f"{self.coverage:.0%} intervals ({self.inside / self.measured * 100:.0f}%)")
+        return "; ".join(parts) or "nothing measured"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def device_objective(res: StudyResults, device: str | None) -> dict[str, Any]:
+    from measured import ACCURACY_DEVICE
 
     times = [o for o in res.objectives if o.get("device") and o["device"] != ACCURACY_DEVICE]
     if device is None:
         if not times:
             raise SearchError("verify", "the study has no device objective to verify")
-        o = times[0]
-    else:
-        o = next((x for x in times if x["device"] == device), None)
-        if o is None:
-            raise SearchError("verify", f"the study has no objective for device {device!r}")
-    if not res.any_feasible:
-        raise SearchError("verify", "the study has no feasible config to measure")
-    top = res.front.head(n)
-    configs = [LowFormerConfig.from_dict(c) for c in top["config"]]
+        return times[0]
+    o = next((x for x in times if x["device"] == device), None)
+    if o is None:
+        raise SearchError("verify", f"the study has no objective for device {device!r}")
+    return o
+
+
+def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measure: MeasureFn) -> list[dict[str, Any]]:
+    """Measure ``rows`` (of the study's table) as device ``o`` and compare with their predictions."""
+    configs = [LowFormerConfig.from_dict(c) for c in rows["config"]]
     # One entry per config, aligned: a config without a usable result says why instead of shifting the rest.
-    measured = measure_configs(configs, store=store, device_id=o["device"], protocol=protocol)
+    measured = list(measure(configs, o["device"]))
+    if len(measured) != len(configs):
+        raise SearchError("verify", f"the measuring function returned {len(measured)} results for {len(configs)} configs")
     budget = next((c for c in res.constraints if c.objective == o["key"]), None)
-    rows = []
-    for (_, r), m in zip(top.iterrows(), measured):
-        value = m.value if m is not None and m.status == "ok" else None
-        over = None
+    key = o["key"]
+    out = []
+    for (_, r), m in zip(rows.iterrows(), measured):
+        ok = m is not None and getattr(m, "status", "ok") == "ok" and m.value is not None
+        value = float(m.value) if ok else None
+        over = inside = None
         if budget is not None and value is not None:
-            over = ms_per_image(m.metric, value) > budget.limit
-        rows.append({"rank": int(r["rank"]), "hash": r["hash"], "metric": o["metric"], "predicted": float(r[o["key"]]),
-                     "measured": value, "status": m.status if m is not None else "missing",
-                     "reason": m.reason if m is not None else "no measurement stored", "over_budget": over})
-    log(f"{'#':>3s} {'hash':12s} {'predicted':>10s} {'measured':>10s}  {o['metric']} on {o['device']}")
+            over = ms_per_image(o["metric"], value) > budget.limit
+        lo, hi = float(r[f"{key}_lo"]), float(r[f"{key}_hi"])
+        if value is not None and lo < hi:
+            inside = bool(lo <= value <= hi)
+        out.append({"rank": None if pd.isna(r.get("rank")) else int(r["rank"]), "hash": r["hash"], "metric": o["metric"],
+                    "predicted": float(r[key]), "interval": [lo, hi], "measured": value, "inside": inside,
+                    "status": getattr(m, "status", "ok") if m is not None else "missing",
+                    "reason": getattr(m, "reason", None) if m is not None else "no measurement stored",
+                    "over_budget": over})
+    return out
+
+
+def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) -> VerifySummary:
+    budget = next((c for c in res.constraints if c.objective == o["key"]), None)
+    got = [r for r in rows if r["measured"] is not None]
+    with_iv = [r for r in got if r["inside"] is not None]
+    return VerifySummary(
+        measured=len(got),
+        over_budget=sum(bool(r["over_budget"]) for r in got) if budget is not None else None,
+        inside=sum(r["inside"] for r in with_iv) if with_iv else None,
+        budget=budget.label if budget is not None else None,
+        coverage=res.confidence if with_iv else None,
+    )
+
+
+def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str], None]) -> None:
+    log(f"{'#':>3s} {'hash':12s} {'predicted':>10s} {'interval':>21s} {'measured':>10s}  {o['metric']} on {o['device']}")
     for r in rows:
         meas = f"{r['measured']:10.3f}" if r["measured"] is not None else f"{r['status']:>10s}"
-        flag = "  OVER BUDGET" if r["over_budget"] else ""
-        log(f"{r['rank']:3d} {r['hash'][:12]} {r['predicted']:10.3f} {meas}{flag}")
-    ok = [r for r in rows if r["over_budget"] is not None]
-    if budget is not None and ok:
-        k = sum(r["over_budget"] for r in ok)
-        log(f"{k} of {len(ok)} measured configs exceed the budget ({budget.label}): {k / len(ok) * 100:.0f}%")
-    atomic_write(folder / VERIFY_JSON, json.dumps({"device": o["device"], "objective": o["key"], "rows": rows}, indent=1) + "\n")
+        lo, hi = r["interval"]
+        iv = f"[{lo:9.3f}, {hi:9.3f}]" if lo < hi else f"{'-':>21s}"
+        flags = ("  OVER BUDGET" if r["over_budget"] else "") + ("  outside interval" if r["inside"] is False else "")
+        rank = f"{r['rank']:3d}" if r["rank"] is not None else "  -"
+        log(f"{rank} {r['hash'][:12]} {r['predicted']:10.3f} {iv} {meas}{flags}")
+
+
+def verify_front(res: StudyResults, n: int, folder, *, store=None, device: str | None = None, protocol=None,
+                 log: Callable[[str], None] = print, measure: MeasureFn | None = None) -> list[dict[str, Any]]:
+    """Measure the top-``n`` front configs on this machine (as the study's device) and compare.
+
+    ``measure``: how to measure (default: the harness on this machine, results kept in ``store``, a
+    ``measured.Store``; ``protocol``: how to time, default ``measured.Protocol()``, the paper's CPU protocol).
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SearchError("verify", f"must be a positive number of configs (got {n!r})")
+    o = device_objective(res, device)
+    if not res.any_feasible:
+        raise SearchError("verify", "the study has no feasible config to measure")
+    if measure is None:
+        if store is None:
+            raise SearchError("verify", "needs a measurement store or a measuring function")
+        measure = store_measurer(store, protocol)
+    rows = measure_rows(res, res.front.head(n), o, measure)
+    print_rows(rows, o, log)
+    summary = summarise(res, rows, o)
+    log(summary.line())
+    atomic_write(folder / VERIFY_JSON, json.dumps({"device": o["device"], "objective": o["key"], "summary": summary.to_dict(),
+                                                   "rows": rows}, indent=1) + "\n")
     return rows
+
+
+def near_budget_width(res: StudyResults, o: dict[str, Any], share: float = 0.1) -> float | None:
+    """Median relative interval width of the front configs whose constrained value lies within ``share`` of the
+    budget (None without a budget or such configs)."""
+    budget = next((c for c in res.constraints if c.objective == o["key"]), None)
+    if budget is None or not len(res.front):
+        return None
+    q = res.front[f"q:{budget.key}"].to_numpy(dtype=float)
+    near = res.front[np.abs(q / budget.limit - 1) <= share]
+    if not len(near):
+        return None
+    k = o["key"]
+    return float(np.median((near[f"{k}_hi"] - near[f"{k}_lo"]) / near[k].abs()))

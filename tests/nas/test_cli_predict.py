@@ -32,8 +32,11 @@ def test_train_prints_figures_and_saves(capsys, tmp_path):
 def test_train_surrogate_is_labelled(capsys):
     code, out, _ = run(capsys, "predictors", "train", "--device", "imagenet1k")
     assert code == 0 and "surrogate *" in out and "note: this is an accuracy surrogate" in out
+    code, out, _ = run(capsys, "predict", "--device", "imagenet1k", "--model", "E1")
+    assert code == 0 and "accuracy surrogate" in out and "% top-1" in out and "90% interval [" in out
+    # B1's top-1 is a stored result: reported as measured, with the printed rounding as its interval.
     code, out, _ = run(capsys, "predict", "--device", "imagenet1k", "--model", "B1")
-    assert code == 0 and "accuracy surrogate" in out and "% top-1" in out
+    assert code == 0 and "79.9 % top-1, 90% interval [79.85, 79.95] (measured)" in out
 
 
 def test_predict_json_and_domain_warning(capsys, tmp_path):
@@ -41,8 +44,17 @@ def test_predict_json_and_domain_warning(capsys, tmp_path):
     code, out, err = run(capsys, "predict", "--device", "jetson_tx2", "--model", "B1", "--json")
     d = json.loads(out)
     assert code == 0 and err == ""
-    assert set(d) == {"device", "metric", "value", "model_type", "predictor_version", "in_domain"}
+    assert set(d) == {"device", "metric", "value", "interval", "coverage", "measured", "model_type", "predictor_version",
+                      "in_domain"}
     assert d["device"] == "jetson_tx2" and d["metric"] == "latency_ms" and d["in_domain"] is True and d["value"] > 0
+    # B1 was measured on the Jetson (the paper prints 11.7 ms): the measurement, not a prediction.
+    assert d["measured"] is True and d["value"] == 11.7 and d["coverage"] == 0.9
+    assert d["interval"] == pytest.approx([11.65, 11.75])
+    code, out, _ = run(capsys, "predict", "--device", "jetson_tx2", "--model", "E1", "--json", "--confidence", "0.8")
+    e1 = json.loads(out)
+    assert e1["measured"] is False and e1["interval"][0] < e1["value"] < e1["interval"][1] and e1["coverage"] == 0.8
+    code, _, err = run(capsys, "predict", "--device", "jetson_tx2", "--model", "E1", "--confidence", "1")
+    assert code == 2 and err == "lowformer-nas: error: confidence: must be a number in (0.5, 0.999) (got 1)\n"
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"base": "B1", "resolution": 288}))
     code, out, err = run(capsys, "predict", "--device", "jetson_tx2", "--config", cfg, "--json")
@@ -56,6 +68,9 @@ def test_eval_all_model_types_and_html(capsys, tmp_path):
     assert code == 0
     for s in ("MAPE", "RMSE", "±5%", "±10%", "Kendall τ", "Spearman", "macs", "additive", "lgbm"):
         assert s in out
+    # The intervals of the device's predictor type, scored leave-one-group-out on the paper's 6 configs.
+    assert "prediction intervals: additive model (student_t), leave-one-group-out over 6 groups, 6 configs" in out
+    assert "    0.80" in out and "    0.90" in out and "    0.95" in out
     text = html.read_text()
     # Offline: plotly.js is written once beside the chart, not fetched from a CDN.
     assert f'src="{plotlyjs_name()}"' in text and 'src="http' not in text
@@ -64,6 +79,8 @@ def test_eval_all_model_types_and_html(capsys, tmp_path):
     d = json.loads(out)
     assert code == 0 and set(d["models"]) == {"macs", "additive"} and d["metric"] == "throughput_img_s"
     assert d["method"] == "leave-one-out" and d["models"]["additive"]["n"] == d["n_configs"]
+    assert [r["nominal"] for r in d["intervals"]["rows"]] == [0.8, 0.9, 0.95]
+    assert all(0 <= r["empirical"] <= 1 and r["median_relative_width"] > 0 for r in d["intervals"]["rows"])
     code, out, _ = run(capsys, "predictors", "eval", "--device", "a40_gpu", "--holdout", 4, "--models", "additive", "--json")
     d = json.loads(out)
     assert code == 0 and d["method"] == "random hold-out of 4 configs" and d["models"]["additive"]["n"] == 4

@@ -1,4 +1,5 @@
 import json
+import os
 import pathlib
 
 import pytest
@@ -19,6 +20,11 @@ def analytic_predictors(monkeypatch):
     monkeypatch.setattr("nas.search._objectives.default_loader", lambda: AnalyticPredictor)
 
 
+def home_runs(name: str = "") -> pathlib.Path:
+    """Where a new study goes by default: the home's runs folder (tests: a fresh home each)."""
+    return pathlib.Path(os.environ["LOWFORMER_NAS_HOME"]) / "runs" / name
+
+
 def run(capsys, *argv):
     try:
         code = main(list(argv))
@@ -32,29 +38,61 @@ def test_search_then_resume_then_plot(capsys):
     code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "12", "--trials", "40",
                          "--study", "c", *BASE)
     assert code == 0, err
-    assert "study c: 40 trials" in out and "Pareto front:" in out
+    assert "study c: 40 trials" in out and "Pareto front:" in out and "seed 0" in out
+    assert "risk bound: budgets and objectives use the pessimistic end" in out
     for name in ("B0", "B1", "B1.5", "B2", "B3", "E1", "E2", "E3"):
         assert f"  {name} " in out
-    # Resume: the study keeps its devices and budget; only the missing trials run.
+    assert f"outputs in {home_runs('c')}/" in out
+    assert "next:" in out and "lowformer-nas export --study c --pick 1" in out
+    # Resume: the study keeps its devices, budget and risk; only the missing trials run.
     code, out, err = run(capsys, "search", "--study", "c", "--trials", "55", *BASE)
     assert code == 0, err
     assert "study c: 55 trials (15 run now" in out
-    report = pathlib.Path("runs/c/report.md").read_text()
-    assert "55 complete" in report and "jetson_tx2 latency <= 12 ms" in report
+    report = (home_runs("c") / "report.md").read_text()
+    assert "55 complete" in report and "jetson_tx2 latency (upper end of its 90% interval) <= 12 ms" in report
+    assert "## Next steps" in report
+    code, _, err = run(capsys, "search", "--study", "c", "--risk", "mean", *BASE)
+    assert code == 2 and err.startswith("lowformer-nas: error: risk: study 'c' was made with --risk bound, not mean")
+    # plot finds the study from any folder (the home's runs folder).
+    elsewhere = pathlib.Path("elsewhere")
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
     code, out, err = run(capsys, "plot", "--study", "c", "--no-png")
-    assert code == 0 and "wrote runs/c/pareto_front.html" in out and "PNG charts skipped" in out
+    assert code == 0 and f"wrote {home_runs('c') / 'pareto_front.html'}" in out and "PNG charts skipped" in out
+
+
+def test_a_study_in_local_runs_is_still_found(capsys):
+    code, _, err = run(capsys, "search", "--device", "jetson_tx2", "--trials", "20", "--study", "here", "--runs-dir", "runs",
+                       *BASE)
+    assert code == 0 and pathlib.Path("runs/here/study.journal").is_file() and not home_runs("here").exists()
+    code, out, err = run(capsys, "search", "--study", "here", "--trials", "25", *BASE)  # resumed in ./runs
+    assert code == 0 and "study here: 25 trials (5 run now" in out and "outputs in runs/here/" in out
+    code, out, _ = run(capsys, "export", "--study", "here")
+    assert code == 0 and "runs/here/pick1-" in out
+
+
+def test_seed_is_drawn_and_reported(capsys):
+    code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--trials", "20", "--study", "s", "--quiet", "--no-png",
+                         "--population-size", "10")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("study s:"))
+    seed = int(line.split("seed ")[1].split(" ")[0])
+    assert f"(drawn; --seed {seed} repeats it)" in line
+    assert json.loads((home_runs("s") / "settings.json").read_text())["seed"] == seed
 
 
 def test_export_pick_writes_the_config(capsys, tmp_path):
     assert run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "12", "--trials", "40", "--study", "c", *BASE)[0] == 0
-    front = json.loads(pathlib.Path("runs/c/front.json").read_text())["front"]
+    front = json.loads((home_runs("c") / "front.json").read_text())["front"]
+    assert all(set(e["intervals"]) == {"imagenet1k:top1_pct", "jetson_tx2:latency_ms"} for e in front)
     out_file = tmp_path / "pick.json"
     code, out, err = run(capsys, "export", "--study", "c", "--pick", "2", "--json-out", str(out_file))
     assert code == 0, err
     d = json.loads(out_file.read_text())
     assert d["name"] == "c-pick2" and LowFormerConfig.from_dict(d).hash == front[1]["hash"]
     code, out, _ = run(capsys, "export", "--study", "c")  # default: pick 1, next to the study
-    assert code == 0 and f"runs/c/pick1-{front[0]['hash'][:12]}.json" in out
+    assert code == 0 and f"runs/c/pick1-{front[0]['hash'][:12]}.json" in out and "jetson_tx2:latency_ms" in out
+    assert " [" in out  # the pick's interval
     code, _, err = run(capsys, "export", "--study", "c", "--pick", str(len(front) + 1))
     assert code == 2 and err.startswith(f"lowformer-nas: error: pick: must be between 1 and {len(front)}")
 
@@ -92,8 +130,13 @@ def test_export_pick_without_torch(capsys, monkeypatch):
     (["search", "--device", "jetson_tx2", "--verify", "-1"], "lowformer-nas: error: verify: must be a positive number"),
     (["search"], "lowformer-nas: error: device: give at least one --device"),
     (["plot"], "lowformer-nas: error: study: give --study NAME"),
-    (["plot", "--study", "nothing"], "lowformer-nas: error: study: no study in runs/nothing"),
-    (["export", "--study", "nothing"], "lowformer-nas: error: study: no runs/nothing/front.json"),
+    (["plot", "--study", "nothing"], "lowformer-nas: error: study: no study 'nothing' in runs or "),
+    (["export", "--study", "nothing"], "lowformer-nas: error: study: no front.json of study 'nothing' in runs or "),
+    (["search", "--device", "jetson_tx2", "--risk", "max"], "lowformer-nas: error: risk: must be one of bound|mean (got 'max')"),
+    (["search", "--device", "jetson_tx2", "--confidence", "1.5"],
+     "lowformer-nas: error: confidence: must be a number in (0.5, 0.999), the interval coverage (got 1.5)"),
+    (["search", "--device", "jetson_tx2", "--confidence", "0.5"], "lowformer-nas: error: confidence: must be a number in"),
+    (["search", "--device", "jetson_tx2", "--refine", "-1"], "lowformer-nas: error: refine: must be a positive number"),
     (["export", "B1", "--study", "x"], "lowformer-nas: error: study: give a model/--config or --study NAME --pick K"),
     (["plot", "measured"], "lowformer-nas: error: device: `plot measured` needs --device NAME"),
 ])
@@ -101,14 +144,15 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, starts):
     code, out, err = run(capsys, *argv)
     assert code == 2 and err.startswith(starts), err
     assert err.count("\n") == 1 and "Traceback" not in err and "secret" not in err
-    assert not pathlib.Path("runs").exists() or not any(pathlib.Path("runs").rglob("study.journal"))
+    for root in (pathlib.Path("runs"), home_runs()):
+        assert not root.exists() or not any(root.rglob("study.journal"))
 
 
 def test_max_params_accepts_suffixes(capsys):
     code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--max-params", "6M", "--trials", "30",
                          "--study", "m", *BASE)
     assert code == 0, err
-    front = json.loads(pathlib.Path("runs/m/front.json").read_text())
+    front = json.loads((home_runs("m") / "front.json").read_text())
     assert front["constraints"][0]["limit"] == 6e6
     assert all(e["params"] <= 6e6 for e in front["front"])
 
@@ -117,8 +161,8 @@ def test_plot_measured_from_the_store(capsys):
     pytest.importorskip("measured._store")
     code, out, err = run(capsys, "plot", "measured", "--device", "jetson_tx2", "--no-png")
     assert code == 0, err
-    html = pathlib.Path("runs/measured/macs_vs_latency_ms_jetson_tx2.html").read_text()
-    assert "LowFormer" in html and pathlib.Path("runs/measured", plotlyjs_name()).is_file()
+    html = (home_runs("measured") / "macs_vs_latency_ms_jetson_tx2.html").read_text()
+    assert "LowFormer" in html and (home_runs("measured") / plotlyjs_name()).is_file()
     from measured import Store
     from nas.search import measured_figure
 
@@ -134,9 +178,33 @@ def test_plot_measured_from_the_store(capsys):
 
 
 def test_search_says_when_the_front_is_extrapolated(capsys, monkeypatch):
-    # The shipped jetson_tx2 predictor knows a dozen of the paper's configs: the front lies outside them.
+    # The shipped jetson_tx2 predictor knows a dozen of the paper's configs; on point predictions (risk mean) the
+    # front lies outside them, and the search says so. Every row carries its intervals anyway.
     monkeypatch.setattr("nas.search._objectives.default_loader", SHIPPED_LOADER)
     code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "12", "--trials", "30",
-                         "--study", "x", *BASE)
+                         "--study", "x", "--risk", "mean", *BASE)
     assert code == 0, err
+    assert "risk mean: budgets and objectives use the central predictions" in out
     assert "of the front lies outside what the jetson_tx2:latency_ms predictor was trained on" in out
+    front = json.loads((home_runs("x") / "front.json").read_text())
+    assert front["risk"] == "mean" and front["confidence"] == 0.9
+    assert all(e["intervals"]["jetson_tx2:latency_ms"][0] < e["predictions"]["jetson_tx2:latency_ms"]
+               < e["intervals"]["jetson_tx2:latency_ms"][1] or e["measured"]["jetson_tx2:latency_ms"] for e in front["front"])
+    assert "**extrapolated**" in (home_runs("x") / "report.md").read_text()
+
+
+def test_refine_prints_its_rounds(capsys, monkeypatch):
+    """--refine on 'this machine', with the measuring and the retraining injected (no timing in unit tests)."""
+    import nas.search
+    from tests.nas.search.test_refine import FakeBench
+
+    monkeypatch.setattr(nas.search, "store_measurer", lambda store, *a, **k: FakeBench(1.05))
+    monkeypatch.setattr("nas.cli._search._retrainer", lambda store: (lambda device: "analytic again"))
+    code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "6", "--trials", "30", "--study", "r",
+                         "--refine", "2", "--refine-k", "3", *BASE)
+    assert code == 0, err
+    assert "refinement (2 rounds of 3 configs measured on this machine):" in out
+    assert "| round | measured | over budget | inside interval | median width near budget |" in out
+    assert "study r, refinement round 2: 30 trials" in out
+    rounds = json.loads((home_runs("r") / "refine.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1] and all(r["retrained"] == "analytic again" for r in rounds)

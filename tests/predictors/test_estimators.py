@@ -131,3 +131,37 @@ def test_other_feature_schema_is_refused(case, probe_X, tmp_path):
     est.schema_hash_ = "1" * 64
     with pytest.raises(PredictorError, match="retrain"):
         est.predict(probe_X)
+
+
+def test_sample_weight_is_honoured_or_refused(case, probe_X):
+    """Weights are never accepted and ignored: a zero weight drops its row, a weight of 2 counts the row twice,
+    or fit refuses weights outright (one line)."""
+    est, data = case
+    n = len(data.y)
+    if isinstance(est, TransferModel):
+        with pytest.raises(ValueError, match="^sample_weight: TransferModel does not weight rows"):
+            clone(est).fit(data.X, data.y, sample_weight=np.ones(n))
+        return
+    if isinstance(est, LGBMModel):
+        # LightGBM weights rows itself (lightgbm.Dataset); its row sampling differs with the rows, so only check
+        # that the weights reach it.
+        w = np.where(np.arange(n) % 2 == 0, 5.0, 0.2)
+        a = clone(est).fit(data.X, data.y, sample_weight=w).predict(probe_X)
+        assert not np.allclose(a, clone(est).fit(data.X, data.y).predict(probe_X))
+        return
+    zero = np.ones(n)
+    zero[1] = 0.0
+    keep = zero > 0
+    a = clone(est).fit(data.X, data.y, sample_weight=zero).predict(probe_X)
+    b = clone(est).fit(data.X[keep], data.y[keep]).predict(probe_X)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    # Alpha fixed: duplicated rows change the folds that choose it.
+    fixed = clone(est).set_params(alpha=0.1) if isinstance(est, AdditiveModel) else clone(est)
+    if isinstance(est, AccuracySurrogate):
+        fixed.set_params(alphas=(1.0,))
+    two = np.ones(n)
+    two[2] = 2.0
+    dup = np.r_[np.arange(n), 2]
+    a = clone(fixed).fit(data.X, data.y, sample_weight=two).predict(probe_X)
+    b = clone(fixed).fit(data.X[dup], data.y[dup]).predict(probe_X)
+    np.testing.assert_allclose(a, b, rtol=1e-6)

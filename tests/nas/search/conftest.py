@@ -8,17 +8,21 @@ import pytest
 
 from lowformer_common import UserError
 from nas.search import CountObjective, FunctionObjective, SearchSettings
+from predictors import PredictionInterval, Predictor, check_coverage
 from search_spaces import count
 
 DEVICES = ("jetson_tx2", "rpi5_arm_cpu", "a40_gpu")
 
 
-class AnalyticPredictor:
+class AnalyticPredictor(Predictor):
     """Stands in for ``predictors.TrainedPredictor`` with analytic values (MACs and memory traffic from
-    search_spaces.count): the adapter and the search are exercised without trained models."""
+    search_spaces.count): the adapter and the search are exercised without trained models. Its intervals are
+    +-5 % at 0.9 (scaled with the normal quantile), three times wider outside its 'domain' (resolution > 256); it
+    follows the predictors.Predictor contract (tests/predictors/test_protocol.py)."""
 
     model_type = "analytic"
     version = "analytic-1"
+    HALF_WIDTH_90 = 0.05
 
     def __init__(self, device: str, metric: str | None = None):
         if device not in DEVICES + ("imagenet1k",):
@@ -40,11 +44,18 @@ class AnalyticPredictor:
         ms = np.array([self._ms(k) for k in counts])
         return 20_000.0 / ms if self.metric == "throughput_img_s" else ms
 
-    def predict_one(self, config) -> float:
-        return float(self.predict([config])[0])
+    def in_domain_mask(self, configs) -> np.ndarray:
+        return np.array([c.resolution <= 256 for c in configs], dtype=bool)
 
-    def in_domain(self, config) -> bool:
-        return config.resolution <= 256
+    def predict_interval(self, configs, coverage=0.9, measured=True) -> PredictionInterval:
+        from scipy.stats import norm
+
+        c = check_coverage(coverage)
+        v = self.predict(configs)
+        dom = self.in_domain_mask(configs)
+        half = self.HALF_WIDTH_90 * norm.ppf((1 + c) / 2) / norm.ppf(0.95) * np.where(dom, 1.0, 3.0)
+        return PredictionInterval(value=v, lo=v * (1 - half), hi=v * (1 + half), in_domain=dom, coverage=c,
+                                  measured=np.zeros(len(v), bool), distance=np.where(dom, 0.0, 1.0))
 
 
 @pytest.fixture
@@ -71,6 +82,6 @@ def proxy_objectives(device: str = "jetson_tx2"):
 
 
 def settings(**kw) -> SearchSettings:
-    base = dict(trials=120, study="s", seed=0, budgets_ms=[12.0], population_size=20)
+    base = dict(trials=120, study="s", seed=0, budgets_ms=[12.0], population_size=20, runs_dir="runs")
     base.update(kw)
     return SearchSettings(**base)

@@ -22,11 +22,21 @@ def test_constraints_are_relative_violations():
     assert [c.key for c in cons] == ["budget:jetson_tx2", "budget:a40_gpu", "max_params", "max_macs"]
     e = Evaluator(objs).evaluate([get_variant("B1").config])[0]
     v = _constraints.violations(e, cons, objs)
-    assert v[0] == pytest.approx((e.values[1] - 12) / 12)
-    # Throughput devices: the budget is the time per image, 1000 / throughput.
-    assert v[1] == pytest.approx((1000 / e.values[2] - 0.5) / 0.5)
+    # Risk "bound" (the default): the budget applies to the pessimistic end, the upper end of the latency ...
+    assert e.scored[1] == e.hi[1] > e.values[1]
+    assert v[0] == pytest.approx((e.hi[1] - 12) / 12)
+    # ... and for throughput devices to the time per image, 1000 / throughput, at the throughput's lower end.
+    assert e.scored[2] == e.lo[2] < e.values[2]
+    assert v[1] == pytest.approx((1000 / e.lo[2] - 0.5) / 0.5)
     assert v[2] == pytest.approx((e.params - 5e6) / 5e6) and v[2] > 0
     assert v[3] == pytest.approx((e.macs - 1e9) / 1e9)
+    assert [c.bound for c in cons] == ["upper", "lower", None, None]
+    assert "upper end of its 90% interval" in cons[0].label
+    # Risk "mean": the central predictions.
+    e = Evaluator(objs, risk="mean").evaluate([get_variant("B1").config])[0]
+    assert e.scored == e.values
+    cons = make_constraints(objs, {"jetson_tx2": 12.0}, risk="mean")
+    assert cons[0].bound is None and _constraints.violations(e, cons, objs)[0] == pytest.approx((e.values[1] - 12) / 12)
 
 
 @pytest.mark.parametrize("field, kw", [("budget-ms", {"budgets": {"jetson_tx2": -1}}),
@@ -43,7 +53,7 @@ def _drive(sampler, constraints, objs, n=60):
         t = study.ask(DISTRIBUTIONS)
         e = ev.evaluate([knobs_to_config(t.params)])[0]
         _constraints.attach(t, constraints, _constraints.violations(e, constraints, objs))
-        study.tell(t, list(e.values))
+        study.tell(t, list(e.scored))
     return study
 
 

@@ -1,0 +1,105 @@
+"""Calibration figures: do a predictor's intervals hold the truth as often as they claim?
+
+Every figure comes from configs the scored predictor never saw, its calibration included: the predictor is
+trained (model selection, fit and interval calibration) on the rest, then asked for intervals on the held-out
+configs. Two designs:
+
+- a random hold-out (devices with hundreds of configs);
+- leave-one-group-out (the paper's devices, 6-12 configs): the B1 ablations are one group, every other named
+  variant its own, so each fold scores an extrapolation the way a search meets one (train without the
+  ablations and score them; without B3 and score it; ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ._base import PredictorError
+from ._interval import PredictionInterval, check_coverage
+from ._train import TrainingData, train
+
+COVERAGES = (0.8, 0.9, 0.95)
+
+
+def variant_groups(names: Sequence[str | None], hashes: Sequence[str]) -> list[str]:
+    """The group of each config for leave-one-group-out: ablations of a variant ("B1-mhsa", "B1-unfused", ...)
+    form one group ("B1 ablations"); every other config is a group of its own."""
+    out = []
+    for name, h in zip(names, hashes):
+        if name and "-" in name:
+            out.append(f"{name.split('-')[0]} ablations")
+        else:
+            out.append(name or h[:12])
+    return out
+
+
+@dataclasses.dataclass
+class CoverageReport:
+    """Per nominal coverage: the share of held-out truths inside their interval and the median relative width
+    (interval width over the central value)."""
+
+    method: str
+    model: str
+    n: int
+    coverage: dict[float, float]
+    median_relative_width: dict[float, float]
+    intervals_method: str  # how the scored predictors built their intervals (conformal / Student-t)
+
+    def rows(self) -> list[dict]:
+        return [{"nominal": c, "empirical": self.coverage[c], "median_relative_width": self.median_relative_width[c]}
+                for c in self.coverage]
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "model": self.model, "n": self.n, "intervals": self.intervals_method,
+                "rows": self.rows()}
+
+    def line(self) -> str:
+        cov = " / ".join(f"{self.coverage[c] * 100:.0f} %" for c in self.coverage)
+        wid = " / ".join(f"{self.median_relative_width[c] * 100:.1f} %" for c in self.coverage)
+        nominal = " / ".join(f"{c:g}" for c in self.coverage)
+        return (f"intervals ({self.model}, {self.intervals_method}; {self.method}, {self.n} configs): coverage at "
+                f"{nominal}: {cov}; median relative width {wid}")
+
+
+def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | None = None,
+                      groups: Sequence[str] | None = None, coverages: Sequence[float] = COVERAGES,
+                      progress: Callable | None = None) -> CoverageReport:
+    """Empirical coverage of ``model``'s intervals (model type as for :func:`predictors.train`) on held-out
+    configs of ``data``: a random ``holdout`` mask, or leave-one-group-out over ``groups`` (one label per
+    config)."""
+    coverages = [check_coverage(c) for c in coverages]
+    if (holdout is None) == (groups is None):
+        raise PredictorError("interval coverage: give a hold-out mask or groups, not both")
+    if holdout is not None:
+        folds = [np.asarray(holdout, bool)]
+        method = f"random hold-out of {int(folds[0].sum())}"
+    else:
+        labels = np.asarray(list(groups))
+        folds = [labels == g for g in dict.fromkeys(labels)]
+        method = f"leave-one-group-out over {len(folds)} groups"
+    truth, parts, how = [], {c: [] for c in coverages}, set()
+    for test in progress(folds) if progress else folds:
+        if test.all() or not test.any():
+            raise PredictorError("interval coverage: every fold needs configs on both sides")
+        pred, _ = train(data.subset(~test), model)
+        how.add(pred.calibration.method)
+        X = data.X[: data.n_configs][test]
+        truth.append(data.values[test])
+        for c in coverages:
+            parts[c].append(pred.predict_interval_features(X, c))  # no stored measurements: they are held out
+    t = np.concatenate(truth)
+    cov, width = {}, {}
+    for c in coverages:
+        iv = _concat(parts[c])
+        cov[c] = float(np.mean(iv.contains(t)))
+        width[c] = float(np.median(iv.relative_width))
+    return CoverageReport(method, model, len(t), cov, width, " and ".join(sorted(how)))
+
+
+def _concat(ivs: list[PredictionInterval]) -> PredictionInterval:
+    cat = lambda f: np.concatenate([getattr(i, f) for i in ivs])  # noqa: E731
+    return dataclasses.replace(ivs[0], value=cat("value"), lo=cat("lo"), hi=cat("hi"), in_domain=cat("in_domain"),
+                               measured=cat("measured"), distance=cat("distance"))
