@@ -68,7 +68,8 @@ def ship(pred, out_root: pathlib.Path) -> pathlib.Path:
     final = out_root / pred.device / pred.metric
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as tmp:
-        path = save_version(pathlib.Path(tmp) / pred.metric, pred.estimator, pred.meta)
+        # <predictors>/<device>/<metric>/ is the only place save_version writes a device's predictor to.
+        path = save_version(pathlib.Path(tmp) / pred.device / pred.metric, pred.estimator, pred.meta)
         staged = final.parent / f".{pred.metric}.new"
         shutil.rmtree(staged, ignore_errors=True)
         path.parent.rename(staged)
