@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,10 +17,6 @@ def _this_machine() -> str | None:
         return None
 
 
-def _has_onboard() -> bool:
-    return importlib.util.find_spec("nas.cli._onboard") is not None
-
-
 def next_steps(res: "StudyResults", this_machine: str | None = None) -> list[str]:
     """Commands to run next, one line each (empty when the study has nothing to act on)."""
     if not res.any_feasible:
@@ -34,10 +29,8 @@ def next_steps(res: "StudyResults", this_machine: str | None = None) -> list[str
         if dev == here:
             out.append(f"measure the front on this machine ({dev}): `lowformer-nas search --study {name} --verify 10`; "
                        f"`--refine 2` also retrains the predictor on them and searches again")
-        elif _has_onboard():
-            out.append(f"teach the {dev} predictor your device: `lowformer-nas onboard --device {dev}`")
         else:
-            out.append(f"check the pick on the {dev} itself: `lowformer-nas bundle --config <the exported JSON> --out "
-                       f"bundle-{dev}`, run `python3 run_bundle.py --out results.csv` there, then "
-                       f"`lowformer-nas predictors update --device {dev} --measurements results.csv`")
+            out.append(f"teach the {dev} predictor your own {dev}: `lowformer-nas onboard --device {dev} --bundle "
+                       f"onboard-{dev}`, run `python3 run_bundle.py --out results.csv` in that folder on the device, "
+                       f"then `lowformer-nas onboard --device {dev} --results results.csv`")
     return out

@@ -261,8 +261,9 @@ def test_predictors_written_before_identity_2_still_load_with_mapped_hashes(home
     dst = _copy(ADDITIVE, home)
     meta = json.loads((dst / "meta.json").read_text())
     meta["training_data"]["config_hashes"] = sorted([old.legacy_hash, B1.hash])
-    for k in ("config_identity", "config_identity_upgrade", "digests"):
-        meta.pop(k)
+    # What such a sidecar had: no identity, no digests, no calibration (intervals came with identity 2).
+    for k in ("config_identity", "config_identity_upgrade", "digests", "calibration"):
+        meta.pop(k, None)
     meta["format"] = 1
     (dst / "meta.json").write_text(json.dumps(meta))
     up = upgrade_sidecar(meta, known={old.legacy_hash: old.hash})
