@@ -6,8 +6,9 @@ import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
-SOURCES = [p for pkg in ("lowformer_common", "search_spaces", "measured", "predictors", "nas", "tests", "docs")
-           for p in sorted((ROOT / pkg).rglob("*")) if p.suffix in (".py", ".md")]
+SOURCES = [ROOT / "README.md"] + [p for pkg in ("lowformer_common", "search_spaces", "measured", "predictors", "nas",
+                                                 "tests", "docs")
+                                   for p in sorted((ROOT / pkg).rglob("*")) if p.suffix in (".py", ".md")]
 CITE = re.compile(r"docs/architecture\.md[^§\n]{0,40}((?:§\d+(?:\.\d+)?(?:-§\d+)?(?:,\s*)?)+)")
 
 

@@ -57,6 +57,9 @@ def register(sub) -> None:
     u.add_argument("--model", default=None, choices=MODEL_CHOICES, metavar="MODEL",
                    help="model type (default: the current predictor's, else auto)")
     u.add_argument("--out", metavar="DIR", help="predictors directory (default: $LOWFORMER_NAS_HOME/predictors)")
+    u.add_argument("--force", action="store_true",
+                   help="import rows whose device name/fingerprint columns name another machine than the stored "
+                        "device (refused otherwise, as by `import`); each such row's notes record it")
     add_store_arg(u)
     u.set_defaults(func=cmd_update)
 
@@ -293,7 +296,7 @@ def cmd_update(args) -> int:
     if not pathlib.Path(args.measurements).is_file():
         raise UserError(f"measurements: {args.measurements}: no such file")
     before = store.measurements(device=args.device)  # empty for a device the file introduces
-    report = store.import_file(args.measurements, device_id=args.device)
+    report = store.import_file(args.measurements, device_id=args.device, force=args.force)
     print(str(report))
     metric, protocol = _device_metric(store, args.device, args.metric)
     try:

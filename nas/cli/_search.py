@@ -141,8 +141,8 @@ def _print_next_steps(res) -> None:
 
 def _refine(args, settings, first):
     import dataclasses
-    import json
 
+    from lowformer_common import write_json
     from measured import Store
     from nas.search import refine_search, rounds_table, store_measurer
 
@@ -152,7 +152,7 @@ def _refine(args, settings, first):
                                    progress=not args.quiet, png=not args.no_png)
     print(f"refinement ({args.refine} rounds of {args.refine_k} configs measured on this machine):")
     print(rounds_table(rounds))
-    (result.folder / "refine.json").write_text(json.dumps([x.to_dict() for x in rounds], indent=1) + "\n")
+    write_json(result.folder / "refine.json", [x.to_dict() for x in rounds], indent=1)
     _print_result(result)
     return result
 

@@ -234,7 +234,7 @@ def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key:
     hold-out, save the predictor. Shared by the local and the bundle route. ``ids``: only these rows."""
     import pathlib
 
-    from predictors import PredictorError, save_version, training_data, user_dir
+    from predictors import PredictorError, figures_only, save_version, training_data, user_dir
 
     df = _full_ok(store.measurements(device=device_id, metric=metric))
     if ids is not None and len(df):
@@ -266,7 +266,7 @@ def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key:
     return OnboardResult(
         device=device_id, round=plan["round"], metric=metric, n_train=data.n_configs, seconds=plan["spent_s"],
         ranking=ranking, source=source_name if chosen == "transfer" else None, chosen=chosen,
-        model_type=pred.meta["model_type"], cv={k: v for k, v in results[name].items() if k != "oof"}, holdout=hold,
+        model_type=pred.meta["model_type"], cv=figures_only(results[name]), holdout=hold,
         predictor_path=str(path), next_command="",
     )
 

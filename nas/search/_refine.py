@@ -41,11 +41,15 @@ class RefineRound:
 
 
 def pick_for_refinement(res: StudyResults, o: dict[str, Any], k: int) -> pd.DataFrame:
-    """Up to ``k`` front configs: alternately the one nearest the budget and the one with the widest interval."""
+    """Up to ``k`` front configs not measured yet: alternately the one nearest the budget and the one with the widest
+    interval. (A measured config's value already is its measurement: measuring it again teaches the predictor
+    nothing and would count as a hit of its own interval.)"""
+    key = o["key"]
     front = res.front
+    if len(front) and "measured" in front:
+        front = front[[key not in m for m in front["measured"]]]
     if not len(front):
         return front
-    key = o["key"]
     budget = next((c for c in res.constraints if c.objective == key), None)
     width = ((front[f"{key}_hi"] - front[f"{key}_lo"]) / front[key].abs()).to_numpy(dtype=float)
     by_width = list(np.argsort(-width, kind="stable"))
@@ -82,6 +86,9 @@ def refine_search(settings: SearchSettings, rounds: int, k: int, *, measure: Mea
         if not res.any_feasible:
             raise SearchError("refine", f"round {res.round} has no feasible config to measure")
         picked = pick_for_refinement(res, o, k)
+        if not len(picked):
+            log(f"round {res.round}: every front config has been measured already; nothing left to refine")
+            break
         rows = measure_rows(res, picked, o, measure)
         step = RefineRound(res.round, len(picked), summarise(res, rows, o), near_budget_width(res, o))
         step.retrained = retrain(o["device"])
@@ -98,7 +105,7 @@ def rounds_table(rounds: list[RefineRound]) -> str:
     for r in rounds:
         s = r.summary
         over = "-" if s.over_budget is None else f"{s.over_budget} of {s.measured}"
-        inside = "-" if s.inside is None else f"{s.inside} of {s.measured} ({s.inside / max(s.measured, 1):.0%})"
+        inside = "-" if s.inside is None else f"{s.inside} of {s.predicted} ({s.inside / max(s.predicted, 1):.0%})"
         width = "-" if r.width_near_budget is None else f"{r.width_near_budget:.1%}"
         lines.append(f"| {r.round} | {s.measured} | {over} | {inside} | {width} |")
     return "\n".join(lines)

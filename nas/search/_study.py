@@ -47,7 +47,8 @@ from ._report import write_outputs
 from ._results import evaluation_of, load_results
 from ._runs import find_study_dir, searched_line, study_folder
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
-from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, sync_storage
+from ._storage import (SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, storage_notes,
+                       sync_storage)
 
 DEFAULT_TRIALS = 3000
 _PULL_EVERY_S = 5.0
@@ -193,6 +194,8 @@ class _Run:
         self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs, s.risk, s.confidence)
         self.described = [o.describe() for o in self.objectives]
         self.notes = [o.note for o in self.objectives if o.note]
+        if self.storage is not None:  # a repaired journal is said in the result and report.md, not just on stderr
+            self.notes += storage_notes(self.storage)
         self.rounds = list(stored.get("rounds", [])) if stored else []
         if stored is not None:
             self._check_round(s, stored)

@@ -41,18 +41,29 @@ class VerifySummary:
 
     measured: int  # configs with a usable measurement
     over_budget: int | None  # of those, over the budget (None without a budget)
-    inside: int | None  # of those, inside their predicted interval (None without intervals)
+    inside: int | None  # of the predicted ones, inside their predicted interval (None without intervals)
     budget: str | None
     coverage: float | None  # the intervals' nominal coverage
+    # Configs whose value in the study already was a stored measurement (the predictor reports it, see
+    # predictors/README.md): their "prediction" is that measurement, which the harness then returns again, so they
+    # test nothing and stay out of the coverage.
+    known: int = 0
+
+    @property
+    def predicted(self) -> int:
+        return self.measured - self.known
 
     def line(self) -> str:
         parts = []
         if self.over_budget is not None and self.measured:
             parts.append(f"{self.over_budget} of {self.measured} measured configs exceed the budget ({self.budget}): "
                          f"{self.over_budget / self.measured * 100:.0f}%")
-        if self.inside is not None and self.measured:
-            parts.append(f"{self.inside} of {self.measured} measured values lie inside their predicted "
-                         f"{self.coverage:.0%} intervals ({self.inside / self.measured * 100:.0f}%)")
+        if self.inside is not None and self.predicted:
+            parts.append(f"{self.inside} of {self.predicted} measured values lie inside their predicted "
+                         f"{self.coverage:.0%} intervals ({self.inside / self.predicted * 100:.0f}%)")
+        if self.known:
+            parts.append(f"{self.known} of the {self.measured} had been measured before (their value in the study is "
+                         "that measurement): left out of the coverage")
         return "; ".join(parts) or "nothing measured"
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,10 +101,12 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
         if budget is not None and value is not None:
             over = ms_per_image(o["metric"], value) > budget.limit
         lo, hi = float(r[f"{key}_lo"]), float(r[f"{key}_hi"])
-        if value is not None and lo < hi:
+        known = key in r.get("measured", ())
+        if value is not None and lo < hi and not known:
             inside = bool(lo <= value <= hi)
         out.append({"rank": None if pd.isna(r.get("rank")) else int(r["rank"]), "hash": r["hash"], "metric": o["metric"],
                     "predicted": float(r[key]), "interval": [lo, hi], "measured": value, "inside": inside,
+                    "known": known,
                     "status": getattr(m, "status", "ok") if m is not None else "missing",
                     "reason": getattr(m, "reason", None) if m is not None else "no measurement stored",
                     "over_budget": over})
@@ -110,6 +123,7 @@ def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) 
         inside=sum(r["inside"] for r in with_iv) if with_iv else None,
         budget=budget.label if budget is not None else None,
         coverage=res.confidence if with_iv else None,
+        known=sum(bool(r.get("known")) for r in got),
     )
 
 
@@ -119,7 +133,8 @@ def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str
         meas = f"{r['measured']:10.3f}" if r["measured"] is not None else f"{r['status']:>10s}"
         lo, hi = r["interval"]
         iv = f"[{lo:9.3f}, {hi:9.3f}]" if lo < hi else f"{'-':>21s}"
-        flags = ("  OVER BUDGET" if r["over_budget"] else "") + ("  outside interval" if r["inside"] is False else "")
+        flags = ("  OVER BUDGET" if r["over_budget"] else "") + ("  outside interval" if r["inside"] is False else "") + (
+            "  (measured before)" if r.get("known") else "")
         rank = f"{r['rank']:3d}" if r["rank"] is not None else "  -"
         log(f"{rank} {r['hash'][:12]} {r['predicted']:10.3f} {iv} {meas}{flags}")
 

@@ -99,3 +99,14 @@ def test_import_from_another_machine_is_refused_unless_forced(capsys, tmp_path):
     assert code == 0 and "2 inserted" in out
     notes = Store(url).measurements(device="jetson_tx2", source="import")["notes"]
     assert len(notes) == 2 and all(n.startswith("imported with --force: measured on 'Intel(R) Xeon(R)") for n in notes)
+
+
+def test_predictors_update_takes_force_too(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOWFORMER_NAS_HOME", str(tmp_path / "home"))
+    url = str(tmp_path / "s.sqlite")
+    path = _csv(tmp_path / "xeon.csv", [_row(value="7.7", **XEON)])
+    code, out, err = run(capsys, "predictors", "update", "--device", "jetson_tx2", "--measurements", str(path),
+                         "--force", "--store", url)
+    assert code == 0 and "1 inserted" in out and "saved" in out, err
+    notes = Store(url).measurements(device="jetson_tx2", source="import")["notes"]
+    assert list(notes) and notes.iloc[0].startswith("imported with --force: measured on 'Intel(R) Xeon(R)")

@@ -86,6 +86,37 @@ def test_verify_reports_over_budget_and_coverage():
     assert saved["summary"]["inside"] == 0 and saved["summary"]["measured"] == 4 and saved["summary"]["coverage"] == 0.9
 
 
+class Known(Versioned):
+    """Reports the configs of ``KNOWN`` as stored measurements (as a trained predictor does for its training
+    configs): the analytic value with a narrow interval, ``measured`` true."""
+
+    KNOWN: set = set()
+
+    def predict_interval(self, configs, coverage=0.9, measured=True):
+        iv = super().predict_interval(configs, coverage, measured)
+        known = np.array([c.hash in Known.KNOWN for c in configs], dtype=bool) & (self.metric == "latency_ms")
+        return dataclasses.replace(iv, measured=known)
+
+
+def test_front_configs_measured_before_test_nothing():
+    """A verify or refinement round on configs whose value already is a stored measurement: the harness returns
+    that measurement again, so it must neither count as a hit of the interval nor be picked to refine."""
+    s = settings(trials=60, devices=[DEVICE], budgets_ms=[6.0])
+    front = run_search(s, loader=loader, progress=False, outputs=False).results.front
+    Known.KNOWN = set(front["hash"].head(2))
+    r = run_search(dataclasses.replace(s, study="s2"), loader=lambda d, m=None: Known(d, m), progress=False, png=False)
+    res = r.results
+    assert set(res.front["hash"].head(2)) == Known.KNOWN
+    lines = []
+    rows = verify_front(res, 4, r.folder, measure=FakeBench(1.0), log=lines.append)
+    assert [x["known"] for x in rows] == [True, True, False, False]
+    assert [x["inside"] for x in rows] == [None, None, True, True]
+    assert "2 of 2 measured values lie inside" in lines[-1]
+    assert "2 of the 4 had been measured before" in lines[-1] and "(measured before)" in lines[1]
+    o = next(o for o in res.objectives if o["key"] == KEY)
+    assert not set(pick_for_refinement(res, o, 10)["hash"]) & Known.KNOWN
+
+
 def test_picks_nearest_the_budget_and_widest():
     r = run_search(settings(trials=80, devices=[DEVICE], budgets_ms=[6.0]), loader=loader, progress=False, outputs=False)
     res = r.results

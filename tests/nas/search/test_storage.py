@@ -73,6 +73,14 @@ def test_torn_last_record_is_dropped_with_a_backup(journal, capsys):
     assert r.n_trials == 40
 
 
+def test_a_search_resumed_on_a_torn_journal_says_so_in_its_result(journal):
+    lines = journal.splitlines(keepends=True)
+    JOURNAL.write_bytes(journal + lines[-1][:10])
+    r = run_search(settings(trials=35), objectives=proxy_objectives(), progress=False, outputs=False)
+    assert r.n_trials == 35
+    assert [n for n in r.notes if n.startswith("repaired runs/s/study.journal: dropped 1 incomplete")]
+
+
 def test_a_record_glued_onto_a_torn_one_is_kept(journal, capsys):
     """A process killed mid-write, then the next append on the same line: Optuna's JSONDecodeError."""
     lines = journal.splitlines(keepends=True)
