@@ -290,6 +290,49 @@ def _resume_or_start(device_id: str, kind: str, settings: OnboardSettings, log) 
     return _new_plan(device_id, kind, next_round(device_id), settings)
 
 
+def _planned_design(plan: dict, anchors: list, store, device, protocol, settings: OnboardSettings,
+                    log: Callable[[str], None]) -> list[LowFormerConfig]:
+    """The round's designed configs. The design needs the source, the source needs the anchors: chosen once per
+    round, after the anchors were measured, and kept in the plan (a resumed round measures the same configs)."""
+    r = plan["round"]
+    if not plan["design"]:
+        df = _full_ok(store.measurements(device=device.device_id, metric=protocol.metric))
+        df = df[df["id"].isin(_round_ids(device.device_id, protocol, plan))] if len(df) else df
+        ok_anchors = len(set(df["config_hash"]) & set(plan["anchors"])) if len(df) else 0
+        if ok_anchors < 2:
+            log(f"note: {ok_anchors} of {len(ANCHORS)} anchors measured ok (the others failed or the machine was busy: "
+                "`lowformer-nas data summary`); no source can be ranked, the design weighs configs by MACs")
+        ranking = _rank(device.device_id, protocol.metric, plan["anchors"], df)
+        source_name, source = _pick_source(settings.source, ranking, device.device_id)
+        plan["source"] = source_name
+        _keep(plan, "design", design_configs(anchors, settings.configs - len(ANCHORS), pool=settings.pool,
+                                             seed=settings.seed + r, design=settings.design, source=source))
+    return _kept(plan, "design", "configs")
+
+
+def _planned_holdout(plan: dict, settings: OnboardSettings) -> list[LowFormerConfig]:
+    """The round's random hold-out (none of the anchors or designed configs), drawn once and kept in the plan."""
+    if settings.holdout and not plan["holdout"]:
+        _keep(plan, "holdout", holdout_configs(settings.holdout, settings.seed + plan["round"],
+                                               set(plan["anchors"]) | set(plan["design"])))
+    return _kept(plan, "holdout", "hold-out")
+
+
+def _keep(plan: dict, key: str, configs: list[LowFormerConfig]) -> None:
+    """Record configs in the round's plan (hashes and canonical JSON) and save it."""
+    plan[key] = [c.hash for c in configs]
+    plan[f"{key}_configs"] = [c.canonical_json() for c in configs]
+    save_plan(plan)
+
+
+def _kept(plan: dict, key: str, what: str) -> list[LowFormerConfig]:
+    """The configs a plan recorded under ``key``, refused when they no longer match their hashes (an edited plan)."""
+    configs = [LowFormerConfig.from_json(j) for j in plan.get(f"{key}_configs", [])]
+    if [c.hash for c in configs] != plan[key]:
+        raise UserError(f"onboard: the plan of round {plan['round']} does not match its {what}; start over with --restart")
+    return configs
+
+
 def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None] = print,
                   clock: Callable[[], float] = time.perf_counter) -> OnboardResult:
     """Onboard this machine (see the module doc); every measurement is stored as it comes."""
@@ -329,35 +372,10 @@ def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None
         f"then {settings.holdout} random hold-out configs")
     measure(anchor_jobs(repeat=r), campaign_name(r), counted=True)
 
-    # The design needs the source, the source needs the anchors: chosen once per round, kept in the plan.
-    df = _full_ok(store.measurements(device=device.device_id, metric=protocol.metric))
-    df = df[df["id"].isin(_round_ids(device.device_id, protocol, plan))] if len(df) else df
-    ok_anchors = len(set(df["config_hash"]) & set(plan["anchors"])) if len(df) else 0
-    if ok_anchors < 2 and not plan["design"]:
-        log(f"note: {ok_anchors} of {len(ANCHORS)} anchors measured ok (the others failed or the machine was busy: "
-            "`lowformer-nas data summary`); no source can be ranked, the design weighs configs by MACs")
-    if not plan["design"]:
-        ranking = _rank(device.device_id, protocol.metric, plan["anchors"], df)
-        source_name, source = _pick_source(settings.source, ranking, device.device_id)
-        plan["source"] = source_name
-        configs = design_configs(anchors, settings.configs - len(ANCHORS), pool=settings.pool, seed=settings.seed + r,
-                                 design=settings.design, source=source)
-        plan["design"] = [c.hash for c in configs]
-        plan["design_configs"] = [c.canonical_json() for c in configs]
-        save_plan(plan)
-    configs = [LowFormerConfig.from_json(j) for j in plan.get("design_configs", [])]
-    if [c.hash for c in configs] != plan["design"]:
-        raise UserError(f"onboard: the plan of round {r} does not match its configs; start over with --restart")
+    configs = _planned_design(plan, anchors, store, device, protocol, settings, log)
     measure([Job(c, None, r) for c in configs], campaign_name(r), counted=True)
 
-    if settings.holdout and not plan["holdout"]:
-        hold = holdout_configs(settings.holdout, settings.seed + r, set(plan["anchors"]) | set(plan["design"]))
-        plan["holdout"] = [c.hash for c in hold]
-        plan["holdout_configs"] = [c.canonical_json() for c in hold]
-        save_plan(plan)
-    hold = [LowFormerConfig.from_json(j) for j in plan.get("holdout_configs", [])]
-    if [c.hash for c in hold] != plan["holdout"]:
-        raise UserError(f"onboard: the plan of round {r} does not match its hold-out; start over with --restart")
+    hold = _planned_holdout(plan, settings)
     if hold:
         log(f"hold-out: {len(hold)} random configs, measured to score the predictor, never trained on")
         measure([Job(c, None, r) for c in hold], campaign_name(r, "holdout"), counted=False)
