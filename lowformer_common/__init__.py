@@ -4,7 +4,7 @@ clock and the version. It imports nothing of the project, so it sits below ``sea
 
 from ._clock import utc_now
 from ._errors import MAX_ERROR_CHARS, MAX_ERROR_LINE_CHARS, MEASURE_EXTRA_HINT, UserError, missing_module, one_line, short
-from ._files import atomic_write, sha256_file, write_json
+from ._files import atomic_write, read_at_most, sha256_file, write_json
 from ._home import HOME_ENV, home_dir
 from ._version import __version__
 
@@ -19,6 +19,7 @@ __all__ = [
     "home_dir",
     "missing_module",
     "one_line",
+    "read_at_most",
     "sha256_file",
     "short",
     "utc_now",

@@ -45,6 +45,13 @@ def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2, fs
     return atomic_write(path, json.dumps(data, indent=indent) + "\n", fsync=fsync)
 
 
+def read_at_most(path: str | os.PathLike, limit: int) -> bytes:
+    """The first ``limit + 1`` bytes of ``path`` at most: a caller refuses the file when it gets more than ``limit``.
+    Reading, not ``stat``, bounds it: a FIFO or ``/dev/zero`` reports size 0 and never ends. OSError propagates."""
+    with open(path, "rb") as f:
+        return f.read(limit + 1)
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -37,7 +37,7 @@ from lowformer_common import atomic_write, utc_now
 from search_spaces import CONFIG_IDENTITY, ConfigError, LowFormerConfig
 
 from ._harness import measurement_id as harness_id
-from ._records import Measurement, protocol_key
+from ._records import Measurement, content_id, protocol_key
 from ._schema import architectures_table, measurements_table, meta_table
 
 # Schema versions whose hashes are identity version 1; the store writes SCHEMA_VERSION after upgrading.
@@ -73,12 +73,8 @@ def hash_map(archs: Iterable[tuple[str, str | None]]) -> dict[str, str]:
 
 
 def _content_id(m: Measurement, timestamp_given: bool) -> str:
-    # The importer's id of a row without one (measured._io.measurement_id), computed before source_ref is set.
-    d = dataclasses.replace(m, source_ref=None).to_dict()
-    d.pop("id")
-    if not timestamp_given:
-        d.pop("timestamp")
-    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    # The importer's id of a row without one, computed before source_ref is set.
+    return content_id(dataclasses.replace(m, source_ref=None), timestamp_given)
 
 
 def _smoke_runs(m: Measurement) -> tuple[int | None, ...]:

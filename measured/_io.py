@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -33,7 +32,7 @@ from lowformer_common import UserError, atomic_write, short
 from search_spaces import ConfigError, LowFormerConfig
 
 from . import _identity
-from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError
+from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError, content_id
 from ._schema import ARCH_COLUMNS, MEASUREMENT_COLUMNS, StoreError
 
 if TYPE_CHECKING:  # the store calls into this module
@@ -209,16 +208,6 @@ def _json_object(field: str, v: Any) -> dict:
     return obj
 
 
-def measurement_id(m: Measurement, timestamp_given: bool = True) -> str:
-    """Deterministic id of a row that has none: sha256 of its canonical content.
-
-    A time the row did not state (filled in at import) is left out, so a re-import finds the same id.
-    """
-    d = m.to_dict()
-    d.pop("id")
-    if not timestamp_given:
-        d.pop("timestamp")
-    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- import
@@ -303,7 +292,7 @@ def _measurement(path: pathlib.Path, where: str, row: dict[str, Any], device_id:
         "id": row.get("id") or "pending"})
     # A row moved to another device is another measurement record: its id follows its content.
     if row.get("id") is None or moved or note is not None:
-        m = dataclasses.replace(m, id=measurement_id(m, row.get("timestamp") is not None))
+        m = dataclasses.replace(m, id=content_id(m, row.get("timestamp") is not None))
     # A file without the column gets its own name and line; an exported file keeps what it says.
     m.source_ref = row.get("source_ref") if has_source_ref else f"{path.name} {where}"
     if m.source_ref is not None:

@@ -324,3 +324,15 @@ def _require_hash(field: str, v: Any) -> None:
 def _positive_int(field: str, v: Any) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise RecordError(field, f"must be a positive integer (got {v!r})")
+
+
+def content_id(m: Measurement, timestamp_given: bool = True) -> str:
+    """Deterministic id of an imported row that has none: sha256 of its canonical content.
+
+    A time the row did not state (filled in at import) is left out, so a re-import finds the same id.
+    """
+    d = m.to_dict()
+    d.pop("id")
+    if not timestamp_given:
+        d.pop("timestamp")
+    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

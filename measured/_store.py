@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import pathlib
@@ -28,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from lowformer_common import home_dir, one_line, utc_now
+from lowformer_common import home_dir, one_line, sha256_file, utc_now
 from search_spaces import CONFIG_IDENTITY
 
 from . import _identity, _io
@@ -190,11 +189,7 @@ def _as_list(v: str | Iterable[str] | None) -> list[str] | None:
 
 @functools.lru_cache(maxsize=64)
 def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)  # cached on (path, mtime, size): the shipped datasets are checked at every open
 
 
 def _sha256(path: pathlib.Path) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 
-from lowformer_common import short, write_json
+from lowformer_common import read_at_most, short, write_json
 from measured import RecordError, check_device_id, legacy_hash_map
 from search_spaces import CONFIG_IDENTITY
 
@@ -183,8 +183,7 @@ def add_digests(path: pathlib.Path) -> dict[str, Any]:
 def _read(path: pathlib.Path) -> bytes:
     cap = MAX_BYTES.get(path.name, MAX_BYTES[".txt"])
     try:
-        with open(path, "rb") as f:
-            data = f.read(cap + 1)
+        data = read_at_most(path, cap)
     except OSError as e:
         raise PredictorError(f"{path}: unreadable predictor file ({e.strerror or e})") from None
     if len(data) > cap:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+from lowformer_common import read_at_most
+
 from ._config import MAX_CONFIG_BYTES, ConfigError, LowFormerConfig, parse_config_json
 from ._variants import get_variant
 
@@ -31,8 +33,7 @@ def load_config(path: str | os.PathLike) -> LowFormerConfig:
     """The config of a JSON file (see :func:`config_from_dict`). At most MAX_CONFIG_BYTES are read, so
     ``/dev/zero`` or a multi-GB file is refused without filling the memory."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        data = read_at_most(path, MAX_CONFIG_BYTES)
     except OSError as e:
         raise ConfigError(str(path), f"cannot read config file ({e.strerror})") from None
     return config_from_json(data, source=str(path))

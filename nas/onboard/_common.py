@@ -7,7 +7,7 @@ import pathlib
 import re
 from typing import Any
 
-from lowformer_common import UserError, home_dir, write_json
+from lowformer_common import UserError, home_dir, read_at_most, write_json
 from search_spaces import get_variant
 
 # Named variants measured first on a new device (and by the drift check): small to medium models with
@@ -66,9 +66,10 @@ _PLAN_KEYS = {"device": str, "round": int, "kind": str, "anchors": list, "design
 def read_plan(path: pathlib.Path) -> dict[str, Any]:
     """An onboarding plan (JSON) checked field by field; a UserError names the file and field otherwise."""
     try:
-        if path.stat().st_size > _MAX_PLAN_BYTES:
+        data = read_at_most(path, _MAX_PLAN_BYTES)
+        if len(data) > _MAX_PLAN_BYTES:
             raise UserError(f"{path}: larger than {_MAX_PLAN_BYTES} bytes; not an onboarding plan")
-        plan = json.loads(path.read_text(encoding="utf-8"))
+        plan = json.loads(data.decode("utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable onboarding plan ({type(e).__name__}); delete it to start over") from None
     if not isinstance(plan, dict):

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lowformer_common import home_dir, utc_now, write_json
+from lowformer_common import home_dir, read_at_most, utc_now, write_json
 from search_spaces import LowFormerConfig, get_variant
 
 from ._common import ANCHORS
@@ -117,9 +117,10 @@ def _cache_path(device_id: str, protocol_key: str, day: str):
 def _read_cache(path) -> dict[str, float] | None:
     """{anchor: measured value} from a cache file, or None when absent or not ours."""
     try:
-        if path.stat().st_size > _MAX_CACHE_BYTES:
+        raw = read_at_most(path, _MAX_CACHE_BYTES)
+        if len(raw) > _MAX_CACHE_BYTES:
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError):
         return None
     values = data.get("values") if isinstance(data, dict) else None

@@ -14,6 +14,7 @@ is skipped (and listed as skipped). Every study run measures afresh (a new repea
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import pathlib
@@ -22,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from lowformer_common import UserError, atomic_write
+from lowformer_common import UserError, atomic_write, read_at_most
 from measured import (
     BACKENDS,
     HARNESS_METRICS,
@@ -397,14 +398,14 @@ def read_results(path: pathlib.Path, study: Study) -> tuple[pd.DataFrame, bool |
     must be the points of the full or the quick run. Returns (results, quick: None where both runs have the
     same points)."""
     try:
-        size = path.stat().st_size
+        data = read_at_most(path, _MAX_RESULTS_BYTES)
     except OSError:
         raise UserError(f"redraw: {path}: no results of study {study.name} there (run the study first, or give "
                         "--out DIR, the folder it wrote to)") from None
-    if size > _MAX_RESULTS_BYTES:
-        raise UserError(f"redraw: {path}: {size} bytes; a study's results are under {_MAX_RESULTS_BYTES} bytes")
+    if len(data) > _MAX_RESULTS_BYTES:
+        raise UserError(f"redraw: {path}: more than {_MAX_RESULTS_BYTES} bytes; a study's results are under that")
     try:
-        df = pd.read_csv(path, dtype={"config_hash": str, "measurement_id": str, "status": str})
+        df = pd.read_csv(io.BytesIO(data), dtype={"config_hash": str, "measurement_id": str, "status": str})
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"redraw: {path}: not a results CSV ({type(e).__name__})") from None
     missing = [c for c in _RESULT_COLUMNS if c not in df.columns]

@@ -2,7 +2,7 @@
 
 import json
 
-from lowformer_common import atomic_write, sha256_file, write_json
+from lowformer_common import atomic_write, read_at_most, sha256_file, write_json
 from search_spaces import get_variant, write_config_json
 
 
@@ -23,3 +23,9 @@ def test_json_helpers(tmp_path):
     d = json.loads((tmp_path / "c.json").read_text())
     assert d["name"] == "B1" and d["resolution"] == cfg.resolution
     assert len(sha256_file(tmp_path / "c.json")) == 64
+
+
+def test_read_at_most_bounds_files_that_stat_cannot(tmp_path):
+    (tmp_path / "small").write_bytes(b"abc")
+    assert read_at_most(tmp_path / "small", 10) == b"abc"
+    assert len(read_at_most("/dev/zero", 10)) == 11  # size 0 to stat, endless to read: the caller sees "> 10"
