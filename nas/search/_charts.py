@@ -55,12 +55,12 @@ def _scale(o: dict[str, Any]) -> float:
 
 def _budget_of(res: StudyResults, o: dict[str, Any]) -> tuple[float, str] | None:
     """(the objective's budget in its own unit, the line's label), or None without a budget."""
-    for c in res.constraints:
-        if c.objective == o["key"]:
-            if o.get("metric") == "latency_ms":
-                return c.limit, f"budget {c.limit:g} ms"
-            return 1000.0 / c.limit, f"budget {1000.0 / c.limit:g} img/s"
-    return None
+    c = res.budget_on(o["key"])
+    if c is None:
+        return None
+    if o.get("metric") == "latency_ms":
+        return c.limit, f"budget {c.limit:g} ms"
+    return 1000.0 / c.limit, f"budget {1000.0 / c.limit:g} img/s"
 
 
 def _colours(labels: Sequence[str]) -> dict[str, str]:

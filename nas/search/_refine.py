@@ -50,7 +50,7 @@ def pick_for_refinement(res: StudyResults, o: dict[str, Any], k: int) -> pd.Data
         front = front[[key not in m for m in front["measured"]]]
     if not len(front):
         return front
-    budget = next((c for c in res.constraints if c.objective == key), None)
+    budget = res.budget_on(key)
     width = ((front[f"{key}_hi"] - front[f"{key}_lo"]) / front[key].abs()).to_numpy(dtype=float)
     by_width = list(np.argsort(-width, kind="stable"))
     if budget is not None:

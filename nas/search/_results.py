@@ -84,6 +84,10 @@ class StudyResults:
             out[key] = share
         return out
 
+    def budget_on(self, key: str):
+        """The constraint that budgets objective ``key`` (a device's latency or throughput), or None."""
+        return next((c for c in self.constraints if c.objective == key), None)
+
     def intervals(self, row: pd.Series) -> dict[str, list[float]]:
         return {k: [float(row[f"{k}_lo"]), float(row[f"{k}_hi"])] for k in self.keys}
 

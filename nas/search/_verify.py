@@ -91,7 +91,7 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
     measured = list(measure(configs, o["device"]))
     if len(measured) != len(configs):
         raise SearchError("verify", f"the measuring function returned {len(measured)} results for {len(configs)} configs")
-    budget = next((c for c in res.constraints if c.objective == o["key"]), None)
+    budget = res.budget_on(o["key"])
     key = o["key"]
     out = []
     for (_, r), m in zip(rows.iterrows(), measured):
@@ -114,7 +114,7 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
 
 
 def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) -> VerifySummary:
-    budget = next((c for c in res.constraints if c.objective == o["key"]), None)
+    budget = res.budget_on(o["key"])
     got = [r for r in rows if r["measured"] is not None]
     with_iv = [r for r in got if r["inside"] is not None]
     return VerifySummary(
@@ -167,7 +167,7 @@ def verify_front(res: StudyResults, n: int, folder, *, store=None, device: str |
 def near_budget_width(res: StudyResults, o: dict[str, Any], share: float = 0.1) -> float | None:
     """Median relative interval width of the front configs whose constrained value lies within ``share`` of the
     budget (None without a budget or such configs)."""
-    budget = next((c for c in res.constraints if c.objective == o["key"]), None)
+    budget = res.budget_on(o["key"])
     if budget is None or not len(res.front):
         return None
     q = res.front[f"q:{budget.key}"].to_numpy(dtype=float)
