@@ -118,7 +118,7 @@ def _canonical_number(x: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class LowFormerConfig:
-    """One point of the LowFormer design space (see README, "Knobs").
+    """One point of the LowFormer design space (see search_spaces/README.md, "Knobs").
 
     Stage-3/4 knobs are pairs ``(stage 3, stage 4)``. Defaults reproduce LowFormer-B1.
     """
