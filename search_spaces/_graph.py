@@ -270,11 +270,11 @@ class PartTemplate(NamedTuple):
 
 def _finish(part: _Part, in_shape) -> PartTemplate:
     totals = np.zeros((len(OP_TYPES), len(QUANTITIES)), dtype=np.int64)
-    for l in part.layers:
-        row = totals[OP_INDEX[l.op]]
-        row[0] += l.macs
-        row[1] += l.params
-        row[2] += l.bytes_read + l.bytes_written
+    for layer in part.layers:
+        row = totals[OP_INDEX[layer.op]]
+        row[0] += layer.macs
+        row[1] += layer.params
+        row[2] += layer.bytes_read + layer.bytes_written
         row[3] += 1
     totals.flags.writeable = False
     return PartTemplate(tuple(part.layers), in_shape, part.shape, totals, part.tokens)
@@ -392,11 +392,11 @@ class OpGraph:
             for block_path in b.block_paths():
                 for part in b.parts:
                     names = {}
-                    for l in part.layers:
-                        name = f"{block_path}.{l.name}"
-                        names[l.name] = name
-                        inputs = tuple(prev if n == _IN else names[n] for n in l.inputs)
-                        yield l._replace(name=name, inputs=inputs)
+                    for layer in part.layers:
+                        name = f"{block_path}.{layer.name}"
+                        names[layer.name] = name
+                        inputs = tuple(prev if n == _IN else names[n] for n in layer.inputs)
+                        yield layer._replace(name=name, inputs=inputs)
                     prev = names[part.layers[-1].name]
 
     def to_networkx(self):
@@ -406,14 +406,14 @@ class OpGraph:
         g = nx.DiGraph(config_hash=self.config.hash, resolution=self.config.resolution)
         r = self.config.resolution
         g.add_node("input", op="input", out_shape=(3, r, r), stage="input")
-        for l in self.layers():
-            attrs = l._asdict()
+        for layer in self.layers():
+            attrs = layer._asdict()
             attrs.pop("name")
             attrs.pop("inputs")
-            attrs["stage"] = _stage_of(l.name)
-            g.add_node(l.name, **attrs)
-            for src in l.inputs:
-                g.add_edge(src, l.name)
+            attrs["stage"] = _stage_of(layer.name)
+            g.add_node(layer.name, **attrs)
+            for src in layer.inputs:
+                g.add_edge(src, layer.name)
         return g
 
 

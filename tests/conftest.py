@@ -143,12 +143,19 @@ def postgres_server():
                     tail = f.read()[-2000:]
             raise RuntimeError(f"{' '.join(args)} failed: {res.stderr.strip()} {tail}")
 
-    port = _free_port()
     try:
         run(os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=100")
-        run(os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-o", opts, "-w", "-t", "60", "start")
+        # Parallel test workers each start a server: another may take the free port before this one binds it.
+        for attempt in range(3):
+            port = _free_port()
+            opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
+                    "-c full_page_writes=off -c max_connections=100")
+            try:
+                run(os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-o", opts, "-w", "-t", "60", "start")
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
     except Exception:
         shutil.rmtree(root, ignore_errors=True)
         raise

@@ -26,7 +26,7 @@ def test_residual_adds_have_two_inputs():
 
 
 def test_layer_attributes():
-    layers = {l.name: l for l in build_op_graph(get_variant("B1").config).layers()}
+    layers = {layer.name: layer for layer in build_op_graph(get_variant("B1").config).layers()}
     qkv = layers["backbone.stage3.1.att.qkv"]
     assert (qkv.op, qkv.in_shape, qkv.out_shape, qkv.params) == ("pointwise", (128, 7, 7), (192, 7, 7), 24576)
     proj = layers["backbone.stage3.1.att.proj"]
@@ -40,7 +40,7 @@ def test_layer_attributes():
 
 
 def test_odd_stage3_size_is_cropped():
-    layers = {l.name: l for l in build_op_graph(get_variant("B1").config.with_(resolution=240)).layers()}
+    layers = {layer.name: layer for layer in build_op_graph(get_variant("B1").config.with_(resolution=240)).layers()}
     assert layers["backbone.stage3.1.att.proj"].out_shape == (128, 16, 16)
     assert layers["backbone.stage3.1.att.crop"].out_shape == (128, 15, 15)
 

@@ -4,7 +4,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.torch
 
-from lowformer_common import UserError
+from lowformer_common import UserError  # noqa: E402
 from measured._harness import Protocol  # noqa: E402
 from nas.studies import MIN_RUNS, StudySettings, choose_runs, measure_toy, table3_toys  # noqa: E402
 
