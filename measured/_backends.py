@@ -33,6 +33,13 @@ class Backend(abc.ABC):
     precisions: tuple[str, ...] = ("fp32",)
     # Whether it runs exported ONNX files: a campaign then exports configs ahead of timing, on every core.
     runs_onnx: bool = False
+    # Distributions whose versions every measurement's device records (see measured._fingerprint).
+    packages: tuple[str, ...] = ()
+
+    @classmethod
+    def is_gpu(cls) -> bool:
+        """Whether its measurements belong to this machine's GPU (and its child gets a GPU-sized memory cap)."""
+        return cls.device_kind == "gpu"
 
     def __init__(self, threads: int = 1, precision: str = "fp32"):
         if precision not in self.precisions:
@@ -98,6 +105,7 @@ class OnnxRuntimeBackend(Backend):
     """onnxruntime on the CPU, the paper's Raspberry Pi protocol. Intra- and inter-op threads are explicit."""
 
     name = "onnxruntime"
+    packages = ("onnxruntime", "onnx")
     runs_onnx = True
 
     def __init__(self, threads: int = 1, precision: str = "fp32", exporter: str = "torchscript"):
@@ -162,6 +170,7 @@ class TorchEagerBackend(Backend):
     """PyTorch eager mode on the CPU."""
 
     name = "torch"
+    packages = ("torch",)
 
     @classmethod
     def available(cls) -> bool:
@@ -262,6 +271,7 @@ class TensorRTBackend(Backend):
     """TensorRT engine built from ONNX (optional: ``tensorrt`` and a CUDA GPU). Absent here: skipped cleanly."""
 
     name = "tensorrt"
+    packages = ("tensorrt",)
     device_kind = "gpu"
     precisions = ("fp32", "fp16")
     runs_onnx = True
@@ -320,6 +330,16 @@ class TensorRTBackend(Backend):
 BACKENDS: dict[str, type[Backend]] = {
     b.name: b for b in (OnnxRuntimeBackend, TorchEagerBackend, TorchScriptBackend, TorchCudaBackend, TensorRTBackend)
 }
+
+
+def backend_help(default: str = "onnxruntime") -> str:
+    """Every backend's name for a ``--backend`` help text, the default marked."""
+    return "|".join(f"{n} (default)" if n == default else n for n in BACKENDS)
+
+
+def recorded_packages() -> tuple[str, ...]:
+    """The distributions every backend needs, each once, in table order."""
+    return tuple(dict.fromkeys(p for b in BACKENDS.values() for p in b.packages))
 
 
 def get_backend(name: str, threads: int = 1, precision: str = "fp32") -> Backend:

@@ -14,9 +14,11 @@ import time
 
 import psutil
 
+from ._backends import recorded_packages
 from ._records import Device
 
-_PACKAGES = ("lowformer-nas", "numpy", "onnxruntime", "onnx", "torch", "tensorrt")
+# Versions every device records: ours, numpy and what each backend needs (read from the backend table).
+_PACKAGES = ("lowformer-nas", "numpy", *recorded_packages())
 
 
 def _cpu_model() -> str:

@@ -60,7 +60,7 @@ class Job:
 
 
 def is_gpu(backend: str) -> bool:
-    return BACKENDS[backend].device_kind == "gpu"
+    return BACKENDS[backend].is_gpu()
 
 
 def memory_limit_bytes(backend: str, share: float = 1.0) -> int | None:

@@ -47,7 +47,7 @@ def _preload(backend: str | None) -> None:
                 cls.version()
             except Exception:  # noqa: BLE001 (an unusable backend is reported by the first request)
                 pass
-        if backend in ("onnxruntime", "tensorrt"):
+        if cls is not None and cls.runs_onnx:
             import onnx  # noqa: F401  (the exporter imports it on its first export)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, missing_module
+from measured import backend_help
 from search_spaces import get_variant, resolve, sample_configs, variant_names
 
 from ._common import add_store_arg, device_id, positive_int, threads, timeout_seconds
@@ -13,8 +14,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="local", type=device_id,
                    help="device id to store under (default local: this machine's id, named after its hardware "
                         "fingerprint and CPU identity)")
-    p.add_argument("--backend", default="onnxruntime",
-                   help="onnxruntime | torch | torchscript | torch_cuda | tensorrt (default onnxruntime)")
+    p.add_argument("--backend", default="onnxruntime", help=backend_help())
     p.add_argument("--metric", default="latency_ms", choices=("latency_ms", "throughput_img_s"),
                    help="latency_ms (default: time per batch of 1) or throughput_img_s (images/s at --batch)")
     p.add_argument("--batch", type=positive_int, help="batch (default: 1 for latency, 200 for throughput)")

@@ -140,7 +140,7 @@ def _wants_gpu(args) -> bool:
     from measured import BACKENDS
 
     b = getattr(args, "backend", None)
-    return b in BACKENDS and BACKENDS[b].device_kind == "gpu"
+    return b in BACKENDS and BACKENDS[b].is_gpu()
 
 
 def resolve_local(args) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from measured import backend_help
+
 from ._common import add_store_arg, device_id, positive_int, threads
 
 STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
@@ -19,8 +21,7 @@ def register(sub) -> None:
                         "(Table 3), resolution-scaling (Figure 8), or all")
     p.add_argument("--device", type=device_id, metavar="ID",
                    help="device id to store this machine's measurements under (default: named after its hardware)")
-    p.add_argument("--backend", default="onnxruntime",
-                   help="onnxruntime (default)|torch|torchscript|torch_cuda|tensorrt")
+    p.add_argument("--backend", default="onnxruntime", help=backend_help())
     p.add_argument("--metric", default="latency_ms", help="latency_ms (default, batch 1)|throughput_img_s (batch 200)")
     p.add_argument("--batch", type=positive_int, help="batch size (default: 1 for latency, 200 for throughput)")
     p.add_argument("--threads", type=threads, default=1, help="CPU threads of the backend (default 1)")

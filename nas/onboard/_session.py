@@ -399,7 +399,7 @@ def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None
 def _is_gpu(protocol) -> bool:
     from measured import BACKENDS
 
-    return BACKENDS[protocol.backend].device_kind == "gpu"
+    return BACKENDS[protocol.backend].is_gpu()
 
 
 def _design_words(design: str) -> str:

@@ -259,7 +259,7 @@ def _resolve_device(store, settings: StudySettings, paper: PaperData) -> Device:
     if settings.device is not None and settings.device in paper.devices():
         raise UserError(f"device: {settings.device!r} is one of the paper's devices; give the id to store this "
                         "machine's measurements under (or leave --device out: named after this machine)")
-    device = resolve_local_device(store, settings.device, gpu=settings.device_kind == "gpu")
+    device = resolve_local_device(store, settings.device, gpu=BACKENDS[settings.backend].is_gpu())
     return device.validate()
 
 

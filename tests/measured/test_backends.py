@@ -53,3 +53,13 @@ def test_onnxruntime_runs_an_onnx_file(tmp_path):
     path = export_onnx(cfg, str(tmp_path / "b0.onnx"))
     (logits,) = get_backend("onnxruntime").load_onnx(path, (1, 3, 64, 64))()
     assert logits.shape == (1, 1000)
+
+
+def test_what_each_backend_is_comes_from_the_backend_table():
+    from measured import BACKENDS, backend_help
+    from measured._fingerprint import _PACKAGES
+
+    assert {n for n, b in BACKENDS.items() if b.is_gpu()} == {"torch_cuda", "tensorrt"}
+    assert {n for n, b in BACKENDS.items() if b.runs_onnx} == {"onnxruntime", "tensorrt"}
+    assert all(p in _PACKAGES for b in BACKENDS.values() for p in b.packages)  # every backend's version is recorded
+    assert backend_help().split("|") == ["onnxruntime (default)", *list(BACKENDS)[1:]]
