@@ -8,9 +8,19 @@ import sys
 
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__
 
-# Modules that add sub-commands; each has register(subparsers).
+# Modules that add sub-commands; each has register(subparsers). A run imports only its command's module
+# (tests/nas/test_cli_help.py checks this table against what each module registers).
 _GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study",
            "nas.cli._onboard")
+COMMANDS = {
+    "models": "nas.cli._space", "count": "nas.cli._space", "export": "nas.cli._space",
+    "measure": "nas.cli._measure", "bundle": "nas.cli._measure",
+    "data": "nas.cli._data", "import": "nas.cli._data",
+    "predictors": "nas.cli._predict", "predict": "nas.cli._predict",
+    "search": "nas.cli._search", "plot": "nas.cli._search",
+    "study": "nas.cli._study",
+    "onboard": "nas.cli._onboard",
+}
 
 
 _MEASURE_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript")
@@ -32,23 +42,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or, given a known ``command``, of its group only (what a run needs)."""
     parser = _Parser(prog="lowformer-nas", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"lowformer-nas {__version__}")
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in _GROUPS:
+    for name in (COMMANDS[command],) if command in COMMANDS else _GROUPS:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    # The first word that is not an option names the command (the top level has only --help and --version).
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
-        from ._onboard import before_command
+        # Before every command, in this order (nas/cli/_before.py, `before_command`):
+        # 1. `--device local` becomes this machine's device id;
+        # 2. search and predict on a device without a predictor stop with the onboarding hint;
+        # 3. the drift check: measure, search and study on this machine with a predictor time its anchors
+        #    (at most once a day; it says so on stderr when it runs; LOWFORMER_NAS_DRIFT_CHECK=off skips it)
+        #    and propose onboarding again when they no longer run as the predictor says.
+        from ._before import before_command
 
-        before_command(args)  # --device local, the onboarding hint, the drift check
+        before_command(args)
         return args.func(args) or 0
     except UserError as e:
         print(f"lowformer-nas: error: {e}", file=sys.stderr)

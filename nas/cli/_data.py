@@ -1,8 +1,9 @@
-"""data summary, data export, import: the measurement store from the command line."""
+"""data summary, data dump, data noise, import: the measurement store from the command line."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 from measured import DEVICE_KINDS
 
@@ -19,7 +20,9 @@ def register(sub) -> None:
     add_store_arg(s)
     s.set_defaults(func=cmd_summary)
 
-    e = actions.add_parser("export", help="write measurements as CSV, CSV.gz or Parquet (by the file suffix)")
+    # `dump`, not `export`: `lowformer-nas export` writes a model. The old spelling still works, with a note.
+    e = actions.add_parser("dump", aliases=["export"],
+                           help="write measurements as CSV, CSV.gz or Parquet (by the file suffix)")
     e.add_argument("file", help="output file: .csv, .csv.gz or .parquet")
     e.add_argument("--device", action="append", type=device_id, metavar="D", help="only this device (repeatable)")
     e.add_argument("--metric", action="append", metavar="M", help="only this metric (repeatable)")
@@ -33,7 +36,7 @@ def register(sub) -> None:
     n.set_defaults(func=cmd_noise)
 
     i = sub.add_parser("import", help="import measurements from CSV, CSV.gz or Parquet into the store")
-    i.add_argument("file", help="input file: .csv, .csv.gz or .parquet (the columns of `data export`)")
+    i.add_argument("file", help="input file: .csv, .csv.gz or .parquet (the columns of `data dump`)")
     i.add_argument("--device", metavar="NAME", type=device_id, help="store every row under this device id")
     i.add_argument("--device-kind", choices=DEVICE_KINDS, metavar="KIND",
                    help=f"kind of a device the file introduces without device columns ({'|'.join(DEVICE_KINDS)})")
@@ -72,6 +75,9 @@ def cmd_summary(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.data_command == "export":
+        print("lowformer-nas: note: `data export` is now `data dump` (`export` writes a model); the old name still "
+              "works", file=sys.stderr)
     store = _open(args)
     n = store.export(args.file, device=args.device, metric=args.metric)
     print(f"{n} measurements -> {args.file}")

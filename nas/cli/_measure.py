@@ -137,7 +137,7 @@ def cmd_measure(args) -> int:
               f"p90 {m.p90:.3f}, n {m.n})")
     elif len(jobs) == 1 and report.skipped:
         print(f"{jobs[0].name or jobs[0].config.hash[:12]}: already stored for {device.device_id}; "
-              "`lowformer-nas data export` shows it")
+              "`lowformer-nas data dump` shows it")
     return 0
 
 

@@ -175,10 +175,12 @@ def drift_check(
     today: str | None = None,
     progress: bool = False,
     onboard_command: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> DriftReport | None:
     """Compare this machine's anchors with ``device_id``'s predictor (None when the device is not this
     machine, has no predictor, or its protocol cannot run here). ``predictor``, ``measure(protocol,
-    device_id)`` and ``today`` (YYYY-MM-DD, UTC) are injectable (tests)."""
+    device_id)`` and ``today`` (YYYY-MM-DD, UTC) are injectable (tests); ``log`` gets one line before the anchors
+    are timed, so a command never spends that time unannounced."""
     from predictors import PredictorError, load_predictor
 
     if predictor is None:
@@ -201,6 +203,8 @@ def drift_check(
     values = _read_cache(path)
     cached = values is not None
     if values is None:
+        if log is not None:
+            log(f"drift check: timing {len(ANCHORS)} anchor models on {device_id} (once a day; {ENV}=off skips it)")
         values = (measure or (lambda p, d: measure_anchors(p, d, progress=progress)))(protocol, device_id)
         write_json(path, {"device": device_id, "protocol": protocol.key, "day": day, "measured_at": utc_now(),
                           "values": values})

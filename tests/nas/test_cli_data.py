@@ -110,3 +110,13 @@ def test_predictors_update_takes_force_too(capsys, tmp_path, monkeypatch):
     assert code == 0 and "1 inserted" in out and "saved" in out, err
     notes = Store(url).measurements(device="jetson_tx2", source="import")["notes"]
     assert list(notes) and notes.iloc[0].startswith("imported with --force: measured on 'Intel(R) Xeon(R)")
+
+
+def test_data_export_is_now_data_dump_and_the_old_name_still_works(capsys, tmp_path):
+    from nas.cli import main
+
+    assert main(["data", "dump", str(tmp_path / "a.csv"), "--device", "a40_gpu"]) == 0
+    assert "data export" not in capsys.readouterr().err
+    assert main(["data", "export", str(tmp_path / "b.csv"), "--device", "a40_gpu"]) == 0
+    assert "`data export` is now `data dump`" in capsys.readouterr().err
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()

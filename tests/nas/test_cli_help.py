@@ -38,3 +38,27 @@ def test_every_option_is_explained(path, parser):
     assert not bare, f"{' '.join(path)}: options without help: {bare}"
     text = parser.format_help()
     assert not re.search(r"\bregister\b|``|\bTODO\b", text), text
+
+
+def test_the_command_table_is_what_each_group_registers():
+    import importlib
+
+    from nas.cli import _GROUPS, COMMANDS
+
+    for group in _GROUPS:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        importlib.import_module(group).register(sub)
+        assert {n for n, g in COMMANDS.items() if g == group} == set(sub.choices)
+
+
+def test_a_command_imports_only_its_own_group():
+    import subprocess
+    import sys
+
+    from nas.cli import _GROUPS
+
+    code = ("import sys; from nas.cli import main; main(['models']); "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('nas.cli._'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert set(out.split()) & set(_GROUPS) == {"nas.cli._space"}

@@ -79,3 +79,16 @@ def test_only_this_machine_is_checked(monkeypatch):
     assert drift_check(local_device_id(), measure=lambda p, d: pytest.fail("measured")) is None  # no predictor
     monkeypatch.setenv("LOWFORMER_NAS_DRIFT_CHECK", "off")
     assert drift_disabled()
+
+
+def test_timing_the_anchors_is_announced_before_it_starts_and_not_when_cached():
+    calls, said = [], []
+
+    def measure(protocol, device_id):
+        assert said, "the line comes before the anchors are timed"
+        return _measure(1.0, calls)(protocol, device_id)
+
+    drift_check("dev-e", predictor=FakePredictor(), measure=measure, today="2026-12-01", log=said.append)
+    assert len(said) == 1 and said[0].startswith("drift check: timing 4 anchor models on dev-e (once a day")
+    drift_check("dev-e", predictor=FakePredictor(), measure=measure, today="2026-12-01", log=said.append)
+    assert len(said) == 1  # from the day's cache: nothing timed, nothing said
