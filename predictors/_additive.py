@@ -115,6 +115,7 @@ class MacsBaseline(CostModel):
     """
 
     kind = "macs"
+    min_rows, predicts, baseline, order = 2, "any", True, 0
 
     def __init__(self, use_out_of_space: bool = False):
         self.use_out_of_space = use_out_of_space
@@ -170,6 +171,7 @@ class AdditiveModel(CostModel):
     """
 
     kind = "additive"
+    min_rows, order = 3, 1
 
     def __init__(
         self,

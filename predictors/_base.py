@@ -23,8 +23,8 @@ HIGHER_IS_BETTER = frozenset({"throughput_img_s", "fps", "top1_pct"})
 TIME_METRICS = ("latency_ms", "throughput_img_s", "fps")
 ACCURACY_METRICS = ("top1_pct",)
 PREDICTABLE_METRICS = TIME_METRICS + ACCURACY_METRICS
-# Fewest configs each model type is trained from.
-MIN_ROWS = {"macs": 2, "additive": 3, "surrogate": 4, "transfer": 2, "lgbm": 50}
+# Fewest configs each model type is trained from, by kind: read off the classes (``CostModel.min_rows``).
+MIN_ROWS: dict[str, int] = {}
 
 
 def to_cost(metric: str, values) -> np.ndarray:
@@ -92,6 +92,18 @@ class CostModel(RegressorMixin, BaseEstimator, abc.ABC):
 
     # Model type name used on disk and on the command line.
     kind: str = ""
+    # What training reads off the class, so that a model type is defined in one place (predictors._train derives
+    # MODEL_CHOICES, candidate_models and evaluation_models from these): the fewest configs it is fitted on; what
+    # it predicts ("time": latency and throughput, "accuracy": top-1, "any"); whether it is validated with every
+    # choice as the contrast (the MACs baseline); whether it needs a source predictor (never chosen by auto);
+    # from how many configs ``--model auto`` considers it; its place among the candidates (on equal
+    # cross-validated MAPE the earlier wins).
+    min_rows: int = 1
+    predicts: str = "time"
+    baseline: bool = False
+    needs_source: bool = False
+    auto_from_rows: int = 0
+    order: int = 0
 
     def __init_subclass__(cls, **kwargs):
         # Registering here, not in the persistence module, keeps persistence free of imports of the models
@@ -99,6 +111,13 @@ class CostModel(RegressorMixin, BaseEstimator, abc.ABC):
         super().__init_subclass__(**kwargs)
         if not getattr(cls, "__abstractmethods__", None):
             ESTIMATORS[cls.__name__] = cls
+            if cls.kind:
+                MIN_ROWS[cls.kind] = cls.min_rows
+
+    @classmethod
+    def candidates(cls, source=None) -> dict[str, "CostModel"]:
+        """{candidate name: unfitted estimator} this model type is validated as (each name starts with ``kind``)."""
+        return {cls.kind: cls()}
 
     def _validate_X(self, X) -> np.ndarray:
         return check_features(X)

@@ -143,6 +143,7 @@ class LGBMModel(CostModel):
     """
 
     kind = "lgbm"
+    min_rows, auto_from_rows, order = 50, 50, 2
 
     def __init__(
         self,
@@ -230,6 +231,11 @@ class LGBMModel(CostModel):
         if self.base_ is not None:
             out = out * self.base_.predict(X)
         return out
+
+    @classmethod
+    def candidates(cls, source=None) -> dict[str, "LGBMModel"]:
+        # Two targets: "lgbm" fits the additive model's residual ratio, "lgbm_log" log time directly.
+        return {"lgbm": cls(target="ratio"), "lgbm_log": cls(target="log")}
 
     def _state(self, prefix):
         state: dict[str, Any] = {"n_train_": self.n_train_, "booster_": prefix + MODEL_TXT, "base_": None}

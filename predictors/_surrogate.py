@@ -53,6 +53,7 @@ class AccuracySurrogate(CostModel):
     """
 
     kind = "surrogate"
+    min_rows, predicts, order = 4, "accuracy", -1
 
     def __init__(self, features=DEFAULT_DESCRIPTORS, alphas=ALPHAS):
         self.features = features

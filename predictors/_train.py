@@ -23,17 +23,32 @@ from lowformer_common import __version__, utc_now
 from measured import ACCURACY_DEVICE, full_results, protocol_key
 from search_spaces import LowFormerConfig
 
-from ._additive import AdditiveModel, MacsBaseline
-from ._base import ACCURACY_METRICS, HIGHER_IS_BETTER, MIN_ROWS, PREDICTABLE_METRICS, PredictorError, from_cost, to_cost
+# The model types: importing one registers it (CostModel.__init_subclass__), and model_types() reads them.
+from . import _additive, _lgbm, _surrogate, _transfer  # noqa: F401
+from ._base import (
+    ACCURACY_METRICS,
+    ESTIMATORS,
+    HIGHER_IS_BETTER,
+    MIN_ROWS,
+    PREDICTABLE_METRICS,
+    PredictorError,
+    from_cost,
+    to_cost,
+)
 from ._features import featurize, out_of_space_features, schema
 from ._interval import Calibration, MeasurementNoise, pooled_sd, residual_space, rounding_half_width
-from ._lgbm import LGBMModel
 from ._metrics import cross_val_predict, cv_method, cv_splits, feature_box, regression_report
 from ._predictor import TrainedPredictor, domain_of
-from ._surrogate import AccuracySurrogate
-from ._transfer import transfer_from
 
-MODEL_CHOICES = ("auto", "additive", "lgbm", "macs", "surrogate", "transfer")
+
+def model_types() -> dict[str, type]:
+    """Every model type by its ``kind`` (what ``--model`` names), in candidate order: read off the estimator
+    classes (``predictors.CostModel``), so that a new model type is one class."""
+    types = sorted((c for c in ESTIMATORS.values() if c.kind), key=lambda c: c.order)
+    return {c.kind: c for c in types}
+
+
+MODEL_CHOICES = ("auto", *sorted(model_types()))
 SURROGATE_LABEL = "accuracy surrogate (ridge regression on architecture descriptors), not a trained network's accuracy"
 _PROTOCOL_COLUMNS = ("backend", "batch", "precision", "threads")
 
@@ -229,38 +244,34 @@ def _i(v, default):
 def candidate_models(metric: str, model: str = "auto", source=None, n_configs: int | None = None) -> dict[str, Any]:
     """{name: unfitted estimator} to validate for ``model`` (one name, or every applicable one for auto).
 
-    The MACs baseline is always among them, as the contrast. LightGBM comes in two targets ("lgbm" fits the
-    additive model's residual ratio, "lgbm_log" log time directly); both are validated and the better kept.
+    The MACs baseline is always among them, as the contrast; ``auto`` takes every type that needs no source
+    predictor once there are enough configs for it (LightGBM from 50). A type may be validated as several
+    candidates (LightGBM: two targets); the better is kept.
     """
     if model not in MODEL_CHOICES:
         raise PredictorError(f"model: {model!r} unknown; allowed: {'|'.join(MODEL_CHOICES)}")
-    if metric in ACCURACY_METRICS:
-        if model not in ("auto", "surrogate", "macs"):
-            raise PredictorError(f"model: {metric} is predicted by the accuracy surrogate; use --model surrogate|macs|auto")
-        out = {"surrogate": AccuracySurrogate()} if model != "macs" else {}
-        out["macs"] = MacsBaseline()
-        return out
-    if model == "surrogate":
-        raise PredictorError(f"model: surrogate predicts top1_pct, not {metric}; allowed: auto|additive|lgbm|macs|transfer")
-    out: dict[str, Any] = {"macs": MacsBaseline()}
-    if model == "transfer":
-        if source is None:
-            raise PredictorError("source: --model transfer needs --source DEVICE (a device with a trained predictor)")
-        out["transfer"] = transfer_from(source)
-        return out
-    if model in ("auto", "additive"):
-        out["additive"] = AdditiveModel()
-    if model == "lgbm" or (model == "auto" and (n_configs or 0) >= MIN_ROWS["lgbm"]):
-        out["lgbm"] = LGBMModel(target="ratio")
-        out["lgbm_log"] = LGBMModel(target="log")
+    types = _applicable(metric)
+    if model != "auto" and model not in types:
+        raise PredictorError(f"model: {metric} is not predicted by {model}; allowed: {'|'.join(['auto', *sorted(types)])}")
+    out: dict[str, Any] = {}
+    for kind, cls in types.items():
+        auto = model == "auto" and not cls.needs_source and (n_configs or 0) >= cls.auto_from_rows
+        if kind == model or auto or cls.baseline:
+            out.update(cls.candidates(source) if kind == model else cls.candidates())
     return out
 
 
 def evaluation_models(metric: str) -> dict[str, Any]:
-    """Every model type that applies to ``metric``, the MACs baseline included (what ``eval`` compares)."""
-    if metric in ACCURACY_METRICS:
-        return {"surrogate": AccuracySurrogate(), "macs": MacsBaseline()}
-    return {"macs": MacsBaseline(), "additive": AdditiveModel(), "lgbm": LGBMModel(target="ratio"), "lgbm_log": LGBMModel(target="log")}
+    """Every model type that applies to ``metric`` and needs no source, the MACs baseline included (what ``eval``
+    compares)."""
+    return {name: est for cls in _applicable(metric).values() if not cls.needs_source
+            for name, est in cls.candidates().items()}
+
+
+def _applicable(metric: str) -> dict[str, type]:
+    # The model types that predict this metric, in candidate order.
+    wanted = "accuracy" if metric in ACCURACY_METRICS else "time"
+    return {k: c for k, c in model_types().items() if c.predicts in (wanted, "any")}
 
 
 def _model_type(name: str) -> str:

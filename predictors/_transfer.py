@@ -60,6 +60,13 @@ class TransferModel(CostModel):
     """
 
     kind = "transfer"
+    min_rows, needs_source, order = 2, True, 3
+
+    @classmethod
+    def candidates(cls, source=None) -> dict[str, "TransferModel"]:
+        if source is None:
+            raise PredictorError("source: --model transfer needs --source DEVICE (a device with a trained predictor)")
+        return {"transfer": transfer_from(source)}
 
     def __init__(self, source=None, mode: str = "auto"):
         self.source = source

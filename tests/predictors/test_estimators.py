@@ -165,3 +165,19 @@ def test_sample_weight_is_honoured_or_refused(case, probe_X):
     a = clone(fixed).fit(data.X, data.y, sample_weight=two).predict(probe_X)
     b = clone(fixed).fit(data.X[dup], data.y[dup]).predict(probe_X)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_the_model_types_are_read_off_their_classes():
+    from predictors import MODEL_CHOICES, candidate_models, evaluation_models
+    from predictors._base import MIN_ROWS
+    from predictors._train import model_types
+
+    types = model_types()
+    assert MODEL_CHOICES == ("auto", *sorted(types)) == ("auto", "additive", "lgbm", "macs", "surrogate", "transfer")
+    assert MIN_ROWS == {k: c.min_rows for k, c in types.items()}
+    assert list(candidate_models("top1_pct")) == ["surrogate", "macs"]  # on equal MAPE the surrogate wins
+    assert list(candidate_models("latency_ms", n_configs=49)) == ["macs", "additive"]
+    assert list(candidate_models("latency_ms", n_configs=50)) == ["macs", "additive", "lgbm", "lgbm_log"]
+    assert list(candidate_models("latency_ms", "lgbm")) == ["macs", "lgbm", "lgbm_log"]
+    assert list(evaluation_models("latency_ms")) == ["macs", "additive", "lgbm", "lgbm_log"]
+    assert list(evaluation_models("top1_pct")) == ["surrogate", "macs"]
