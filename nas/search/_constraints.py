@@ -28,6 +28,23 @@ _USER_ATTR = "constraints"  # old API: where the values wait for the sampler's c
 _TIME_PER_IMAGE_METRICS = ("throughput_img_s", "fps")
 
 
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeLimit:
+    """A limit on an analytic count of the architecture: which Evaluation field it reads, how it is written."""
+
+    flag: str  # the command-line flag (and the field named in its errors)
+    attr: str  # the Evaluation field it constrains
+    word: str  # the quantity in labels ("params <= 5 M") and its unit for format_quantity
+
+
+# Every size limit by constraint key: the one table Constraint.quantity and make_constraints read.
+SIZE_LIMITS = {
+    "max_params": SizeLimit("max-params", "params", "params"),
+    "max_macs": SizeLimit("max-macs", "macs", "MACs"),
+}
+
 _UNITS = {"latency_ms": "ms", "ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "%"}
 
 
@@ -45,7 +62,7 @@ def format_quantity(value: float, metric: str | None, signed: bool = False) -> s
 
 @dataclasses.dataclass(frozen=True)
 class Constraint:
-    key: str  # budget:<device> | max_params | max_macs
+    key: str  # budget:<device>, or a key of SIZE_LIMITS
     limit: float
     label: str
     unit: str
@@ -54,10 +71,8 @@ class Constraint:
 
     def quantity(self, e: Evaluation, objectives: Sequence[Objective]) -> float:
         """The constrained quantity of one architecture, in the limit's unit (a budget: of the scored value)."""
-        if self.key == "max_params":
-            return float(e.params)
-        if self.key == "max_macs":
-            return float(e.macs)
+        if self.key in SIZE_LIMITS:
+            return float(getattr(e, SIZE_LIMITS[self.key].attr))
         i = [o.key for o in objectives].index(self.objective)
         return ms_per_image(objectives[i].metric, e.scored[i])
 
@@ -95,13 +110,11 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
         # The time per image of a throughput device is largest at the throughput's lower end: the label names the time.
         end = f" (upper end of its {confidence:.0%} interval)" if uncertain and confidence else ""
         out.append(Constraint(f"budget:{o.device}", float(b), f"{o.device} {what}{end} <= {b:g} ms", "ms", o.key, bound))
-    if max_params is not None:
-        _positive("max-params", max_params)
-        out.append(Constraint("max_params", float(max_params), f"params <= {format_quantity(max_params, 'params')}",
-                              "params"))
-    if max_macs is not None:
-        _positive("max-macs", max_macs)
-        out.append(Constraint("max_macs", float(max_macs), f"MACs <= {format_quantity(max_macs, 'macs')}", "MACs"))
+    for key, limit in {"max_params": max_params, "max_macs": max_macs}.items():
+        if limit is not None:
+            s = SIZE_LIMITS[key]
+            _positive(s.flag, limit)
+            out.append(Constraint(key, float(limit), f"{s.word} <= {format_quantity(limit, s.word)}", s.word))
     return out
 
 

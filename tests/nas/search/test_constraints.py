@@ -104,3 +104,15 @@ def test_one_unit_per_quantity_in_labels_and_values():
     params, macs = make_constraints([], {}, max_params=20e6, max_macs=2e9)
     assert (params.label, params.shown(33_982_028)) == ("params <= 20 M", "33.98 M")
     assert (macs.label, macs.shown(2.574e9)) == ("MACs <= 2,000 M", "2,574 M")
+
+
+def test_size_limits_come_from_one_table():
+    import types
+
+    from nas.search._constraints import SIZE_LIMITS
+
+    cons = make_constraints([], {}, max_params=5e6, max_macs=2e9)
+    assert [c.key for c in cons] == list(SIZE_LIMITS) and [c.unit for c in cons] == ["params", "MACs"]
+    e = types.SimpleNamespace(params=4e6, macs=3e9)
+    assert [c.quantity(e, []) for c in cons] == [4e6, 3e9]
+    assert [c.label for c in cons] == ["params <= 5 M", "MACs <= 2,000 M"]
