@@ -61,7 +61,7 @@ def _has_predictor(device: str) -> bool:
 
 def onboarding_hint(args) -> None:
     """search/predict on a device without a predictor: one line saying how to get one (onboarding)."""
-    from measured import check_device_id, local_device_id
+    from measured import ACCURACY_DEVICE, check_device_id, local_device_id
     from predictors import available_predictors
 
     here = {local_device_id(), local_device_id(gpu=True)}
@@ -72,7 +72,8 @@ def onboarding_hint(args) -> None:
         if device in here:
             raise UserError(f"device: no predictor for {device!r} (this machine) yet; onboard it first (about 5 "
                             "minutes of measuring): lowformer-nas onboard --device local")
-        known = ", ".join(sorted({d for d, _ in available_predictors()})) or "none"
+        # Devices only: the accuracy surrogate's dataset has a predictor but is nothing to onboard or measure on.
+        known = ", ".join(sorted({d for d, _ in available_predictors()} - {ACCURACY_DEVICE})) or "none"
         raise UserError(f"device: no predictor for {device!r}; onboard it: lowformer-nas onboard --device {device} "
                         f"--bundle DIR (a device this tool cannot run on; then --results FILE), or --device local for "
                         f"this machine; or train one from stored measurements: lowformer-nas predictors train --device "

@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 from nas._html import write_html, write_pngs
 from nas._layout import PlotArea, annotate, honest_log_axes, place_labels
 
+from ._objectives import ACCURACY_DEVICE
 from ._results import StudyResults
 
 MACS_VS_LATENCY, PARETO, IMPORTANCE = "macs_vs_latency", "pareto_front", "importance"
@@ -39,7 +40,7 @@ _IMPORTANCE_TOP = 15
 
 
 def _time_objectives(res: StudyResults) -> list[dict[str, Any]]:
-    return [o for o in res.objectives if o.get("device") and o.get("device") != "imagenet1k"] or res.objectives[1:]
+    return [o for o in res.objectives if o.get("device") and o.get("device") != ACCURACY_DEVICE] or res.objectives[1:]
 
 
 def _axis_title(o: dict[str, Any]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._objectives import ACCURACY_DEVICE
+
 if TYPE_CHECKING:
     from ._results import StudyResults
 
@@ -23,7 +25,7 @@ def next_steps(res: "StudyResults", this_machine: str | None = None) -> list[str
         return []
     name = res.name
     out = [f"export the best pick as JSON and ONNX: `lowformer-nas export --study {name} --pick 1 --onnx {name}-pick1.onnx`"]
-    devices = [o["device"] for o in res.objectives if o.get("device") and o["device"] != "imagenet1k"]
+    devices = [o["device"] for o in res.objectives if o.get("device") and o["device"] != ACCURACY_DEVICE]
     here = this_machine if this_machine is not None else (_this_machine() if devices else None)
     for dev in devices:
         if dev == here:

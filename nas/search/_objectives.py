@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from measured import ACCURACY_DEVICE  # a dataset (the accuracy surrogate's rows), never a device to measure on
 from search_spaces import Counts, LowFormerConfig, count
 
 from ._storage import SearchError
@@ -23,7 +24,6 @@ if TYPE_CHECKING:  # the search works with any implementation of the interface
     from predictors import Predictor
 
 DIRECTIONS = ("minimize", "maximize")
-ACCURACY_DEVICE = "imagenet1k"
 ACCURACY_METRIC = "top1_pct"
 # --objective: the accuracy side of the search. params/MACs are capacity proxies, so they are maximised:
 # within the latency budget, the largest network is taken as the most accurate one.
