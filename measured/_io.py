@@ -24,7 +24,7 @@ import math
 import os
 import pathlib
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import pandas as pd
 
@@ -34,9 +34,6 @@ from search_spaces import ConfigError, LowFormerConfig
 from . import _identity
 from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError, content_id
 from ._schema import ARCH_COLUMNS, MEASUREMENT_COLUMNS, StoreError
-
-if TYPE_CHECKING:  # the store calls into this module
-    from ._store import Store
 
 DEVICE_COLUMNS = ("device_name", "device_kind", "device_fingerprint", "device_spec", "device_protocol", "device_source")
 EXPORT_COLUMNS = MEASUREMENT_COLUMNS + ARCH_COLUMNS + DEVICE_COLUMNS
@@ -80,6 +77,17 @@ class ImportPlan:
     measurements: list[Measurement]
     architectures: list[Architecture]
     devices: list[Device]
+
+
+class StoreLookup(Protocol):
+    """What a file is checked against: which devices and architectures the store has (``Store.lookup()``, read in
+    one transaction). The store calls into this module, never the other way round."""
+
+    def known_devices(self, ids: Iterable[str]) -> set[str]: ...
+
+    def known_archs(self, hashes: Iterable[str]) -> set[str]: ...
+
+    def devices_by_id(self, ids: Iterable[str]) -> dict[str, Device]: ...
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -224,9 +232,9 @@ class _Parsed:
     configs: dict[str, LowFormerConfig] = dataclasses.field(default_factory=dict)
 
 
-def read_and_plan(store: Store, conn, path: str | os.PathLike, *, device_id: str | None = None,
+def read_and_plan(known: StoreLookup, path: str | os.PathLike, *, device_id: str | None = None,
                   source: str = "import", create_device_kind: str | None = None, force: bool = False) -> ImportPlan:
-    """Read and validate a whole file against the store (read through ``conn``); write nothing.
+    """Read and validate a whole file against what the store has (``known``); write nothing.
 
     ``force`` imports rows whose device columns name another machine than the stored device they go to
     (normally refused); each such row says so in its ``notes``.
@@ -236,11 +244,11 @@ def read_and_plan(store: Store, conn, path: str | os.PathLike, *, device_id: str
     _check_columns(path, columns)
     if create_device_kind is not None and create_device_kind not in DEVICE_KINDS:
         raise StoreError(f"must be one of {'|'.join(DEVICE_KINDS)} (got {create_device_kind!r})", "device_kind")
-    overrides = _check_device_identity(store, conn, path, rows, device_id, force)
+    overrides = _check_device_identity(known, path, rows, device_id, force)
     parsed = _parse_rows(path, rows, device_id, source, "source_ref" in columns, overrides)
     _check_unique_ids(path, parsed)
-    archs = _new_architectures(store, conn, path, parsed)
-    devices = _new_devices(store, conn, path, parsed, create_device_kind, source)
+    archs = _new_architectures(known, path, parsed)
+    devices = _new_devices(known, path, parsed, create_device_kind, source)
     return ImportPlan(len(rows), parsed.measurements, archs, devices)
 
 
@@ -346,14 +354,14 @@ def _check_unique_ids(path: pathlib.Path, parsed: _Parsed) -> None:
                                   "a measurement of its own (a repeated row, or a copied id)", "id")
 
 
-def _new_architectures(store: Store, conn, path: pathlib.Path, parsed: _Parsed) -> list[Architecture]:
+def _new_architectures(lookup: StoreLookup, path: pathlib.Path, parsed: _Parsed) -> list[Architecture]:
     """Architectures the store lacks, built from their columns; an unknown hash without columns is an error."""
     file = str(path)
     first_where: dict[str, str] = {}
     by_where = dict(zip(parsed.where_of, parsed.measurements))
     for m, where in zip(parsed.measurements, parsed.where_of):
         first_where.setdefault(m.config_hash, where)
-    known = store._known_archs(conn, first_where)
+    known = lookup.known_archs(first_where)
     archs: list[Architecture] = []
     for h, where in first_where.items():
         if h in known:
@@ -370,13 +378,13 @@ def _new_architectures(store: Store, conn, path: pathlib.Path, parsed: _Parsed) 
     return archs
 
 
-def _new_devices(store: Store, conn, path: pathlib.Path, parsed: _Parsed, create_device_kind: str | None,
+def _new_devices(lookup: StoreLookup, path: pathlib.Path, parsed: _Parsed, create_device_kind: str | None,
                  source: str) -> list[Device]:
     """Devices the store lacks: from the device columns, else from ``create_device_kind``."""
     first_where: dict[str, str] = {}
     for m, where in zip(parsed.measurements, parsed.where_of):
         first_where.setdefault(m.device_id, where)
-    known = store._known_devices(conn, first_where)
+    known = lookup.known_devices(first_where)
     devices: list[Device] = []
     for d, where in first_where.items():
         if d in known:
@@ -439,7 +447,7 @@ def identity_mismatch(stored: Device, name: Any, fingerprint: dict[str, Any]) ->
     return None
 
 
-def _check_device_identity(store: Store, conn, path: pathlib.Path, rows: list[tuple[str, dict[str, Any]]],
+def _check_device_identity(known: StoreLookup, path: pathlib.Path, rows: list[tuple[str, dict[str, Any]]],
                            device_id: str | None, force: bool) -> dict[str, str]:
     """Refuse rows whose device columns name another machine than the device they are stored under (the
     same within the file, and the stored device's). With ``force``: {device id: note for each row's notes}."""
@@ -463,7 +471,7 @@ def _check_device_identity(store: Store, conn, path: pathlib.Path, rows: list[tu
                 raise ImportFileError(file, where, f"device_fingerprint: {k} {facts.get(k)!r} differs from "
                                       f"{fwhere}'s {ffacts.get(k)!r}: rows of two machines cannot go to one device "
                                       f"{target!r}", "device_fingerprint")
-    stored = store._devices_by_id(conn, first)
+    stored = known.devices_by_id(first)
     notes: dict[str, str] = {}
     for target, (where, name, fp, _) in first.items():
         dev = stored.get(target)
@@ -534,18 +542,6 @@ def _build_device(device_id: str, cols: dict[str, Any], kind: str | None, source
         _json_object("device_spec", cols.get("device_spec")),
         _json_object("device_protocol", cols.get("device_protocol")), str(dev_source),
     ).validate()
-
-
-def import_file(store: Store, path: str | os.PathLike, *, device_id: str | None = None, source: str = "import",
-                create_device_kind: str | None = None, force: bool = False) -> ImportReport:
-    """Validate the whole file, then write its new devices, architectures and rows in one transaction."""
-    with store._read() as conn:
-        plan = read_and_plan(store, conn, path, device_id=device_id, source=source,
-                             create_device_kind=create_device_kind, force=force)
-    with store._write() as conn:
-        devs = store._insert_device_ids(conn, plan.devices)
-        _, n_arch, n = store._insert(conn, [], plan.architectures, plan.measurements)
-    return ImportReport(os.fspath(path), plan.rows, n, plan.rows - n, devs, n_arch)
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -623,14 +619,11 @@ def _escaped(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def export(store: Store, path: str | os.PathLike, *, device=None, metric=None, status=None, protocol=None,
-           backend=None, source=None, include_flagged: bool = True) -> int:
-    """Write the selected measurements (default: all, flagged and failed too) with architecture and device
-    columns; returns rows written."""
+def export(df: pd.DataFrame, devices: Iterable[Device], path: str | os.PathLike) -> int:
+    """Write measurements (a frame of ``Store.measurements``) with architecture and device columns; returns rows
+    written."""
     file_format(path)
-    df = store.measurements(device=device, metric=metric, status=status, protocol=protocol, backend=backend,
-                            source=source, include_flagged=include_flagged)
-    devices = {d.device_id: d for d in store.devices()}
+    devices = {d.device_id: d for d in devices}
     records = []
     for rec in df.to_dict("records"):
         r = {k: rec[k] for k in MEASUREMENT_COLUMNS + ARCH_COLUMNS}

@@ -370,7 +370,7 @@ class Store:
     def _seed_dataset(self, conn: Connection, entry: dict[str, Any], digest: str) -> None:
         devices = load_devices_file(DATA_DIR / entry["devices"]) if entry.get("devices") else []
         self._insert_devices(conn, devices)
-        plan = _io.read_and_plan(self, conn, DATA_DIR / entry["file"], source=entry.get("source", "import"))
+        plan = _io.read_and_plan(_Lookup(self, conn), DATA_DIR / entry["file"], source=entry.get("source", "import"))
         self._insert(conn, plan.devices, plan.architectures, plan.measurements)
         key = _SEED_PREFIX + entry["file"]
         conn.execute(meta_table.delete().where(meta_table.c.key == key))
@@ -488,15 +488,34 @@ class Store:
 
         Rows whose device columns name another machine than the stored device they go to are refused, unless
         ``force`` (then each such row's ``notes`` records it)."""
-        return _io.import_file(self, path, device_id=device_id, source=source, create_device_kind=create_device_kind,
-                               force=force)
+        with self.lookup() as known:
+            plan = _io.read_and_plan(known, path, device_id=device_id, source=source,
+                                     create_device_kind=create_device_kind, force=force)
+        devices, n_arch, n = self.write_plan(plan)
+        return _io.ImportReport(os.fspath(path), plan.rows, n, plan.rows - n, devices, n_arch)
 
-    def export(self, path: str | os.PathLike, **filters: Any) -> int:
+    @contextlib.contextmanager
+    def lookup(self) -> Iterator["_Lookup"]:
+        """Which devices and architectures the store has, read in one transaction (what an import checks against)."""
+        with self._read() as conn:
+            yield _Lookup(self, conn)
+
+    def write_plan(self, plan: _io.ImportPlan) -> tuple[list[str], int, int]:
+        """Write a validated import plan in one transaction: (device ids created, architectures, rows inserted)."""
+        with self._write() as conn:
+            devices = self._insert_device_ids(conn, plan.devices)
+            _, n_arch, n = self._insert(conn, [], plan.architectures, plan.measurements)
+        return devices, n_arch, n
+
+    def export(self, path: str | os.PathLike, *, status: str | Iterable[str] | None = None, include_flagged: bool = True,
+               **filters: Any) -> int:
         """Write measurements with their architecture and device columns; returns rows written.
 
         ``filters`` are those of :meth:`measurements`; by default every status and flagged rows too.
         """
-        return _io.export(self, path, **filters)
+        _io.file_format(path)  # a wrong suffix is refused before the store is read
+        df = self.measurements(status=status, include_flagged=include_flagged, **filters)
+        return _io.export(df, self.devices(), path)
 
     # ------------------------------------------------------------------ reading
 
@@ -590,3 +609,19 @@ class Store:
         """Number of stored measurements (any status)."""
         with self._read() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(measurements_table)).scalar_one()
+
+
+class _Lookup:
+    """The store's answers to an import's questions, inside one read transaction (see measured._io.StoreLookup)."""
+
+    def __init__(self, store: Store, conn: Connection):
+        self._store, self._conn = store, conn
+
+    def known_devices(self, ids: Iterable[str]) -> set[str]:
+        return self._store._known_devices(self._conn, ids)
+
+    def known_archs(self, hashes: Iterable[str]) -> set[str]:
+        return self._store._known_archs(self._conn, hashes)
+
+    def devices_by_id(self, ids: Iterable[str]) -> dict[str, Device]:
+        return self._store._devices_by_id(self._conn, ids)

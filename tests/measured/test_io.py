@@ -400,3 +400,15 @@ def test_rows_of_two_machines_for_one_device(tx2_store, tmp_path):
                                               r"line 2's 'aarch64': rows of two machines cannot go to one device 'tx2b'"):
         tx2_store.import_file(path, device_id="tx2b", create_device_kind="edge")
     assert tx2_store.count() == 0
+
+
+def test_the_file_reader_knows_nothing_of_the_store_it_feeds():
+    # One seam: the store asks measured._io to read and plan a file against Store.lookup(), then writes the plan
+    # (Store.write_plan); _io never imports the store module nor reaches into its private methods.
+    import inspect
+    import re
+
+    import measured._io as io_module
+
+    src = inspect.getsource(io_module)
+    assert "_store" not in src and not re.search(r"\bstore\._", src)
