@@ -105,3 +105,13 @@ def test_every_public_name_resolves(package):
         except (AttributeError, ModuleNotFoundError):
             missing.append(n)
     assert not missing, f"{package}.__all__ names that do not resolve: {missing}"
+
+
+@pytest.mark.parametrize("package", ["predictors", "measured", "nas.search"])
+def test_public_faces_list_what_users_need(package):
+    # __all__ is the user's API (a few dozen names, each once); the package imports more for this project's other
+    # packages, which may use only package-level names (see the import contract above).
+    import importlib
+
+    names = importlib.import_module(package).__all__
+    assert len(names) == len(set(names)) <= 35, (package, len(names))
