@@ -8,10 +8,8 @@ import sys
 
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__
 
-# Modules that add sub-commands; each has register(subparsers). A run imports only its command's module
-# (tests/nas/test_cli_help.py checks this table against what each module registers).
-_GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study",
-           "nas.cli._onboard")
+# Every command and the module that adds it (each module has register(subparsers)). A run imports only its
+# command's module (tests/nas/test_cli_help.py checks this table against what each module registers).
 COMMANDS = {
     "models": "nas.cli._space", "count": "nas.cli._space", "export": "nas.cli._space",
     "measure": "nas.cli._measure", "bundle": "nas.cli._measure",
@@ -21,6 +19,7 @@ COMMANDS = {
     "study": "nas.cli._study",
     "onboard": "nas.cli._onboard",
 }
+_GROUPS = tuple(dict.fromkeys(COMMANDS.values()))  # in the order `lowformer-nas --help` lists them
 
 
 _MEASURE_EXTRA = ("torch", "onnx", "onnxruntime", "onnxscript")
@@ -55,7 +54,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _command_of(argv: list[str]) -> str | None:
     # The first word that is not an option names the command (the top level has only --help and --version).
-    return next((a for a in argv if not a.startswith("-")), None)
+    return next((a for a in map(str, argv) if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
