@@ -19,17 +19,21 @@ import numpy as np
 
 from ._base import PredictorError
 from ._interval import PredictionInterval, check_coverage
+from ._metrics import mape
 from ._train import TrainingData, train
 
 COVERAGES = (0.8, 0.9, 0.95)
 
 
-def variant_groups(names: Sequence[str | None], hashes: Sequence[str]) -> list[str]:
+def variant_groups(names: Sequence[str | None], hashes: Sequence[str], per_variant: bool = False) -> list[str]:
     """The group of each config for leave-one-group-out: ablations of a variant ("B1-mhsa", "B1-unfused", ...)
-    form one group ("B1 ablations"); every other config is a group of its own."""
+    form one group ("B1 ablations"); every other config is a group of its own. ``per_variant``: every named
+    variant and every ablation a group of its own (leave-one-variant-out)."""
     out = []
     for name, h in zip(names, hashes):
-        if name and "-" in name:
+        if per_variant:
+            out.append(name or h[:12])
+        elif name and "-" in name:
             out.append(f"{name.split('-')[0]} ablations")
         else:
             out.append(name or h[:12])
@@ -47,21 +51,30 @@ class CoverageReport:
     coverage: dict[float, float]
     median_relative_width: dict[float, float]
     intervals_method: str  # how the scored predictors built their intervals (conformal / Student-t)
+    # The same for the held-out configs inside the training domain of the predictor they were scored by (None: none).
+    n_in_domain: int = 0
+    coverage_in_domain: dict[float, float | None] = dataclasses.field(default_factory=dict)
+    median_relative_width_in_domain: dict[float, float | None] = dataclasses.field(default_factory=dict)
+    mape: float | None = None  # error of the held-out central predictions (%)
 
     def rows(self) -> list[dict]:
-        return [{"nominal": c, "empirical": self.coverage[c], "median_relative_width": self.median_relative_width[c]}
+        return [{"nominal": c, "empirical": self.coverage[c], "median_relative_width": self.median_relative_width[c],
+                 "empirical_in_domain": self.coverage_in_domain.get(c),
+                 "median_relative_width_in_domain": self.median_relative_width_in_domain.get(c)}
                 for c in self.coverage]
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "model": self.model, "n": self.n, "intervals": self.intervals_method,
-                "rows": self.rows()}
+        return {"method": self.method, "model": self.model, "n": self.n, "n_in_domain": self.n_in_domain, "mape": self.mape,
+                "intervals": self.intervals_method, "rows": self.rows()}
 
     def line(self) -> str:
-        cov = " / ".join(f"{self.coverage[c] * 100:.0f} %" for c in self.coverage)
-        wid = " / ".join(f"{self.median_relative_width[c] * 100:.1f} %" for c in self.coverage)
+        pct = lambda v, f: "-" if v is None else f"{v * 100:{f}} %"  # noqa: E731
+        cov = " / ".join(pct(self.coverage[c], ".0f") for c in self.coverage)
+        wid = " / ".join(pct(self.median_relative_width[c], ".1f") for c in self.coverage)
+        wid_in = " / ".join(pct(self.median_relative_width_in_domain.get(c), ".1f") for c in self.coverage)
         nominal = " / ".join(f"{c:g}" for c in self.coverage)
         return (f"intervals ({self.model}, {self.intervals_method}; {self.method}, {self.n} configs): coverage at "
-                f"{nominal}: {cov}; median relative width {wid}")
+                f"{nominal}: {cov}; median relative width {wid} (in domain, {self.n_in_domain} configs: {wid_in})")
 
 
 def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | None = None,
@@ -91,12 +104,18 @@ def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | N
         for c in coverages:
             parts[c].append(pred.predict_interval_features(X, c))  # no stored measurements: they are held out
     t = np.concatenate(truth)
-    cov, width = {}, {}
+    cov, width, cov_in, width_in = {}, {}, {}, {}
     for c in coverages:
         iv = _concat(parts[c])
+        inside = np.asarray(iv.in_domain, bool)
         cov[c] = float(np.mean(iv.contains(t)))
         width[c] = float(np.median(iv.relative_width))
-    return CoverageReport(method, model, len(t), cov, width, " and ".join(sorted(how)))
+        cov_in[c] = float(np.mean(iv.contains(t)[inside])) if inside.any() else None
+        width_in[c] = float(np.median(iv.relative_width[inside])) if inside.any() else None
+    n_in = int(np.asarray(_concat(parts[coverages[0]]).in_domain, bool).sum())
+    value = _concat(parts[coverages[0]]).value
+    return CoverageReport(method, model, len(t), cov, width, " and ".join(sorted(how)), n_in, cov_in, width_in,
+                          mape(t, value))
 
 
 def _concat(ivs: list[PredictionInterval]) -> PredictionInterval:

@@ -54,12 +54,16 @@ from search_spaces import ATTENTION_TYPES, sample_configs
 from ._base import TIME_METRICS, PredictorError
 from ._features import FEATURE_INDEX, N_FEATURES, SCHEMA_HASH, featurize
 
-CALIBRATION_FORMAT = 1
+CALIBRATION_FORMAT = 2
+READ_FORMATS = (1, 2)  # format 1: fixed growth (GAMMA_MIN floor, extrapolated part added whole, far-field prior)
 # With more configs than this, the conformal quantile (the LOO regime of the validation ends here too).
 CONFORMAL_MIN = 31
 GAMMA_MIN = 1.0  # the near-field error at least doubles one unit of distance away from the nearest training config
 FAR_LENGTH = 1.0  # one spread of the search space beyond the training range: 63 % of the far field
 GAMMA_GRID = tuple(float(g) for g in np.concatenate([[GAMMA_MIN], np.geomspace(GAMMA_MIN * 1.25, 50.0, 40)]))
+# Format 2: the growth of the error with difficulty is fitted on held-out variant families; each coefficient from
+# this grid (0: the held-out errors did not grow with that measure of difficulty).
+GROWTH_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_COVERAGE = 0.9
 COVERAGE_RANGE = (0.5, 0.999)  # exclusive bounds
 _SPACE_SAMPLE = 2000
@@ -137,6 +141,12 @@ def nearest_distance(Z: np.ndarray, points: np.ndarray) -> np.ndarray:
         d2 = np.einsum("ij,ij->i", z, z)[:, None] + p2[None, :] - 2.0 * (z @ points.T)
         out[i:i + _CHUNK] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
     return out
+
+
+def _outside(Z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Euclidean length of each row's excess beyond the box [lo, hi] (0 inside)."""
+    excess = np.maximum(lo - Z, 0.0) + np.maximum(Z - hi, 0.0)
+    return np.sqrt((excess**2).sum(axis=1))
 
 
 def check_coverage(coverage: float) -> float:
@@ -230,6 +240,24 @@ def fit_gamma(r: np.ndarray, d: np.ndarray, grid: Sequence[float] = GAMMA_GRID) 
     return float(grid[int(np.argmax(loglik))])
 
 
+def fit_growth(r: np.ndarray, d: np.ndarray, b: np.ndarray, e: np.ndarray,
+               grid: Sequence[float] = GROWTH_GRID) -> tuple[float, float, float]:
+    """(gamma, beta, kappa) of ``grid`` maximising the likelihood of r_i ~ N(0, s^2 (1 + u_i)^2) with the difficulty
+    u_i = gamma d_i + beta b_i + kappa e_i (s profiled out): d the distance to the nearest training config, b the
+    distance outside the training range, e the extrapolated part of the prediction over the rms residual. Ties go to
+    the smaller growth (earlier in the grid)."""
+    r = np.asarray(r, float)
+    if len(r) < 3:
+        return 0.0, 0.0, 0.0
+    g = np.asarray(grid, float)
+    G, B, K = (a.ravel() for a in np.meshgrid(g, g, g, indexing="ij"))
+    f = 1.0 + G[:, None] * d[None, :] + B[:, None] * b[None, :] + K[:, None] * e[None, :]
+    s2 = np.maximum(np.mean((r[None, :] / f) ** 2, axis=1), 1e-300)
+    loglik = -0.5 * len(r) * np.log(s2) - np.log(f).sum(axis=1)
+    best = int(np.argmax(loglik - 1e-9 * (G + B + K)))
+    return float(G[best]), float(B[best]), float(K[best])
+
+
 def _decimals(v: float) -> int:
     exp = decimal.Decimal(repr(float(v))).normalize().as_tuple().exponent
     return max(0, -int(exp)) if isinstance(exp, int) else 0
@@ -264,12 +292,16 @@ class Calibration:
 
     def __init__(self, *, space: str, metric: str, residuals, distances, extrapolation, gamma: float, points, scale,
                  feature_lo, feature_hi, far_sd: float, cv: str, noise: MeasurementNoise | None = None,
-                 hashes: Sequence[str] = ()):
+                 hashes: Sequence[str] = (), outside=None, beta: float = 0.0, kappa: float | None = None,
+                 ref: float = 0.0):
         self.space, self.metric, self.cv = space, metric, cv
         self.residuals = np.asarray(residuals, float)
         self.distances = np.asarray(distances, float)
         self.extrapolation = np.asarray(extrapolation, float)
         self.gamma = float(gamma)
+        # Format 2 (kappa not None): growth fitted on held-out families (see :meth:`difficulty`); format 1: fixed.
+        self.outside_d = np.zeros(len(self.residuals)) if outside is None else np.asarray(outside, float)
+        self.beta, self.kappa, self.ref = float(beta), None if kappa is None else float(kappa), float(ref)
         self.points, self.scale = np.asarray(points, float), np.asarray(scale, float)
         self.box_lo, self.box_hi = self.points.min(axis=0), self.points.max(axis=0)
         self.far_sd = float(far_sd)
@@ -287,16 +319,34 @@ class Calibration:
     def method(self) -> str:
         return "conformal" if self.n >= CONFORMAL_MIN else "student_t"
 
+    @property
+    def fitted_growth(self) -> bool:
+        """Whether the width's growth with difficulty was fitted on held-out families (format 2)."""
+        return self.kappa is not None
+
     def describe(self) -> str:
         how = ("conformal quantile of cross-validated residuals" if self.method == "conformal"
-               else "Student-t on leave-one-out residuals")
+               else f"Student-t on {self.cv} residuals")
         unit = "log time" if self.space == "log" else "points of top-1"
+        if self.fitted_growth:
+            return (f"{how} ({self.n} configs, {unit}), scaled by the difficulty 1 + {self.gamma:.3g} x distance to "
+                    f"the nearest training config + {self.beta:.3g} x distance outside the training range + "
+                    f"{self.kappa:.3g} x extrapolated part / {self.ref:.3g} (growth fitted on the held-out configs)")
         return (f"{how} ({self.n} configs, {unit}), widened by 1 + {self.gamma:.3g} x distance to the nearest training "
                 f"config, plus the extrapolated part of the prediction; outside the training range towards the spread of "
                 f"the metric (sd {self.far_sd:.3g})")
 
+    def difficulty(self, d: np.ndarray, b: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """1 + u(x), the factor an interval's width grows by (format 2): u = gamma d + beta b + kappa e / ref with d
+        the distance to the nearest training config, b the distance outside the training range (an attention type
+        or MLP never seen counts one unit each), e the extrapolated part of the prediction (residual units)."""
+        e_rel = e / self.ref if self.ref > 0 else np.zeros_like(e)
+        return 1.0 + self.gamma * d + self.beta * b + self.kappa * e_rel
+
     @property
     def scores(self) -> np.ndarray:
+        if self.fitted_growth:
+            return np.abs(self.residuals) / self.difficulty(self.distances, self.outside_d, self.extrapolation)
         return np.maximum(np.abs(self.residuals) - self.extrapolation, 0.0) / (1.0 + self.gamma * self.distances)
 
     def quantile(self, coverage: float) -> float:
@@ -318,9 +368,14 @@ class Calibration:
 
     def outside(self, X: np.ndarray) -> np.ndarray:
         """How far each row of ``X`` lies outside the training range of the key features (0 inside)."""
-        Z = key_features(X) / self.scale
-        excess = np.maximum(self.box_lo - Z, 0.0) + np.maximum(Z - self.box_hi, 0.0)
-        return np.sqrt((excess**2).sum(axis=1))
+        return _outside(key_features(X) / self.scale, self.box_lo, self.box_hi)
+
+    def unseen(self, X: np.ndarray) -> np.ndarray:
+        """How many structural indicators (attention type per stage, MLP per stage, depthwise convolutions) of each
+        row of ``X`` take a value no training config had: structure the predictor has no evidence about."""
+        Z = key_features(X)[:, _INDICATOR]
+        lo, hi = self.box_lo[_INDICATOR], self.box_hi[_INDICATOR]
+        return ((Z < lo) | (Z > hi)).sum(axis=1).astype(float)
 
     def clip(self, X: np.ndarray) -> np.ndarray:
         """``X`` clipped into the feature range of the training configs (the model is asked there too)."""
@@ -331,6 +386,12 @@ class Calibration:
         predictions for :meth:`clip` of ``X``)."""
         d = self.distance(X)
         e = np.abs(residuals(self.space, value, value_clipped))
+        if self.fitted_growth:
+            near = self.quantile(coverage) * self.difficulty(d, self.outside(X), e)
+            far = (1.0 - np.exp(-self.unseen(X) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
+            half = np.sqrt(near**2 + far**2)
+            lo, hi = apply_half_width(self.space, np.asarray(value, float), half, self.metric)
+            return lo, hi, d
         near = self.quantile(coverage) * (1.0 + self.gamma * d)
         far = (1.0 - np.exp(-self.outside(X) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
         half = e + np.sqrt(near**2 + far**2)
@@ -374,23 +435,27 @@ class Calibration:
         space = residual_space(metric)
         scale = np.array(space_scales())
         Z = key_features(X_train) / scale
-        d = np.zeros(len(Z))
+        d, b = np.zeros(len(Z)), np.zeros(len(Z))
         for train, test in splits:
             d[test] = nearest_distance(Z[test], Z[train])
+            b[test] = _outside(Z[test], Z[train].min(axis=0), Z[train].max(axis=0))
         r = residuals(space, truth, oof)
         e = np.abs(residuals(space, oof, oof_clipped))
         t = np.log(np.asarray(truth, float)) if space == "log" else np.asarray(truth, float)
+        ref = float(np.sqrt(np.mean(r**2))) if len(r) else 0.0
+        gamma, beta, kappa = fit_growth(r, d, b, e / ref if ref > 0 else np.zeros_like(e))
         return cls(space=space, metric=metric, residuals=r, distances=d, extrapolation=e,
-                   far_sd=float(np.std(t, ddof=1)) if len(t) > 1 else 0.0,
-                   gamma=fit_gamma(np.maximum(np.abs(r) - e, 0.0), d), points=Z, scale=scale,
-                   feature_lo=X_train.min(axis=0), feature_hi=X_train.max(axis=0), cv=cv, noise=noise, hashes=hashes)
+                   far_sd=float(np.std(t, ddof=1)) if len(t) > 1 else 0.0, gamma=gamma, points=Z, scale=scale,
+                   feature_lo=X_train.min(axis=0), feature_hi=X_train.max(axis=0), cv=cv, noise=noise, hashes=hashes,
+                   outside=b, beta=beta, kappa=kappa, ref=ref)
 
     def to_json(self) -> dict[str, Any]:
         r6 = lambda a: [float(f"{x:.6g}") for x in a]  # noqa: E731
         doc: dict[str, Any] = {
             "format": CALIBRATION_FORMAT, "space": self.space, "method": self.method, "cv": self.cv,
             "gamma": self.gamma, "far_sd": self.far_sd, "residuals": r6(self.residuals), "distances": r6(self.distances),
-            "extrapolation": r6(self.extrapolation),
+            "extrapolation": r6(self.extrapolation), "outside": r6(self.outside_d),
+            "growth": {"gamma": self.gamma, "beta": self.beta, "kappa": self.kappa, "ref": self.ref},
             "features": {"names": list(KEY_NAMES), "scale": list(map(float, self.scale)),
                          "points": [[float(f"{x:.4g}") for x in p] for p in self.points]},
             "feature_range": {"schema": SCHEMA_HASH, "lo": list(map(float, self.feature_lo)),
@@ -410,8 +475,9 @@ class Calibration:
         """A stored calibration; any malformed field is a one-line PredictorError naming it."""
         if not isinstance(doc, Mapping):
             raise PredictorError("calibration: not an object")
-        if doc.get("format") != CALIBRATION_FORMAT:
-            raise PredictorError(f"calibration.format: {doc.get('format')!r}; this code reads {CALIBRATION_FORMAT}")
+        fmt = doc.get("format")
+        if isinstance(fmt, bool) or fmt not in READ_FORMATS:
+            raise PredictorError(f"calibration.format: {fmt!r}; this code reads {'|'.join(map(str, READ_FORMATS))}")
         space = doc.get("space")
         if space != residual_space(metric):
             raise PredictorError(f"calibration.space: {space!r} does not fit metric {metric}")
@@ -449,9 +515,26 @@ class Calibration:
         if m is not None:
             noise = _noise_from_json(m, len(hashes))
         cv = doc.get("cv")
+        growth = _growth_from_json(doc, len(r)) if fmt == 2 else {}
         return cls(space=space, metric=metric, residuals=r, distances=d, extrapolation=e, gamma=float(gamma),
                    points=points, scale=scale, feature_lo=f_lo, feature_hi=f_hi, far_sd=float(far_sd),
-                   cv=str(cv) if isinstance(cv, str) else "?", noise=noise, hashes=hashes)
+                   cv=str(cv) if isinstance(cv, str) else "?", noise=noise, hashes=hashes, **growth)
+
+
+def _growth_from_json(doc: Mapping, n: int) -> dict[str, Any]:
+    """The fitted growth of a format-2 calibration (beta, kappa, ref, the held-out configs' outside distances)."""
+    g = doc.get("growth")
+    if not isinstance(g, Mapping):
+        raise PredictorError("calibration.growth: not an object")
+    out: dict[str, Any] = {"outside": _floats(doc.get("outside"), "calibration.outside", n=n, nonneg=True)}
+    for k in ("beta", "kappa", "ref"):
+        v = g.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e6:
+            raise PredictorError(f"calibration.growth.{k}: must be a non-negative number (got {v!r})")
+        out[k] = float(v)
+    if g.get("gamma") != doc.get("gamma"):
+        raise PredictorError("calibration.growth.gamma: differs from calibration.gamma")
+    return out
 
 
 def _floats(v: Any, field: str, n: int | None = None, nonneg: bool = False) -> np.ndarray:
