@@ -61,6 +61,7 @@ from ._predictor import (
     user_dir,
 )
 from ._protocol import Predictor
+from ._shared import SHARED_MIN_CONFIGS, check_shared_fit, profile_rows, shared_model, shared_profile
 from ._surrogate import AccuracySurrogate
 from ._train import (
     MODEL_CHOICES,
@@ -115,6 +116,7 @@ __all__ = [
     "SCHEMA_HASH",
     "SCHEMA_VERSION",
     "SELECTIONS",
+    "SHARED_MIN_CONFIGS",
     "SHIPPED_DIR",
     "TERMS",
     "TrainedPredictor",
@@ -122,6 +124,7 @@ __all__ = [
     "TransferModel",
     "UpdateResult",
     "available_predictors",
+    "check_shared_fit",
     "calibrate",
     "candidate_models",
     "check_coverage",
@@ -158,11 +161,14 @@ __all__ = [
     "mape",
     "out_of_space_features",
     "predictor_versions",
+    "profile_rows",
     "random_holdout",
     "random_order",
     "rank_sources",
     "regression_report",
     "retrain_from_store",
+    "shared_model",
+    "shared_profile",
     "rmse",
     "save_version",
     "schema",

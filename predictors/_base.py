@@ -24,7 +24,7 @@ TIME_METRICS = ("latency_ms", "throughput_img_s", "fps")
 ACCURACY_METRICS = ("top1_pct",)
 PREDICTABLE_METRICS = TIME_METRICS + ACCURACY_METRICS
 # Fewest configs each model type is trained from.
-MIN_ROWS = {"macs": 2, "additive": 3, "surrogate": 4, "transfer": 2, "lgbm": 50}
+MIN_ROWS = {"macs": 2, "additive": 3, "surrogate": 4, "transfer": 2, "shared": 3, "lgbm": 50}
 
 
 def to_cost(metric: str, values) -> np.ndarray:

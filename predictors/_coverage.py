@@ -79,10 +79,11 @@ class CoverageReport:
 
 def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | None = None,
                       groups: Sequence[str] | None = None, coverages: Sequence[float] = COVERAGES,
-                      progress: Callable | None = None) -> CoverageReport:
+                      progress: Callable | None = None, source=None) -> CoverageReport:
     """Empirical coverage of ``model``'s intervals (model type as for :func:`predictors.train`) on held-out
     configs of ``data``: a random ``holdout`` mask, or leave-one-group-out over ``groups`` (one label per
-    config)."""
+    config). ``source``: passed on to :func:`predictors.train` (transfer, shared); a callable gets the held-out
+    config hashes of each fold and returns the source to use for it (a cross-device profile without them)."""
     coverages = [check_coverage(c) for c in coverages]
     if (holdout is None) == (groups is None):
         raise PredictorError("interval coverage: give a hold-out mask or groups, not both")
@@ -97,7 +98,8 @@ def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | N
     for test in progress(folds) if progress else folds:
         if test.all() or not test.any():
             raise PredictorError("interval coverage: every fold needs configs on both sides")
-        pred, _ = train(data.subset(~test), model)
+        src = source([c.hash for c, t in zip(data.configs, test) if t]) if callable(source) else source
+        pred, _ = train(data.subset(~test), model, source=src)
         how.add(pred.calibration.method)
         X = data.X[: data.n_configs][test]
         truth.append(data.values[test])

@@ -33,7 +33,7 @@ from ._predictor import TrainedPredictor, domain_of
 from ._surrogate import AccuracySurrogate
 from ._transfer import transfer_from
 
-MODEL_CHOICES = ("auto", "additive", "lgbm", "macs", "surrogate", "transfer")
+MODEL_CHOICES = ("auto", "additive", "lgbm", "macs", "shared", "surrogate", "transfer")
 SURROGATE_LABEL = "accuracy surrogate (ridge regression on architecture descriptors), not a trained network's accuracy"
 _PROTOCOL_COLUMNS = ("backend", "batch", "precision", "threads")
 
@@ -241,8 +241,14 @@ def candidate_models(metric: str, model: str = "auto", source=None, n_configs: i
         out["macs"] = MacsBaseline()
         return out
     if model == "surrogate":
-        raise PredictorError(f"model: surrogate predicts top1_pct, not {metric}; allowed: auto|additive|lgbm|macs|transfer")
+        raise PredictorError(f"model: surrogate predicts top1_pct, not {metric}; allowed: auto|additive|lgbm|macs|shared|transfer")
     out: dict[str, Any] = {"macs": MacsBaseline()}
+    if model == "shared":  # the cross-device model (predictors._shared): source is the common profile
+        if source is None:
+            raise PredictorError("source: --model shared needs the common cost profile of the other devices "
+                                 "(predictors.shared_profile); the CLI builds it from the store")
+        out["shared"] = transfer_from(source, mode="refit")
+        return out
     if model == "transfer":
         if source is None:
             raise PredictorError("source: --model transfer needs --source DEVICE (a device with a trained predictor)")

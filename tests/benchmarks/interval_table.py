@@ -23,7 +23,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from measured import Store  # noqa: E402
-from predictors import COVERAGES, interval_coverage, random_holdout, training_data, variant_groups  # noqa: E402
+from predictors import (  # noqa: E402
+    COVERAGES,
+    interval_coverage,
+    profile_rows,
+    random_holdout,
+    shared_profile,
+    training_data,
+    variant_groups,
+)
 
 PAPER = {"jetson_tx2": "latency_ms", "rpi5_arm_cpu": "latency_ms", "iphone13": "latency_ms",
          "titan_rtx_gpu": "latency_ms", "a40_gpu": "throughput_img_s", "imagenet1k": "top1_pct"}
@@ -49,12 +57,16 @@ def main() -> None:
         for device, metric in plan:
             data = training_data(store.measurements(device=device), device, metric)
             models = ["surrogate"] if metric == "top1_pct" else args.models.split(",")
+            everything = store.measurements()
             for model in models:
+                # The cross-device profile of each fold is learned without the held-out configs on any device.
+                src = (lambda held, d=device: shared_profile(profile_rows(everything, d, held))) if model == "shared" else None
                 if device == X86[0]:
-                    rep = interval_coverage(data, model, holdout=random_holdout(data.n_configs, args.holdout, seed=0))
+                    rep = interval_coverage(data, model, holdout=random_holdout(data.n_configs, args.holdout, seed=0),
+                                            source=src)
                 else:
                     groups = variant_groups(data.names, [c.hash for c in data.configs], per_variant=True)
-                    rep = interval_coverage(data, model, groups=groups)
+                    rep = interval_coverage(data, model, groups=groups, source=src)
                 d = {"device": device, "metric": metric, **rep.to_dict()}
                 rows.append(d)
                 print(f"{device}/{metric}: {rep.line()}; MAPE {rep.mape:.2f} %", flush=True)
