@@ -62,6 +62,7 @@ from ._predictor import (
 )
 from ._protocol import Predictor
 from ._shared import SHARED_MIN_CONFIGS, check_shared_fit, profile_rows, shared_model, shared_profile
+from ._shared import SHARED_MIN_CONFIGS, check_shared_fit, profile_rows, shared_model, shared_profile
 from ._surrogate import AccuracySurrogate
 from ._train import (
     MODEL_CHOICES,
@@ -117,6 +118,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SELECTIONS",
     "SHARED_MIN_CONFIGS",
+    "SHARED_MIN_CONFIGS",
     "SHIPPED_DIR",
     "TERMS",
     "TrainedPredictor",
@@ -124,6 +126,7 @@ __all__ = [
     "TransferModel",
     "UpdateResult",
     "available_predictors",
+    "check_shared_fit",
     "check_shared_fit",
     "calibrate",
     "candidate_models",
@@ -162,11 +165,14 @@ __all__ = [
     "out_of_space_features",
     "predictor_versions",
     "profile_rows",
+    "profile_rows",
     "random_holdout",
     "random_order",
     "rank_sources",
     "regression_report",
     "retrain_from_store",
+    "shared_model",
+    "shared_profile",
     "shared_model",
     "shared_profile",
     "rmse",

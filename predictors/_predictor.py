@@ -219,6 +219,16 @@ def _validation_summary(v: Any) -> dict[str, Any] | None:
     return {"method": v.get("method"), "mape": mape if isinstance(mape, (int, float)) else None}
 
 
+def _interval_summary(f: Any) -> list[dict[str, Any]] | None:
+    """[{nominal, empirical, median_relative_width}] of a sidecar's interval figures (None where it has none)."""
+    if not isinstance(f, dict) or not isinstance(f.get("rows"), list):
+        return None
+    keep = ("nominal", "empirical", "median_relative_width")
+    rows = [{k: r.get(k) for k in keep} for r in f["rows"] if isinstance(r, dict)]
+    ok = all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool) for r in rows for k in keep)
+    return rows if rows and ok else None
+
+
 def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
     """Every saved version of (device, metric): {origin, version, path, model_type, created, n_configs (the
     configs it was trained on), validation ({method, mape})}, newest last per origin."""
@@ -234,6 +244,7 @@ def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
             out.append({"origin": origin, "version": v, "path": str(p), "model_type": model_type or "unreadable",
                         "created": meta.get("created"), "n_configs": data.get("n_configs"),
                         "validation": _validation_summary(meta.get("validation")),
+                        "intervals": _interval_summary(meta.get("interval_figures")),
                         **({"problem": problem} if problem else {})})
     return out
 

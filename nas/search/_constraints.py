@@ -26,6 +26,7 @@ from ._storage import SearchError
 HAS_TRIAL_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 _USER_ATTR = "constraints"  # old API: where the values wait for the sampler's constraints_func
 _TIME_PER_IMAGE_METRICS = ("throughput_img_s", "fps")
+DOMAIN = "domain"  # the key of the training-domain constraint
 
 
 _UNITS = {"latency_ms": "ms", "ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "%"}
@@ -54,6 +55,8 @@ class Constraint:
 
     def quantity(self, e: Evaluation, objectives: Sequence[Objective]) -> float:
         """The constrained quantity of one architecture, in the limit's unit (a budget: of the scored value)."""
+        if self.key == DOMAIN:
+            return float(len(e.ood))
         if self.key == "max_params":
             return float(e.params)
         if self.key == "max_macs":
@@ -81,8 +84,9 @@ def ms_per_image(metric: str | None, value: float) -> float:
 
 def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, float | None],
                      max_params: float | None = None, max_macs: float | None = None, risk: str = "bound",
-                     confidence: float | None = 0.9) -> list[Constraint]:
-    """Budgets (per device, on the value the search scores: see the module doc) and size limits."""
+                     confidence: float | None = 0.9, extrapolate: bool = True) -> list[Constraint]:
+    """Budgets (per device, on the value the search scores: see the module doc) and size limits; unless
+    ``extrapolate``, the training domain of every predicted objective (:func:`domain_constraint`)."""
     out = []
     for o in objectives:
         b = budgets_ms.get(o.device) if o.is_time else None
@@ -102,7 +106,19 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
     if max_macs is not None:
         _positive("max-macs", max_macs)
         out.append(Constraint("max_macs", float(max_macs), f"MACs <= {format_quantity(max_macs, 'macs')}", "MACs"))
-    return out
+    dom = None if extrapolate else domain_constraint(objectives)
+    return out + ([dom] if dom is not None else [])
+
+
+def domain_constraint(objectives: Sequence[Objective]) -> Constraint | None:
+    """Every predicted objective inside its predictor's training domain: the number of predictions of a config that
+    are extrapolations, at most 0 (limit 0.5, so that the relative violation is -1 inside and +1 per extrapolation).
+    None when no objective has a domain."""
+    keys = [o.key for o in objectives if getattr(o, "predictor", None) is not None]
+    if not keys:
+        return None
+    return Constraint(DOMAIN, 0.5, "every prediction inside its predictor's training domain (--extrapolate to leave "
+                                   "it)", "extrapolated predictions")
 
 
 def _positive(field: str, v: float) -> None:

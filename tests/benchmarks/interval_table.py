@@ -60,7 +60,7 @@ def main() -> None:
             everything = store.measurements()
             for model in models:
                 # The cross-device profile of each fold is learned without the held-out configs on any device.
-                src = (lambda held, d=device: shared_profile(profile_rows(everything, d, held))) if model == "shared" else None
+                src = (lambda held, d=device, rows=everything: shared_profile(profile_rows(rows, d, held))) if model == "shared" else None
                 if device == X86[0]:
                     rep = interval_coverage(data, model, holdout=random_holdout(data.n_configs, args.holdout, seed=0),
                                             source=src)
