@@ -12,27 +12,30 @@ and attention ops, whether depthwise convolutions occur), each continuous featur
 search space, each indicator 0/1 (an attention type never seen counts 1). A training config has d = 0; a random
 config of the space lies 3-6 units from a dozen paper configs.
 
-The interval's half-width is ``e(x) + sqrt((q(c) * (1 + gamma * d(x)))^2 + (w(x) * z(c) * s_far)^2)``:
+Since calibration format 2 the half-width is ``sqrt((q(c) * (1 + u(x)))^2 + (w(x) * z(c) * s_far)^2)``:
 
-- ``e(x)`` is the part of the prediction that rests on extrapolation: |f(x) - f(x clipped into the training
-  range of every feature)| (in log time or points). A trend beyond the data is not trusted: the change a model
-  predicts past the edge of its data could be anywhere between none and twice as much. Inside the range e = 0.
-  With it, going outside the data can never improve an interval's pessimistic end by more than its width inside.
-- ``gamma`` is fitted to the residuals (maximum likelihood of r_i ~ N(0, s^2 (1 + gamma d_i)^2)): leave-one-out
-  on a dozen paper configs extrapolates often (the largest, the smallest, the only one at 192 px, the only one
-  with MHSA), so the data say how fast errors grow away from the data. It never goes below ``GAMMA_MIN``: a
-  predictor whose validation never left its data still widens away from it.
-- ``w(x) * z(c) * s_far`` is the far field: outside the range of the training configs (``b(x)``, the Euclidean length
-  of the key features' excess beyond their training range, in the same units), the model knows less and less
-  about x, down to no more than the spread of the metric over its training configs (``s_far``, the standard
-  deviation of their log times or top-1): ``w(x) = 1 - exp(-b(x) / FAR_LENGTH)``, z(c) the normal quantile.
-  Inside the range w = 0. This term is a prior, not calibrated: it can only widen an interval. It is what keeps
-  a search from trusting a predictor where the predictor has no evidence, e.g. a conv-only config scored by a
-  surrogate that never saw one (the surrogate cannot tell attention from none: its training configs all had it).
-- ``q`` is the conformal quantile of the normalised scores max(|r_i| - e_i, 0) / (1 + gamma d_i) (cross-conformal:
-  the ceil((n + 1) c)-th smallest) when there are more than 30 configs; with fewer, a conformal quantile at 0.95
-  does not exist (it needs 19 scores), so a Student-t interval on the normalised residuals is used instead:
-  ``t_{n-1}((1 + c) / 2) * rms * sqrt(1 + 1/n)``.
+- ``u(x) = gamma d(x) + beta b(x) + kappa e(x) / ref`` is the config's difficulty: ``d`` its distance to the nearest
+  training config, ``b`` the Euclidean length of its key features' excess beyond their training range (same units; an
+  attention type or MLP no training config had counts one unit), ``e`` the part of the prediction that rests on
+  extrapolation, |f(x) - f(x clipped into the training range of every feature)| (in log time or points), over the
+  rms of the held-out residuals (``ref``). The growth coefficients are **fitted** on the held-out residuals (maximum
+  likelihood of r_i ~ N(0, s^2 (1 + u_i)^2), each coefficient from ``GROWTH_GRID``): on the paper's devices every held-out
+  config is a whole named variant or ablation (leave-one-variant-out: the largest, the smallest, the only one with
+  MHSA, ...), i.e. the kind of config a search asks about, so the data say how fast errors grow with each measure of
+  difficulty, and an interval is as wide as the errors seen at that difficulty, not wider.
+- ``q`` is the conformal quantile of the normalised scores |r_i| / (1 + u_i) (cross-conformal: the ceil((n + 1) c)-th
+  smallest) when there are more than 30 configs; with fewer, a conformal quantile at 0.95 does not exist (it needs 19
+  scores), so a Student-t interval on the normalised residuals is used instead: ``t_{n-1}((1 + c) / 2) * rms * sqrt(1 +
+  1/n)``.
+- ``w(x) * z(c) * s_far`` is the far field, a prior that can only widen an interval: for structure no training config
+  had (``unseen``: attention type per stage, MLP per stage, depthwise convolutions), ``w = 1 - exp(-k / FAR_LENGTH)``
+  with k the number of such indicators, z(c) the normal quantile and ``s_far`` the spread of the metric over the
+  training configs. No held-out fold can show how wrong a model is about structure none of its data had (the
+  surrogate's configs all have attention: it cannot tell attention from none), so this term is not calibrated.
+
+Format 1 (sidecars written before): fixed growth instead, half-width ``e(x) + sqrt((q(c) * (1 + gamma d(x)))^2 + (w(x)
+* z(c) * s_far)^2)`` with gamma >= ``GAMMA_MIN`` and the far field growing with ``b(x)``; such sidecars are still read
+and keep that meaning.
 
 A config the predictor was trained on has a stored measurement of this device and protocol:
 :meth:`Calibration.measured_interval` reports that value with an interval from its measurement noise.

@@ -354,7 +354,7 @@ def cmd_list(args) -> int:
         error = f"{val['mape']:.1f} % ({val.get('method') or '?'})" if val.get("mape") is not None else "-"
         configs = latest.get("n_configs")
         iv = latest.get("intervals")
-        ivs = "-" if not iv else " / ".join(f"{x['empirical'] * 100:.0f}:{x['median_relative_width'] * 100:.0f}" for x in iv)
+        ivs = "-" if not iv else " / ".join(f"{x['empirical'] * 100:.0f}:{x['median_relative_width'] * 100:.2g}" for x in iv)
         table.append((r["device"], r["metric"], latest["model_type"] or "?", f"v{latest['version']} {latest['origin']}",
                       "-" if configs is None else f"{configs:,}", error, ivs, str(len(r["versions"]))))
     heads = ("device", "metric", "model", "in use", "configs", "validation MAPE",
