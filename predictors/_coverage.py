@@ -56,6 +56,8 @@ class CoverageReport:
     coverage_in_domain: dict[float, float | None] = dataclasses.field(default_factory=dict)
     median_relative_width_in_domain: dict[float, float | None] = dataclasses.field(default_factory=dict)
     mape: float | None = None  # error of the held-out central predictions (%)
+    # Per nominal coverage and held-out config: inside its interval, relative width, in domain (to pool reports).
+    details: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict, repr=False)
 
     def rows(self) -> list[dict]:
         return [{"nominal": c, "empirical": self.coverage[c], "median_relative_width": self.median_relative_width[c],
@@ -106,10 +108,11 @@ def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | N
         for c in coverages:
             parts[c].append(pred.predict_interval_features(X, c))  # no stored measurements: they are held out
     t = np.concatenate(truth)
-    cov, width, cov_in, width_in = {}, {}, {}, {}
+    cov, width, cov_in, width_in, details = {}, {}, {}, {}, {}
     for c in coverages:
         iv = _concat(parts[c])
         inside = np.asarray(iv.in_domain, bool)
+        details[c] = (iv.contains(t), iv.relative_width, inside)
         cov[c] = float(np.mean(iv.contains(t)))
         width[c] = float(np.median(iv.relative_width))
         cov_in[c] = float(np.mean(iv.contains(t)[inside])) if inside.any() else None
@@ -117,7 +120,24 @@ def interval_coverage(data: TrainingData, model: str, *, holdout: np.ndarray | N
     n_in = int(np.asarray(_concat(parts[coverages[0]]).in_domain, bool).sum())
     value = _concat(parts[coverages[0]]).value
     return CoverageReport(method, model, len(t), cov, width, " and ".join(sorted(how)), n_in, cov_in, width_in,
-                          mape(t, value))
+                          mape(t, value), details)
+
+
+def pooled(reports: Sequence[CoverageReport], model: str, method: str) -> CoverageReport:
+    """One report over the held-out configs of several (devices' leave-one-variant-out): coverage and median widths
+    of all their configs together."""
+    cov, width, cov_in, width_in, details = {}, {}, {}, {}, {}
+    for c in reports[0].coverage:
+        hits, rel, inside = (np.concatenate([r.details[c][k] for r in reports]) for k in range(3))
+        details[c] = (hits, rel, inside)
+        cov[c], width[c] = float(np.mean(hits)), float(np.median(rel))
+        cov_in[c] = float(np.mean(hits[inside])) if inside.any() else None
+        width_in[c] = float(np.median(rel[inside])) if inside.any() else None
+    n = sum(r.n for r in reports)
+    err = sum(r.mape * r.n for r in reports) / n if all(r.mape is not None for r in reports) else None
+    n_in = int(details[next(iter(reports[0].coverage))][2].sum())
+    how = " and ".join(sorted({r.intervals_method for r in reports}))
+    return CoverageReport(method, model, n, cov, width, how, n_in, cov_in, width_in, err, details)
 
 
 def _concat(ivs: list[PredictionInterval]) -> PredictionInterval:
