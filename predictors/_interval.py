@@ -376,9 +376,11 @@ class Calibration:
     def unseen(self, X: np.ndarray) -> np.ndarray:
         """How many structural indicators (attention type per stage, MLP per stage, depthwise convolutions) of each
         row of ``X`` take a value no training config had: structure the predictor has no evidence about."""
-        Z = key_features(X)[:, _INDICATOR]
-        lo, hi = self.box_lo[_INDICATOR], self.box_hi[_INDICATOR]
-        return ((Z < lo) | (Z > hi)).sum(axis=1).astype(float)
+        return self._unseen(key_features(X) / self.scale)
+
+    def _unseen(self, Z: np.ndarray) -> np.ndarray:
+        ind = Z[:, _INDICATOR]
+        return ((ind < self.box_lo[_INDICATOR]) | (ind > self.box_hi[_INDICATOR])).sum(axis=1).astype(float)
 
     def clip(self, X: np.ndarray) -> np.ndarray:
         """``X`` clipped into the feature range of the training configs (the model is asked there too)."""
@@ -387,16 +389,18 @@ class Calibration:
     def interval(self, value: np.ndarray, value_clipped: np.ndarray, X: np.ndarray, coverage: float):
         """(lo, hi, distance) of predictions ``value`` for feature rows ``X`` (``value_clipped``: the same model's
         predictions for :meth:`clip` of ``X``)."""
-        d = self.distance(X)
+        Z = key_features(X) / self.scale  # once: distance, excess and unseen structure all read it
+        d = nearest_distance(Z, self.points)
         e = np.abs(residuals(self.space, value, value_clipped))
         if self.fitted_growth:
-            near = self.quantile(coverage) * self.difficulty(d, self.outside(X), e)
-            far = (1.0 - np.exp(-self.unseen(X) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
+            near = self.quantile(coverage) * self.difficulty(d, _outside(Z, self.box_lo, self.box_hi), e)
+            far = (1.0 - np.exp(-self._unseen(Z) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
             half = np.sqrt(near**2 + far**2)
             lo, hi = apply_half_width(self.space, np.asarray(value, float), half, self.metric)
             return lo, hi, d
         near = self.quantile(coverage) * (1.0 + self.gamma * d)
-        far = (1.0 - np.exp(-self.outside(X) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
+        far = (1.0 - np.exp(-_outside(Z, self.box_lo, self.box_hi) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) \
+            * self.far_sd
         half = e + np.sqrt(near**2 + far**2)
         lo, hi = apply_half_width(self.space, np.asarray(value, float), half, self.metric)
         return lo, hi, d
