@@ -71,6 +71,7 @@ def front_frame(res: StudyResults) -> pd.DataFrame:
         out[f"{c.key} ({c.unit})"] = rows[f"q:{c.key}"]
     out["violation"], out["feasible"] = rows["violation"], rows["feasible"]
     out["out_of_domain"] = rows["ood"].apply(";".join)
+    out["evidence"] = [";".join(f"{k}={v}" for k, v in evidence(r, res).items()) for _, r in rows.iterrows()]
     out["attention"], out["resolution"] = rows["attention"], rows["resolution"]
     out["config_json"] = rows["config"].apply(lambda c: json.dumps(c, separators=(",", ":")))
     return out

@@ -61,6 +61,10 @@ def test_every_front_row_names_its_evidence():
         for k, v in ev.items():
             assert v in ("measured", "predicted in domain", "extrapolated")
             assert (v == "extrapolated") == (not e["in_domain"][k])
+    import pandas as pd
+
+    csv = pd.read_csv(d / "front.csv")
+    assert all(f"{ACC}=" in e and f"{KEY}=" in e for e in csv["evidence"])
     report = (d / "report.md").read_text()
     assert "evidence (domain)" in report and "in domain: " in report
     assert "extrapolation | allowed (--extrapolate)" in report
