@@ -344,7 +344,10 @@ class Calibration:
         the distance to the nearest training config, b the distance outside the training range (an attention type
         or MLP never seen counts one unit each), e the extrapolated part of the prediction (residual units)."""
         e_rel = e / self.ref if self.ref > 0 else np.zeros_like(e)
-        return 1.0 + self.gamma * d + self.beta * b + self.kappa * e_rel
+        # Beyond the farthest held-out config the calibration saw, the data say nothing about the growth: there it
+        # is at least GAMMA_MIN per unit (format 1's floor). The held-out configs themselves are never beyond it.
+        beyond = np.maximum(d - (self.distances.max() if len(self.distances) else 0.0), 0.0)
+        return 1.0 + self.gamma * d + max(GAMMA_MIN - self.gamma, 0.0) * beyond + self.beta * b + self.kappa * e_rel
 
     @property
     def scores(self) -> np.ndarray:

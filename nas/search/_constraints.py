@@ -55,8 +55,8 @@ class Constraint:
 
     def quantity(self, e: Evaluation, objectives: Sequence[Objective]) -> float:
         """The constrained quantity of one architecture, in the limit's unit (a budget: of the scored value)."""
-        if self.key == DOMAIN:
-            return float(len(e.ood))
+        if self.key == DOMAIN:  # graded, so that the sampler can move towards the domain; 0 exactly inside
+            return float(len(e.ood)) + float(getattr(e, "domain_excess", 0.0) or 0.0)
         if self.key == "max_params":
             return float(e.params)
         if self.key == "max_macs":
@@ -111,14 +111,15 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
 
 
 def domain_constraint(objectives: Sequence[Objective]) -> Constraint | None:
-    """Every predicted objective inside its predictor's training domain: the number of predictions of a config that
-    are extrapolations, at most 0 (limit 0.5, so that the relative violation is -1 inside and +1 per extrapolation).
-    None when no objective has a domain."""
+    """Every predicted objective inside its predictor's training domain. The quantity is the number of predictions of
+    a config that are extrapolations plus how far outside their domains they lie (predictors.domain_excess), at most 0
+    (limit 0.5: the relative violation is -1 inside and grows with the distance outside). None when no objective has
+    a domain."""
     keys = [o.key for o in objectives if getattr(o, "predictor", None) is not None]
     if not keys:
         return None
     return Constraint(DOMAIN, 0.5, "every prediction inside its predictor's training domain (--extrapolate to leave "
-                                   "it)", "extrapolated predictions")
+                                   "it)", "outside the training domains (0 inside)")
 
 
 def _positive(field: str, v: float) -> None:
