@@ -5,9 +5,10 @@ trained (model selection, fit and interval calibration) on the rest, then asked 
 configs. Two designs:
 
 - a random hold-out (devices with hundreds of configs);
-- leave-one-group-out (the paper's devices, 6-12 configs): the B1 ablations are one group, every other named
-  variant its own, so each fold scores an extrapolation the way a search meets one (train without the
-  ablations and score them; without B3 and score it; ...).
+- leave-one-group-out (the paper's devices, 6-12 configs): every named variant and every ablation its own group
+  (leave-one-variant-out, ``variant_groups(..., per_variant=True)``; or the B1 ablations as one group), so each
+  fold scores an extrapolation the way a search meets one (train without B3 and score it; without B1-mhsa and
+  score it; ...).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def register(sub) -> None:
     e.add_argument("--intervals", metavar="MODEL",
                    help="also score the prediction intervals of this model type (default: the device's current "
                         "predictor's; 'none' to skip): coverage at 0.8/0.9/0.95 and median relative width, on the "
-                        "hold-out, else leave-one-group-out (<= 30 configs) or 5-fold")
+                        "hold-out, else leave-one-variant-out (<= 30 configs) or 5-fold")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_store_arg(e)
     e.set_defaults(func=cmd_eval)
