@@ -181,6 +181,9 @@ def cmd_train(args) -> int:
     if source is not None and args.model != "shared":
         pred.meta["transfer_source"] = {"device": source.device, "metric": source.metric, "version": source.version,
                                         "model_type": source.model_type}
+    figures = _train_interval_figures(store, data, pred.model_type)
+    if figures is not None:  # shown by `predictors list`
+        pred.meta["interval_figures"] = figures.to_dict()
     path = save_version(_out_root(args.out) / args.device / metric, pred.estimator, pred.meta)
     if args.json:
         meta = json.loads((path / "meta.json").read_text())
@@ -193,6 +196,21 @@ def cmd_train(args) -> int:
         print(f"note: this is an {pred.meta['label']}")
     print(f"saved {pred.meta['model_type']} predictor v{path.name[1:].lstrip('0')} -> {path}")
     return 0
+
+
+def _train_interval_figures(store, data, model: str):
+    """Leave-one-variant-out figures of the trained model type on a device with at most LOO_MAX configs (a few
+    seconds); None above (``predictors eval`` scores those) or where a fold cannot be trained."""
+    from predictors import LOO_MAX, PredictorError, interval_coverage, variant_groups
+
+    if data.n_configs > LOO_MAX or model == "transfer":
+        return None
+    src = _shared_source(store, data) if model == "shared" else None
+    try:
+        return interval_coverage(data, model, groups=variant_groups(data.names, [c.hash for c in data.configs],
+                                                                    per_variant=True), source=src)
+    except PredictorError:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- eval
