@@ -52,6 +52,7 @@ from ._predictor import (
     TrainedPredictor,
     available_predictors,
     default_metric,
+    domain_excess,
     domain_mask,
     domain_of,
     domain_violations,
@@ -61,6 +62,7 @@ from ._predictor import (
     user_dir,
 )
 from ._protocol import Predictor
+from ._shared import SHARED_MIN_CONFIGS, check_shared_fit, profile_rows, shared_model, shared_profile
 from ._surrogate import AccuracySurrogate
 from ._train import (
     MODEL_CHOICES,

@@ -12,27 +12,30 @@ and attention ops, whether depthwise convolutions occur), each continuous featur
 search space, each indicator 0/1 (an attention type never seen counts 1). A training config has d = 0; a random
 config of the space lies 3-6 units from a dozen paper configs.
 
-The interval's half-width is ``e(x) + sqrt((q(c) * (1 + gamma * d(x)))^2 + (w(x) * z(c) * s_far)^2)``:
+Since calibration format 2 the half-width is ``sqrt((q(c) * (1 + u(x)))^2 + (w(x) * z(c) * s_far)^2)``:
 
-- ``e(x)`` is the part of the prediction that rests on extrapolation: |f(x) - f(x clipped into the training
-  range of every feature)| (in log time or points). A trend beyond the data is not trusted: the change a model
-  predicts past the edge of its data could be anywhere between none and twice as much. Inside the range e = 0.
-  With it, going outside the data can never improve an interval's pessimistic end by more than its width inside.
-- ``gamma`` is fitted to the residuals (maximum likelihood of r_i ~ N(0, s^2 (1 + gamma d_i)^2)): leave-one-out
-  on a dozen paper configs extrapolates often (the largest, the smallest, the only one at 192 px, the only one
-  with MHSA), so the data say how fast errors grow away from the data. It never goes below ``GAMMA_MIN``: a
-  predictor whose validation never left its data still widens away from it.
-- ``w(x) * z(c) * s_far`` is the far field: outside the range of the training configs (``b(x)``, the Euclidean length
-  of the key features' excess beyond their training range, in the same units), the model knows less and less
-  about x, down to no more than the spread of the metric over its training configs (``s_far``, the standard
-  deviation of their log times or top-1): ``w(x) = 1 - exp(-b(x) / FAR_LENGTH)``, z(c) the normal quantile.
-  Inside the range w = 0. This term is a prior, not calibrated: it can only widen an interval. It is what keeps
-  a search from trusting a predictor where the predictor has no evidence, e.g. a conv-only config scored by a
-  surrogate that never saw one (the surrogate cannot tell attention from none: its training configs all had it).
-- ``q`` is the conformal quantile of the normalised scores max(|r_i| - e_i, 0) / (1 + gamma d_i) (cross-conformal:
-  the ceil((n + 1) c)-th smallest) when there are more than 30 configs; with fewer, a conformal quantile at 0.95
-  does not exist (it needs 19 scores), so a Student-t interval on the normalised residuals is used instead:
-  ``t_{n-1}((1 + c) / 2) * rms * sqrt(1 + 1/n)``.
+- ``u(x) = gamma d(x) + beta b(x) + kappa e(x) / ref`` is the config's difficulty: ``d`` its distance to the nearest
+  training config, ``b`` the Euclidean length of its key features' excess beyond their training range (same units; an
+  attention type or MLP no training config had counts one unit), ``e`` the part of the prediction that rests on
+  extrapolation, |f(x) - f(x clipped into the training range of every feature)| (in log time or points), over the
+  rms of the held-out residuals (``ref``). The growth coefficients are **fitted** on the held-out residuals (maximum
+  likelihood of r_i ~ N(0, s^2 (1 + u_i)^2), each coefficient from ``GROWTH_GRID``): on the paper's devices every held-out
+  config is a whole named variant or ablation (leave-one-variant-out: the largest, the smallest, the only one with
+  MHSA, ...), i.e. the kind of config a search asks about, so the data say how fast errors grow with each measure of
+  difficulty, and an interval is as wide as the errors seen at that difficulty, not wider.
+- ``q`` is the conformal quantile of the normalised scores |r_i| / (1 + u_i) (cross-conformal: the ceil((n + 1) c)-th
+  smallest) when there are more than 30 configs; with fewer, a conformal quantile at 0.95 does not exist (it needs 19
+  scores), so a Student-t interval on the normalised residuals is used instead: ``t_{n-1}((1 + c) / 2) * rms * sqrt(1 +
+  1/n)``.
+- ``w(x) * z(c) * s_far`` is the far field, a prior that can only widen an interval: for structure no training config
+  had (``unseen``: attention type per stage, MLP per stage, depthwise convolutions), ``w = 1 - exp(-k / FAR_LENGTH)``
+  with k the number of such indicators, z(c) the normal quantile and ``s_far`` the spread of the metric over the
+  training configs. No held-out fold can show how wrong a model is about structure none of its data had (the
+  surrogate's configs all have attention: it cannot tell attention from none), so this term is not calibrated.
+
+Format 1 (sidecars written before): fixed growth instead, half-width ``e(x) + sqrt((q(c) * (1 + gamma d(x)))^2 + (w(x)
+* z(c) * s_far)^2)`` with gamma >= ``GAMMA_MIN`` and the far field growing with ``b(x)``; such sidecars are still read
+and keep that meaning.
 
 A config the predictor was trained on has a stored measurement of this device and protocol:
 :meth:`Calibration.measured_interval` reports that value with an interval from its measurement noise.
@@ -54,12 +57,16 @@ from search_spaces import ATTENTION_TYPES, sample_configs
 from ._base import TIME_METRICS, PredictorError
 from ._features import FEATURE_INDEX, N_FEATURES, SCHEMA_HASH, featurize
 
-CALIBRATION_FORMAT = 1
+CALIBRATION_FORMAT = 2
+READ_FORMATS = (1, 2)  # format 1: fixed growth (GAMMA_MIN floor, extrapolated part added whole, far-field prior)
 # With more configs than this, the conformal quantile (the LOO regime of the validation ends here too).
 CONFORMAL_MIN = 31
 GAMMA_MIN = 1.0  # the near-field error at least doubles one unit of distance away from the nearest training config
 FAR_LENGTH = 1.0  # one spread of the search space beyond the training range: 63 % of the far field
 GAMMA_GRID = tuple(float(g) for g in np.concatenate([[GAMMA_MIN], np.geomspace(GAMMA_MIN * 1.25, 50.0, 40)]))
+# Format 2: the growth of the error with difficulty is fitted on held-out variant families; each coefficient from
+# this grid (0: the held-out errors did not grow with that measure of difficulty).
+GROWTH_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_COVERAGE = 0.9
 COVERAGE_RANGE = (0.5, 0.999)  # exclusive bounds
 _SPACE_SAMPLE = 2000
@@ -137,6 +144,12 @@ def nearest_distance(Z: np.ndarray, points: np.ndarray) -> np.ndarray:
         d2 = np.einsum("ij,ij->i", z, z)[:, None] + p2[None, :] - 2.0 * (z @ points.T)
         out[i:i + _CHUNK] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
     return out
+
+
+def _outside(Z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Euclidean length of each row's excess beyond the box [lo, hi] (0 inside)."""
+    excess = np.maximum(lo - Z, 0.0) + np.maximum(Z - hi, 0.0)
+    return np.sqrt((excess**2).sum(axis=1))
 
 
 def check_coverage(coverage: float) -> float:
@@ -230,6 +243,24 @@ def fit_gamma(r: np.ndarray, d: np.ndarray, grid: Sequence[float] = GAMMA_GRID) 
     return float(grid[int(np.argmax(loglik))])
 
 
+def fit_growth(r: np.ndarray, d: np.ndarray, b: np.ndarray, e: np.ndarray,
+               grid: Sequence[float] = GROWTH_GRID) -> tuple[float, float, float]:
+    """(gamma, beta, kappa) of ``grid`` maximising the likelihood of r_i ~ N(0, s^2 (1 + u_i)^2) with the difficulty
+    u_i = gamma d_i + beta b_i + kappa e_i (s profiled out): d the distance to the nearest training config, b the
+    distance outside the training range, e the extrapolated part of the prediction over the rms residual. Ties go to
+    the smaller growth (earlier in the grid)."""
+    r = np.asarray(r, float)
+    if len(r) < 3:
+        return 0.0, 0.0, 0.0
+    g = np.asarray(grid, float)
+    G, B, K = (a.ravel() for a in np.meshgrid(g, g, g, indexing="ij"))
+    f = 1.0 + G[:, None] * d[None, :] + B[:, None] * b[None, :] + K[:, None] * e[None, :]
+    s2 = np.maximum(np.mean((r[None, :] / f) ** 2, axis=1), 1e-300)
+    loglik = -0.5 * len(r) * np.log(s2) - np.log(f).sum(axis=1)
+    best = int(np.argmax(loglik - 1e-9 * (G + B + K)))
+    return float(G[best]), float(B[best]), float(K[best])
+
+
 def _decimals(v: float) -> int:
     exp = decimal.Decimal(repr(float(v))).normalize().as_tuple().exponent
     return max(0, -int(exp)) if isinstance(exp, int) else 0
@@ -264,12 +295,16 @@ class Calibration:
 
     def __init__(self, *, space: str, metric: str, residuals, distances, extrapolation, gamma: float, points, scale,
                  feature_lo, feature_hi, far_sd: float, cv: str, noise: MeasurementNoise | None = None,
-                 hashes: Sequence[str] = ()):
+                 hashes: Sequence[str] = (), outside=None, beta: float = 0.0, kappa: float | None = None,
+                 ref: float = 0.0):
         self.space, self.metric, self.cv = space, metric, cv
         self.residuals = np.asarray(residuals, float)
         self.distances = np.asarray(distances, float)
         self.extrapolation = np.asarray(extrapolation, float)
         self.gamma = float(gamma)
+        # Format 2 (kappa not None): growth fitted on held-out families (see :meth:`difficulty`); format 1: fixed.
+        self.outside_d = np.zeros(len(self.residuals)) if outside is None else np.asarray(outside, float)
+        self.beta, self.kappa, self.ref = float(beta), None if kappa is None else float(kappa), float(ref)
         self.points, self.scale = np.asarray(points, float), np.asarray(scale, float)
         self.box_lo, self.box_hi = self.points.min(axis=0), self.points.max(axis=0)
         self.far_sd = float(far_sd)
@@ -287,16 +322,37 @@ class Calibration:
     def method(self) -> str:
         return "conformal" if self.n >= CONFORMAL_MIN else "student_t"
 
+    @property
+    def fitted_growth(self) -> bool:
+        """Whether the width's growth with difficulty was fitted on held-out families (format 2)."""
+        return self.kappa is not None
+
     def describe(self) -> str:
         how = ("conformal quantile of cross-validated residuals" if self.method == "conformal"
-               else "Student-t on leave-one-out residuals")
+               else f"Student-t on {self.cv} residuals")
         unit = "log time" if self.space == "log" else "points of top-1"
+        if self.fitted_growth:
+            return (f"{how} ({self.n} configs, {unit}), scaled by the difficulty 1 + {self.gamma:.3g} x distance to "
+                    f"the nearest training config + {self.beta:.3g} x distance outside the training range + "
+                    f"{self.kappa:.3g} x extrapolated part / {self.ref:.3g} (growth fitted on the held-out configs)")
         return (f"{how} ({self.n} configs, {unit}), widened by 1 + {self.gamma:.3g} x distance to the nearest training "
                 f"config, plus the extrapolated part of the prediction; outside the training range towards the spread of "
                 f"the metric (sd {self.far_sd:.3g})")
 
+    def difficulty(self, d: np.ndarray, b: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """1 + u(x), the factor an interval's width grows by (format 2): u = gamma d + beta b + kappa e / ref with d
+        the distance to the nearest training config, b the distance outside the training range (an attention type
+        or MLP never seen counts one unit each), e the extrapolated part of the prediction (residual units)."""
+        e_rel = e / self.ref if self.ref > 0 else np.zeros_like(e)
+        # Beyond the farthest held-out config the calibration saw, the data say nothing about the growth: there it
+        # is at least GAMMA_MIN per unit (format 1's floor). The held-out configs themselves are never beyond it.
+        beyond = np.maximum(d - (self.distances.max() if len(self.distances) else 0.0), 0.0)
+        return 1.0 + self.gamma * d + max(GAMMA_MIN - self.gamma, 0.0) * beyond + self.beta * b + self.kappa * e_rel
+
     @property
     def scores(self) -> np.ndarray:
+        if self.fitted_growth:
+            return np.abs(self.residuals) / self.difficulty(self.distances, self.outside_d, self.extrapolation)
         return np.maximum(np.abs(self.residuals) - self.extrapolation, 0.0) / (1.0 + self.gamma * self.distances)
 
     def quantile(self, coverage: float) -> float:
@@ -318,9 +374,16 @@ class Calibration:
 
     def outside(self, X: np.ndarray) -> np.ndarray:
         """How far each row of ``X`` lies outside the training range of the key features (0 inside)."""
-        Z = key_features(X) / self.scale
-        excess = np.maximum(self.box_lo - Z, 0.0) + np.maximum(Z - self.box_hi, 0.0)
-        return np.sqrt((excess**2).sum(axis=1))
+        return _outside(key_features(X) / self.scale, self.box_lo, self.box_hi)
+
+    def unseen(self, X: np.ndarray) -> np.ndarray:
+        """How many structural indicators (attention type per stage, MLP per stage, depthwise convolutions) of each
+        row of ``X`` take a value no training config had: structure the predictor has no evidence about."""
+        return self._unseen(key_features(X) / self.scale)
+
+    def _unseen(self, Z: np.ndarray) -> np.ndarray:
+        ind = Z[:, _INDICATOR]
+        return ((ind < self.box_lo[_INDICATOR]) | (ind > self.box_hi[_INDICATOR])).sum(axis=1).astype(float)
 
     def clip(self, X: np.ndarray) -> np.ndarray:
         """``X`` clipped into the feature range of the training configs (the model is asked there too)."""
@@ -329,10 +392,18 @@ class Calibration:
     def interval(self, value: np.ndarray, value_clipped: np.ndarray, X: np.ndarray, coverage: float):
         """(lo, hi, distance) of predictions ``value`` for feature rows ``X`` (``value_clipped``: the same model's
         predictions for :meth:`clip` of ``X``)."""
-        d = self.distance(X)
+        Z = key_features(X) / self.scale  # once: distance, excess and unseen structure all read it
+        d = nearest_distance(Z, self.points)
         e = np.abs(residuals(self.space, value, value_clipped))
+        if self.fitted_growth:
+            near = self.quantile(coverage) * self.difficulty(d, _outside(Z, self.box_lo, self.box_hi), e)
+            far = (1.0 - np.exp(-self._unseen(Z) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
+            half = np.sqrt(near**2 + far**2)
+            lo, hi = apply_half_width(self.space, np.asarray(value, float), half, self.metric)
+            return lo, hi, d
         near = self.quantile(coverage) * (1.0 + self.gamma * d)
-        far = (1.0 - np.exp(-self.outside(X) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) * self.far_sd
+        far = (1.0 - np.exp(-_outside(Z, self.box_lo, self.box_hi) / FAR_LENGTH)) * stats.norm.ppf((1 + coverage) / 2) \
+            * self.far_sd
         half = e + np.sqrt(near**2 + far**2)
         lo, hi = apply_half_width(self.space, np.asarray(value, float), half, self.metric)
         return lo, hi, d
@@ -374,23 +445,27 @@ class Calibration:
         space = residual_space(metric)
         scale = np.array(space_scales())
         Z = key_features(X_train) / scale
-        d = np.zeros(len(Z))
+        d, b = np.zeros(len(Z)), np.zeros(len(Z))
         for train, test in splits:
             d[test] = nearest_distance(Z[test], Z[train])
+            b[test] = _outside(Z[test], Z[train].min(axis=0), Z[train].max(axis=0))
         r = residuals(space, truth, oof)
         e = np.abs(residuals(space, oof, oof_clipped))
         t = np.log(np.asarray(truth, float)) if space == "log" else np.asarray(truth, float)
+        ref = float(np.sqrt(np.mean(r**2))) if len(r) else 0.0
+        gamma, beta, kappa = fit_growth(r, d, b, e / ref if ref > 0 else np.zeros_like(e))
         return cls(space=space, metric=metric, residuals=r, distances=d, extrapolation=e,
-                   far_sd=float(np.std(t, ddof=1)) if len(t) > 1 else 0.0,
-                   gamma=fit_gamma(np.maximum(np.abs(r) - e, 0.0), d), points=Z, scale=scale,
-                   feature_lo=X_train.min(axis=0), feature_hi=X_train.max(axis=0), cv=cv, noise=noise, hashes=hashes)
+                   far_sd=float(np.std(t, ddof=1)) if len(t) > 1 else 0.0, gamma=gamma, points=Z, scale=scale,
+                   feature_lo=X_train.min(axis=0), feature_hi=X_train.max(axis=0), cv=cv, noise=noise, hashes=hashes,
+                   outside=b, beta=beta, kappa=kappa, ref=ref)
 
     def to_json(self) -> dict[str, Any]:
         r6 = lambda a: [float(f"{x:.6g}") for x in a]  # noqa: E731
         doc: dict[str, Any] = {
             "format": CALIBRATION_FORMAT, "space": self.space, "method": self.method, "cv": self.cv,
             "gamma": self.gamma, "far_sd": self.far_sd, "residuals": r6(self.residuals), "distances": r6(self.distances),
-            "extrapolation": r6(self.extrapolation),
+            "extrapolation": r6(self.extrapolation), "outside": r6(self.outside_d),
+            "growth": {"gamma": self.gamma, "beta": self.beta, "kappa": self.kappa, "ref": self.ref},
             "features": {"names": list(KEY_NAMES), "scale": list(map(float, self.scale)),
                          "points": [[float(f"{x:.4g}") for x in p] for p in self.points]},
             "feature_range": {"schema": SCHEMA_HASH, "lo": list(map(float, self.feature_lo)),
@@ -410,8 +485,9 @@ class Calibration:
         """A stored calibration; any malformed field is a one-line PredictorError naming it."""
         if not isinstance(doc, Mapping):
             raise PredictorError("calibration: not an object")
-        if doc.get("format") != CALIBRATION_FORMAT:
-            raise PredictorError(f"calibration.format: {doc.get('format')!r}; this code reads {CALIBRATION_FORMAT}")
+        fmt = doc.get("format")
+        if isinstance(fmt, bool) or fmt not in READ_FORMATS:
+            raise PredictorError(f"calibration.format: {fmt!r}; this code reads {'|'.join(map(str, READ_FORMATS))}")
         space = doc.get("space")
         if space != residual_space(metric):
             raise PredictorError(f"calibration.space: {space!r} does not fit metric {metric}")
@@ -449,9 +525,26 @@ class Calibration:
         if m is not None:
             noise = _noise_from_json(m, len(hashes))
         cv = doc.get("cv")
+        growth = _growth_from_json(doc, len(r)) if fmt == 2 else {}
         return cls(space=space, metric=metric, residuals=r, distances=d, extrapolation=e, gamma=float(gamma),
                    points=points, scale=scale, feature_lo=f_lo, feature_hi=f_hi, far_sd=float(far_sd),
-                   cv=str(cv) if isinstance(cv, str) else "?", noise=noise, hashes=hashes)
+                   cv=str(cv) if isinstance(cv, str) else "?", noise=noise, hashes=hashes, **growth)
+
+
+def _growth_from_json(doc: Mapping, n: int) -> dict[str, Any]:
+    """The fitted growth of a format-2 calibration (beta, kappa, ref, the held-out configs' outside distances)."""
+    g = doc.get("growth")
+    if not isinstance(g, Mapping):
+        raise PredictorError("calibration.growth: not an object")
+    out: dict[str, Any] = {"outside": _floats(doc.get("outside"), "calibration.outside", n=n, nonneg=True)}
+    for k in ("beta", "kappa", "ref"):
+        v = g.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e6:
+            raise PredictorError(f"calibration.growth.{k}: must be a non-negative number (got {v!r})")
+        out[k] = float(v)
+    if g.get("gamma") != doc.get("gamma"):
+        raise PredictorError("calibration.growth.gamma: differs from calibration.gamma")
+    return out
 
 
 def _floats(v: Any, field: str, n: int | None = None, nonneg: bool = False) -> np.ndarray:

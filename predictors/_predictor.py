@@ -70,6 +70,28 @@ def domain_mask(X: np.ndarray, domain: dict[str, Any] | None) -> np.ndarray:
     return ok
 
 
+def domain_excess(X: np.ndarray, domain: dict[str, Any] | None) -> np.ndarray:
+    """How far each row of ``X`` lies outside ``domain`` (0 exactly where :func:`domain_mask` is True): per feature range
+    its excess in units of the range's width (of the value where the range is a single value), plus one per attention
+    type and op type never seen. A graded measure, so that a search can move towards the domain."""
+    out = np.zeros(X.shape[0])
+    if not domain:
+        return out
+    for name, (lo, hi) in domain["ranges"].items():
+        v = X[:, FEATURE_INDEX[name]]
+        unit = hi - lo if hi > lo else max(abs(hi), 1.0)
+        out += (np.maximum(lo - v, 0.0) + np.maximum(v - hi, 0.0)) / unit
+    seen_att, seen_ops = set(domain["attention_types"]), set(domain["op_types"])
+    for s in (3, 4):
+        for a in ATTENTION_TYPES:
+            if a not in seen_att:
+                out += X[:, FEATURE_INDEX[f"att{s}_{a}"]] != 0
+    for op in OP_TYPES:
+        if op not in seen_ops:
+            out += X[:, FEATURE_INDEX[f"layers.{op}"]] != 0
+    return out
+
+
 def domain_violations(x: np.ndarray, domain: dict[str, Any] | None) -> list[str]:
     """Why one feature row lies outside ``domain`` (empty when inside), e.g. "resolution 288 outside [192, 224]"."""
     if not domain:
@@ -172,6 +194,10 @@ class TrainedPredictor(Predictor):
         """:meth:`in_domain` for rows of :func:`predictors.featurize` (featurise once, ask several predictors)."""
         return domain_mask(X, self._domain)
 
+    def domain_excess_features(self, X: np.ndarray) -> np.ndarray:
+        """:func:`domain_excess` of feature rows: how far outside the training domain (0 inside)."""
+        return domain_excess(X, self._domain)
+
     def in_domain_mask(self, configs: Sequence[LowFormerConfig]) -> np.ndarray:
         return domain_mask(featurize(list(configs)), self._domain)
 
@@ -219,6 +245,16 @@ def _validation_summary(v: Any) -> dict[str, Any] | None:
     return {"method": v.get("method"), "mape": mape if isinstance(mape, (int, float)) else None}
 
 
+def _interval_summary(f: Any) -> list[dict[str, Any]] | None:
+    """[{nominal, empirical, median_relative_width}] of a sidecar's interval figures (None where it has none)."""
+    if not isinstance(f, dict) or not isinstance(f.get("rows"), list):
+        return None
+    keep = ("nominal", "empirical", "median_relative_width")
+    rows = [{k: r.get(k) for k in keep} for r in f["rows"] if isinstance(r, dict)]
+    ok = all(isinstance(r[k], (int, float)) and not isinstance(r[k], bool) for r in rows for k in keep)
+    return rows if rows and ok else None
+
+
 def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
     """Every saved version of (device, metric): {origin, version, path, model_type, created, n_configs (the
     configs it was trained on), validation ({method, mape})}, newest last per origin."""
@@ -234,6 +270,7 @@ def predictor_versions(device: str, metric: str) -> list[dict[str, Any]]:
             out.append({"origin": origin, "version": v, "path": str(p), "model_type": model_type or "unreadable",
                         "created": meta.get("created"), "n_configs": data.get("n_configs"),
                         "validation": _validation_summary(meta.get("validation")),
+                        "intervals": _interval_summary(meta.get("interval_figures")),
                         **({"problem": problem} if problem else {})})
     return out
 

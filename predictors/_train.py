@@ -24,7 +24,7 @@ from measured import ACCURACY_DEVICE, full_results, protocol_key
 from search_spaces import LowFormerConfig
 
 # The model types: importing one registers it (CostModel.__init_subclass__), and model_types() reads them.
-from . import _additive, _lgbm, _surrogate, _transfer  # noqa: F401
+from . import _additive, _lgbm, _shared, _surrogate, _transfer  # noqa: F401
 from ._base import (
     ACCURACY_METRICS,
     ESTIMATORS,

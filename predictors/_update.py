@@ -30,6 +30,15 @@ def update_model(previous: TrainedPredictor | None, model: str | None = None) ->
     return "auto" if m == "transfer" else m
 
 
+def _source_for(store, device: str, model: str):
+    """The common cost profile of every other device in ``store`` when ``model`` is the cross-device one."""
+    if model != "shared":
+        return None
+    from ._shared import profile_rows, shared_profile
+
+    return shared_profile(profile_rows(store.measurements(), device))
+
+
 @dataclasses.dataclass
 class UpdateResult:
     """A retrained predictor, where it was saved, its validation figures, and the fixed hold-out comparison
@@ -86,6 +95,8 @@ def update(before: pd.DataFrame, after: pd.DataFrame, device: str, metric: str, 
         old = None
     new = training_data(after, device, metric)
     m = update_model(previous, model)
+    if m == "shared":  # an imported file brings one device's rows, not the other devices' common profile
+        m = "additive"
     rows, n_held = holdout_comparison(old, new, m)
     pred, results = train(new, m, device_protocol=device_protocol, progress=progress)
     loaded, path = _save(pred, root)
@@ -99,6 +110,7 @@ def retrain_from_store(store, device: str, metric: str, *, previous: TrainedPred
     save it as a new version: the next ``load_predictor`` returns it."""
     dev = store.device(device)
     data = training_data(store.measurements(device=device), device, metric)
-    pred, _ = train(data, update_model(previous, model), device_protocol=dev.protocol if dev is not None else None,
-                    progress=progress)
+    m = update_model(previous, model)
+    pred, _ = train(data, m, source=_source_for(store, device, m),
+                    device_protocol=dev.protocol if dev is not None else None, progress=progress)
     return _save(pred, root)

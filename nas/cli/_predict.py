@@ -46,7 +46,7 @@ def register(sub) -> None:
     e.add_argument("--intervals", metavar="MODEL",
                    help="also score the prediction intervals of this model type (default: the device's current "
                         "predictor's; 'none' to skip): coverage at 0.8/0.9/0.95 and median relative width, on the "
-                        "hold-out, else leave-one-group-out (<= 30 configs) or 5-fold")
+                        "hold-out, else leave-one-variant-out (<= 30 configs) or 5-fold")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_store_arg(e)
     e.set_defaults(func=cmd_eval)
@@ -175,10 +175,15 @@ def cmd_train(args) -> int:
     source = _load_source(args.source) if args.source else None
     if args.model == "transfer" and source is None:
         raise UserError("source: --model transfer needs --source DEVICE")
+    if args.model == "shared":  # the common cost profile of every other device in the store
+        source = _shared_source(store, data)()
     pred, results = train(data, args.model, source=source, device_protocol=protocol, progress=_progress("validating"))
-    if source is not None:
+    if source is not None and args.model != "shared":
         pred.meta["transfer_source"] = {"device": source.device, "metric": source.metric, "version": source.version,
                                         "model_type": source.model_type}
+    figures = _train_interval_figures(store, data, pred.model_type)
+    if figures is not None:  # shown by `predictors list`
+        pred.meta["interval_figures"] = figures.to_dict()
     path = save_version(_out_root(args.out) / args.device / metric, pred.estimator, pred.meta)
     if args.json:
         meta = json.loads((path / "meta.json").read_text())
@@ -191,6 +196,21 @@ def cmd_train(args) -> int:
         print(f"note: this is an {pred.meta['label']}")
     print(f"saved {pred.meta['model_type']} predictor v{path.name[1:].lstrip('0')} -> {path}")
     return 0
+
+
+def _train_interval_figures(store, data, model: str):
+    """Leave-one-variant-out figures of the trained model type on a device with at most LOO_MAX configs (a few
+    seconds); None above (``predictors eval`` scores those) or where a fold cannot be trained."""
+    from predictors import LOO_MAX, PredictorError, interval_coverage, variant_groups
+
+    if data.n_configs > LOO_MAX or model == "transfer":
+        return None
+    src = _shared_source(store, data) if model == "shared" else None
+    try:
+        return interval_coverage(data, model, groups=variant_groups(data.names, [c.hash for c in data.configs],
+                                                                    per_variant=True), source=src)
+    except PredictorError:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -238,7 +258,7 @@ def cmd_eval(args) -> int:
     holdout = random_holdout(data.n_configs, args.holdout) if args.holdout else None
     results = evaluate_models(data, models, progress=_progress("validating"), holdout=holdout)
     method = f"random hold-out of {args.holdout} configs" if holdout is not None else cv_method(data.n_configs)
-    coverage = _interval_coverage(args, data, metric, holdout)
+    coverage = _interval_coverage(args, data, metric, holdout, store)
     if args.json:
         print(json.dumps({"device": args.device, "metric": metric, "method": method, "n_configs": data.n_configs,
                           "models": _figures_only(results), "intervals": coverage and coverage.to_dict()}, indent=2))
@@ -258,7 +278,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _interval_coverage(args, data, metric: str, holdout):
+def _shared_source(store, data):
+    """For --model shared: per held-out fold, the common cost profile of the other devices without those configs."""
+    from predictors import check_shared_fit, profile_rows, shared_profile
+
+    everything = store.measurements()
+    check_shared_fit(data.device, data.metric, data.X[: data.n_configs], data.n_configs,
+                     profile_rows(everything, data.device))
+    return lambda held=(): shared_profile(profile_rows(everything, data.device, held))
+
+
+def _interval_coverage(args, data, metric: str, holdout, store=None):
     """The calibration figures of the intervals (None with --intervals none)."""
     from predictors import LOO_MAX, PredictorError, interval_coverage, load_predictor, variant_groups
 
@@ -270,20 +300,23 @@ def _interval_coverage(args, data, metric: str, holdout):
             model = load_predictor(args.device, metric).model_type
         except PredictorError:
             model = "auto"
+    src = _shared_source(store, data) if model == "shared" and store is not None else None
     if holdout is not None:
-        return interval_coverage(data, model, holdout=holdout, progress=_progress("intervals"))
-    if data.n_configs <= LOO_MAX:
-        groups = variant_groups(data.names, [c.hash for c in data.configs])
+        return interval_coverage(data, model, holdout=holdout, progress=_progress("intervals"), source=src)
+    if data.n_configs <= LOO_MAX:  # leave-one-variant-out: every named variant and ablation on its own
+        groups = variant_groups(data.names, [c.hash for c in data.configs], per_variant=True)
     else:
         groups = [f"fold{i % 5}" for i in range(data.n_configs)]  # 5 folds over the configs in hash order
-    return interval_coverage(data, model, groups=groups, progress=_progress("intervals"))
+    return interval_coverage(data, model, groups=groups, progress=_progress("intervals"), source=src)
 
 
 def _print_coverage(rep) -> None:
     print(f"prediction intervals: {rep.model} model ({rep.intervals_method}), {rep.method}, {rep.n} configs")
     print(f"{'nominal':>8s} {'empirical':>10s} {'median width':>13s}")
     for r in rep.rows():
-        print(f"{r['nominal']:8.2f} {r['empirical'] * 100:9.0f}% {r['median_relative_width'] * 100:12.1f}%")
+        win = r.get("median_relative_width_in_domain")
+        print(f"{r['nominal']:8.2f} {r['empirical'] * 100:9.0f}% {r['median_relative_width'] * 100:12.1f}%"
+              + ("" if win is None else f"  (in domain: {win * 100:.1f}%, {rep.n_in_domain} configs)"))
 
 
 # ---------------------------------------------------------------------------------------------- update
@@ -338,15 +371,20 @@ def cmd_list(args) -> int:
         val = latest.get("validation") or {}
         error = f"{val['mape']:.1f} % ({val.get('method') or '?'})" if val.get("mape") is not None else "-"
         configs = latest.get("n_configs")
+        iv = latest.get("intervals")
+        ivs = "-" if not iv else " / ".join(f"{x['empirical'] * 100:.0f}:{x['median_relative_width'] * 100:.2g}" for x in iv)
         table.append((r["device"], r["metric"], latest["model_type"] or "?", f"v{latest['version']} {latest['origin']}",
-                      "-" if configs is None else f"{configs:,}", error, str(len(r["versions"]))))
-    heads = ("device", "metric", "model", "in use", "configs", "validation MAPE", "versions")
+                      "-" if configs is None else f"{configs:,}", error, ivs, str(len(r["versions"]))))
+    heads = ("device", "metric", "model", "in use", "configs", "validation MAPE",
+             "intervals 0.8 / 0.9 / 0.95 (covered:width %)", "versions")
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(heads)]
-    right = {4, 6}  # numbers
+    right = {4, 7}  # numbers
     for line in [heads] + table:
         print("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip())
     print("\nconfigs: the distinct architectures a predictor was trained on; validation MAPE: its error on configs "
-          "held out of training. A user-trained version is used over the shipped one.")
+          "held out of training; intervals: share of held-out configs inside the interval at each nominal coverage and "
+          "its median width in % of the value (leave-one-variant-out or a hold-out; '-': not scored, run lowformer-nas "
+          "predictors eval --device D). A user-trained version is used over the shipped one.")
     return 0
 
 

@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--confidence", type=float, metavar="C",
                    help="coverage of the prediction intervals, in (0.5, 0.999) (default 0.9: a returned config is over "
                         "budget with probability <= 5 %%)")
+    p.add_argument("--extrapolate", action="store_true",
+                   help="let configs outside a predictor's training domain (the accuracy surrogate's included) compete "
+                        "on their wider intervals (default: every prediction stays inside its domain)")
     p.add_argument("--seed", type=int, help="sampler seed (default: one is drawn and reported)")
     p.add_argument("--runs-dir", default=None, metavar="DIR",
                    help="where studies live (default: $LOWFORMER_NAS_HOME/runs; existing studies are also found in ./runs)")
@@ -91,7 +94,7 @@ def cmd_search(args) -> int:
         devices=args.devices or (), budgets_ms=args.budget_ms, trials=args.trials, study=args.study,
         storage=args.storage, sampler=args.sampler, objective=args.objective, max_params=args.max_params,
         max_macs=args.max_macs, seed=args.seed, runs_dir=args.runs_dir, population_size=args.population_size,
-        risk=args.risk, confidence=args.confidence,
+        risk=args.risk, confidence=args.confidence, extrapolate=True if args.extrapolate else None,
     )
     r = run_search(settings, progress=not args.quiet, png=not args.no_png)
     _print_result(r)
@@ -187,11 +190,11 @@ def _print_front(res, n: int = 10) -> None:
         for k in keys:
             lo, hi = float(r[f"{k}_lo"]), float(r[f"{k}_hi"])
             cell = format_quantity(r[k], metrics.get(k)) + (f" [{lo:.4g}, {hi:.4g}]" if lo < hi else "")
-            cell += "*" if k in r["ood"] else ""
+            cell += "*" if k in r["ood"] else ("=" if k in r["measured"] else "")
             cells.append(f"{cell:>28s}")
         print("  " + f"{rank:3d} {r['hash'][:12]} {r['named'][:6]:6s} " + " ".join(cells) + f" {r['macs'] / 1e6:9.0f}")
-    if any(len(x) for x in rows["ood"]):
-        print("  * extrapolated: outside that predictor's training domain")
+    print("  = measured (a stored measurement of this device); * extrapolated: outside that predictor's training domain; "
+          "unmarked: predicted inside it")
 
 
 def cmd_plot(args) -> int:

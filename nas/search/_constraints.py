@@ -26,8 +26,7 @@ from ._storage import SearchError
 HAS_TRIAL_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
 _USER_ATTR = "constraints"  # old API: where the values wait for the sampler's constraints_func
 _TIME_PER_IMAGE_METRICS = ("throughput_img_s", "fps")
-
-
+DOMAIN = "domain"  # the key of the training-domain constraint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +70,8 @@ class Constraint:
 
     def quantity(self, e: Evaluation, objectives: Sequence[Objective]) -> float:
         """The constrained quantity of one architecture, in the limit's unit (a budget: of the scored value)."""
+        if self.key == DOMAIN:  # graded, so that the sampler can move towards the domain; 0 exactly inside
+            return float(len(e.ood)) + float(getattr(e, "domain_excess", 0.0) or 0.0)
         if self.key in SIZE_LIMITS:
             return float(getattr(e, SIZE_LIMITS[self.key].attr))
         i = [o.key for o in objectives].index(self.objective)
@@ -96,8 +97,9 @@ def ms_per_image(metric: str | None, value: float) -> float:
 
 def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, float | None],
                      max_params: float | None = None, max_macs: float | None = None, risk: str = "bound",
-                     confidence: float | None = 0.9) -> list[Constraint]:
-    """Budgets (per device, on the value the search scores: see the module doc) and size limits."""
+                     confidence: float | None = 0.9, extrapolate: bool = True) -> list[Constraint]:
+    """Budgets (per device, on the value the search scores: see the module doc) and size limits; unless
+    ``extrapolate``, the training domain of every predicted objective (:func:`domain_constraint`)."""
     out = []
     for o in objectives:
         b = budgets_ms.get(o.device) if o.is_time else None
@@ -115,7 +117,20 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
             s = SIZE_LIMITS[key]
             _positive(s.flag, limit)
             out.append(Constraint(key, float(limit), f"{s.word} <= {format_quantity(limit, s.word)}", s.word))
-    return out
+    dom = None if extrapolate else domain_constraint(objectives)
+    return out + ([dom] if dom is not None else [])
+
+
+def domain_constraint(objectives: Sequence[Objective]) -> Constraint | None:
+    """Every predicted objective inside its predictor's training domain. The quantity is the number of predictions of
+    a config that are extrapolations plus how far outside their domains they lie (predictors.domain_excess), at most 0
+    (limit 0.5: the relative violation is -1 inside and grows with the distance outside). None when no objective has
+    a domain."""
+    keys = [o.key for o in objectives if getattr(o, "predictor", None) is not None]
+    if not keys:
+        return None
+    return Constraint(DOMAIN, 0.5, "every prediction inside its predictor's training domain (--extrapolate to leave "
+                                   "it)", "outside the training domains (0 inside)")
 
 
 def _positive(field: str, v: float) -> None:

@@ -71,7 +71,7 @@ def _budget_check(res: "StudyResults", r: pd.Series) -> tuple[list[str], list[st
     """(constraints broken even at the optimistic end, constraints broken only at the pessimistic end), as text."""
     certain, straddled = [], []
     for c in res.constraints:
-        if r[f"c:{c.key}"] <= 0:
+        if r[f"c:{c.key}"] <= 0 or c.key == "domain":  # outside the domain is not over a budget (in_domain says it)
             continue
         q, opt = float(r[f"q:{c.key}"]), _optimistic_quantity(res, c, r)
         if c.objective is None:

@@ -45,6 +45,8 @@ class Scores:
     hi: np.ndarray
     measured: np.ndarray
     in_domain: np.ndarray | None = None
+    # How far outside the predictor's training domain (0 inside; None: only in/out is known), to guide a search back.
+    domain_excess: np.ndarray | None = None
 
     @classmethod
     def exact(cls, value, in_domain=None) -> "Scores":
@@ -149,8 +151,10 @@ class PredictorObjective(Objective):
             iv = by_features(features(), coverage, hashes=[c.hash for c in configs])
         else:
             iv = p.predict_interval(list(configs), coverage)
+        excess_of = getattr(p, "domain_excess_features", None)
+        excess = None if excess_of is None or features is None else np.asarray(excess_of(features()), dtype=np.float64)
         return Scores(*(np.asarray(a, dtype=np.float64).reshape(len(configs)) for a in (iv.value, iv.lo, iv.hi)),
-                      np.asarray(iv.measured, dtype=bool), np.asarray(iv.in_domain, dtype=bool))
+                      np.asarray(iv.measured, dtype=bool), np.asarray(iv.in_domain, dtype=bool), excess)
 
     def in_domain(self, configs) -> np.ndarray:
         return np.asarray(self.predictor.in_domain_mask(list(configs)), dtype=bool)
@@ -207,6 +211,8 @@ class Evaluation:
     hi: tuple[float, ...] | None = None
     measured: tuple[str, ...] = ()  # keys of the objectives whose value is a stored measurement
     scored: tuple[float, ...] | None = None
+    # Sum over the objectives outside their domain of how far outside (predictors.domain_excess; 1 where unknown).
+    domain_excess: float = 0.0
 
     def __post_init__(self):
         for f in ("lo", "hi", "scored"):
@@ -276,8 +282,10 @@ class Evaluator:
             hi = tuple(float(s.hi[i]) for s in cols)
             ood = tuple(o.key for o, s in zip(self.objectives, cols) if s.in_domain is not None and not s.in_domain[i])
             measured = tuple(o.key for o, s in zip(self.objectives, cols) if s.measured[i])
+            excess = sum(max(float(s.domain_excess[i]), 1e-3) if s.domain_excess is not None else 1.0
+                         for o, s in zip(self.objectives, cols) if o.key in ood)
             self.cache[c.hash] = Evaluation(c.hash, int(n.macs), int(n.params), values, ood, lo, hi, measured,
-                                            scored_values(values, lo, hi, self.directions, self.risk))
+                                            scored_values(values, lo, hi, self.directions, self.risk), excess)
         self.scored += len(cfgs)
 
     def _objective_scores(self, o: Objective, cfgs, counts, features) -> Scores:

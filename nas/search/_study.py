@@ -80,10 +80,13 @@ class SearchSettings:
     risk: str | None = None  # "bound" (default): optimise and constrain the pessimistic interval ends; "mean": point values
     confidence: float | None = None  # coverage of the intervals (default 0.9)
     round: int | None = None  # refinement round (search --refine): a later round may use retrained predictors
+    # False (default): every predicted objective must stay inside its predictor's training domain (a constraint);
+    # True: extrapolated configs compete, on their (wider) intervals.
+    extrapolate: bool | None = None
 
 
 # Settings a resumed study must keep (changing them would mix incomparable trials).
-_FIXED = ("devices", "budgets_ms", "objective", "max_params", "max_macs", "sampler", "risk", "confidence")
+_FIXED = ("devices", "budgets_ms", "objective", "max_params", "max_macs", "sampler", "risk", "confidence", "extrapolate")
 _OPTION = {"devices": "device", "budgets_ms": "budget-ms"}
 
 
@@ -191,7 +194,8 @@ class _Run:
         if not s.devices:
             s.devices = [o.device for o in self.objectives if o.is_time]
         self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
-        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs, s.risk, s.confidence)
+        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs, s.risk, s.confidence,
+                                            extrapolate=s.extrapolate)
         self.described = [o.describe() for o in self.objectives]
         self.notes = [o.note for o in self.objectives if o.note]
         if self.storage is not None:  # a repaired journal is said in the result and report.md, not just on stderr
@@ -230,7 +234,8 @@ class _Run:
     def _resolve(self, s: SearchSettings, stored: dict | None, objectives) -> None:
         if stored is not None:
             # Studies made before intervals scored point values: they resume that way.
-            stored = {"risk": "mean", "confidence": DEFAULT_CONFIDENCE, **stored}
+            # Studies made before the domain constraint let extrapolated configs compete: they resume that way.
+            stored = {"risk": "mean", "confidence": DEFAULT_CONFIDENCE, "extrapolate": True, **stored}
             for f in _FIXED:
                 given, kept = getattr(s, f), stored.get(f)
                 if given is not None and not (f == "devices" and not given) and _norm(given) != _norm(kept):
@@ -257,6 +262,7 @@ class _Run:
         # Intervals are computed and reported under either risk; "bound" also optimises their pessimistic ends.
         s.confidence = check_confidence(DEFAULT_CONFIDENCE if s.confidence is None else s.confidence)
         s.devices = list(s.devices or [])
+        s.extrapolate = bool(s.extrapolate)
 
     def _check_round(self, s: SearchSettings, stored: dict) -> None:
         """A resumed study keeps its objectives and their predictors; a new refinement round may bring retrained
@@ -287,7 +293,7 @@ class _Run:
             "study": s.study, "devices": list(s.devices), "budgets_ms": s.budgets_ms and list(s.budgets_ms),
             "objective": s.objective, "max_params": s.max_params, "max_macs": s.max_macs, "sampler": s.sampler,
             "seed": s.seed, "trials": s.trials, "population_size": s.population_size, "risk": s.risk,
-            "confidence": s.confidence, "round": self.round, "rounds": rounds, "notes": self.notes,
+            "confidence": s.confidence, "extrapolate": s.extrapolate, "round": self.round, "rounds": rounds, "notes": self.notes,
             "objectives": self.described, "constraints": [c.to_dict() for c in self.constraints],
             "storage": mask_url(s.storage) if s.storage else f"journal file {self.folder.as_posix()}/study.journal",
             "lowformer_nas": __version__, "optuna": optuna.__version__,

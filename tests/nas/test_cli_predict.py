@@ -183,9 +183,13 @@ def test_predictors_list_has_a_header_and_the_configs_each_rests_on(capsys):
     code, out, _ = run(capsys, "predictors", "list")
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["device", "metric", "model", "in", "use", "configs", "validation", "MAPE",
+                                              "intervals", "0.8", "/", "0.9", "/", "0.95", "(covered:width", "%)",
                                               "versions"]
     row = next(line.split() for line in lines if line.startswith("jetson_tx2 "))
     shipped = predictor_versions("jetson_tx2", "latency_ms")[-1]
     assert row[:5] == ["jetson_tx2", "latency_ms", shipped["model_type"], "v1", "shipped"]
     assert row[5] == str(shipped["n_configs"]) and row[6] == f"{shipped['validation']['mape']:.1f}"
+    # The interval figures the shipped predictor carries: covered:width per nominal coverage.
+    iv = shipped["intervals"]
+    assert row[9:14:2] == [f"{x['empirical'] * 100:.0f}:{x['median_relative_width'] * 100:.2g}" for x in iv]
     assert "configs: the distinct architectures a predictor was trained on" in out

@@ -173,7 +173,7 @@ def test_the_model_types_are_read_off_their_classes():
     from predictors._train import model_types
 
     types = model_types()
-    assert MODEL_CHOICES == ("auto", *sorted(types)) == ("auto", "additive", "lgbm", "macs", "surrogate", "transfer")
+    assert MODEL_CHOICES == ("auto", *sorted(types)) == ("auto", "additive", "lgbm", "macs", "shared", "surrogate", "transfer")
     assert MIN_ROWS == {k: c.min_rows for k, c in types.items()}
     assert list(candidate_models("top1_pct")) == ["surrogate", "macs"]  # on equal MAPE the surrogate wins
     assert list(candidate_models("latency_ms", n_configs=49)) == ["macs", "additive"]

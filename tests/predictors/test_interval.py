@@ -198,3 +198,59 @@ def test_student_t_falls_back_where_conformal_is_undefined():
     # 40 scores cannot give a conformal quantile at 0.99 (it needs 99): the Student-t value instead.
     t = stats.t.ppf(0.995, 39) * np.sqrt(np.mean(s**2)) * np.sqrt(1 + 1 / 40)
     assert cal.quantile(0.99) == pytest.approx(t)
+
+
+def test_growth_is_fitted_on_the_held_out_errors():
+    """fit_growth finds growth where errors grow with a difficulty measure, and none where they do not."""
+    from predictors._interval import fit_growth
+
+    rng = np.random.default_rng(3)
+    d, b, e = rng.uniform(0, 2, 400), rng.uniform(0, 2, 400), np.zeros(400)
+    flat = rng.normal(0, 0.05, 400)
+    assert fit_growth(flat, d, b, e) == (0.0, 0.0, 0.0)
+    grows = rng.normal(0, 0.05, 400) * (1 + 2.0 * d)
+    gamma, beta, _ = fit_growth(grows, d, b, e)
+    assert 1.0 <= gamma <= 4.0 and beta <= 0.25
+
+
+def test_intervals_follow_difficulty_and_unseen_structure(paper_data):
+    """Format 2: a config near the training configs gets a narrower interval than one far outside them, and one with
+    structure no training config had (conv-only: no attention) gets the far-field prior on top."""
+    pred, _ = train(paper_data("jetson_tx2"), "additive")
+    cal = pred.calibration
+    assert cal.fitted_growth and cal.cv == "leave-one-out" and "growth fitted on the held-out" in cal.describe()
+    near, conv_only = get_variant("B1").config, get_variant("E1").config
+    iv = pred.predict_interval([near, conv_only], 0.9, measured=False)
+    rel = iv.relative_width
+    assert rel[0] < 0.35 and rel[1] > 2 * rel[0]
+    assert cal.unseen(featurize([near, conv_only])).tolist()[0] == 0 and cal.unseen(featurize([conv_only]))[0] >= 1
+
+
+def test_format_1_calibrations_still_load(paper_data):
+    """A sidecar written before fitted growth (format 1) keeps its meaning: fixed growth, far field, extrapolated part."""
+    pred, _ = train(paper_data("imagenet1k", "top1_pct"), "surrogate")
+    meta = copy.deepcopy(pred.meta)
+    doc = meta["calibration"]
+    doc["format"] = 1
+    for k in ("growth", "outside"):
+        doc.pop(k)
+    path = save_version(user_dir() / "imagenet1k" / "top1_pct", pred.estimator, meta)
+    old = load_predictor_dir(path)
+    assert not old.calibration.fitted_growth
+    iv = old.predict_interval([get_variant("E1").config], 0.9)
+    assert iv.lo[0] < iv.value[0] < iv.hi[0]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("growth", {"gamma": 0.0, "beta": -1, "kappa": 0.0, "ref": 0.1}, "calibration.growth.beta: must be a non-negative"),
+    ("growth", None, "calibration.growth: not an object"),
+    ("outside", [1.0], "calibration.outside: expected 11 values"),
+])
+def test_tampered_growth_is_one_line(paper_data, field, value, message):
+    pred, _ = train(paper_data("imagenet1k", "top1_pct"), "surrogate")
+    meta = copy.deepcopy(pred.meta)
+    meta["calibration"][field] = value
+    path = save_version(user_dir() / "imagenet1k" / "top1_pct", pred.estimator, meta)
+    with pytest.raises(PredictorError) as e:
+        load_predictor_dir(path)
+    assert message in str(e.value) and "\n" not in str(e.value)

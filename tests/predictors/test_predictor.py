@@ -141,3 +141,21 @@ def test_training_data_from_rows_without_store_columns(paper_df):
     b = training_data(paper_df.drop(columns=["protocol", "source"]), "rpi5_arm_cpu", "latency_ms")
     assert a.data_hash == b.data_hash and a.protocol == b.protocol and b.sources == []
     np.testing.assert_array_equal(a.X, b.X)
+
+
+def test_domain_excess_is_zero_exactly_inside_and_grows_outside():
+    """The graded distance outside a predictor's domain (what leads a search back into it): 0 exactly where in_domain,
+    positive elsewhere, larger further out."""
+    import dataclasses
+
+    from predictors import domain_excess, domain_mask, featurize, load_predictor
+    from search_spaces import get_variant, sample_configs
+
+    p = load_predictor("jetson_tx2")
+    X = featurize(list(sample_configs(300, seed=3)) + [get_variant(n).config for n in ("B0", "B1", "E1")])
+    ex, inside = domain_excess(X, p.meta["domain"]), domain_mask(X, p.meta["domain"])
+    assert ((ex == 0) == inside).all() and inside.any() and (~inside).any()
+    b1 = get_variant("B1").config
+    near, far = (dataclasses.replace(b1, resolution=r) for r in (256, 320))
+    e_near, e_far = p.domain_excess_features(featurize([near, far]))
+    assert 0 < e_near < e_far
