@@ -172,12 +172,12 @@ def known_devices() -> list[str]:
 
 
 def did_you_mean(word: str, choices) -> str:
-    """`; did you mean X?` for the closest of ``choices`` (case-insensitive), or ''."""
+    """` (did you mean X?)` for the closest of ``choices`` (case-insensitive), or ''."""
     import difflib
 
     lower = {c.lower(): c for c in choices}
     hits = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
-    return f"; did you mean {lower[hits[0]]}?" if hits else ""
+    return f" (did you mean {lower[hits[0]]}?)" if hits else ""
 
 
 def _known_case(args) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 from ._common import add_store_arg, device_id, positive_int, threads
 
 STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
@@ -39,7 +42,10 @@ def register(sub) -> None:
                    help="reuse what an earlier run of this study (same mode, device, protocol) stored")
     p.add_argument("--redraw", action="store_true",
                    help="measure nothing: draw the chart again from the CSV a finished run wrote to --out")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: runs/studies/NAME)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: $LOWFORMER_NAS_HOME/runs/studies/NAME)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per study (findings with verdicts, per-model measurements, files); "
+                        "the reports go to stderr")
     add_store_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_study)
@@ -49,7 +55,10 @@ def cmd_study(args) -> int:
     from lowformer_common import UserError
 
     if args.name != "all" and args.name not in STUDY_NAMES:
-        raise UserError(f"study: unknown {args.name!r}; allowed: {'|'.join(STUDY_NAMES)}|all")
+        from ._onboard import did_you_mean
+
+        raise UserError(f"study: unknown {args.name!r}{did_you_mean(args.name, (*STUDY_NAMES, 'all'))}; allowed: "
+                        f"{'|'.join(STUDY_NAMES)}|all")
     if args.mac_cap is not None and not args.mac_cap > 0:
         raise UserError(f"mac-cap: must be > 0 GMACs (got {args.mac_cap})")
     if args.busy_threshold is not None and not 0 < args.busy_threshold <= 100:
@@ -66,14 +75,32 @@ def cmd_study(args) -> int:
         **({"busy_threshold_pct": args.busy_threshold} if args.busy_threshold is not None else {}),
     ).validate()
     names = STUDY_NAMES if args.name == "all" else (args.name,)
+    out: list[dict] = []
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     with Store(args.store) as store:
         for name in names:
             if args.redraw:
-                print(f"wrote {redraw_study(name, settings, store)}")
+                path = redraw_study(name, settings, store)
+                log(f"wrote {path}")
+                out.append({"study": name, "files": {"chart": str(path)}})
                 continue
             result = run_study(name, settings, store)
-            print(result.report())
-            print("wrote " + ", ".join(str(p) for p in result.files.values()))
+            log(result.report())
+            log("wrote " + ", ".join(str(p) for p in result.files.values()))
+            out.append(study_json(result))
             if len(names) > 1:
-                print()
+                log("")
+    if args.json:
+        print(json.dumps(out if len(out) > 1 else out[0], indent=1, default=str))
     return 0
+
+
+def study_json(result) -> dict:
+    """A study's result as JSON: device, protocol, findings with verdicts, every model's measurement, files."""
+    import dataclasses
+
+    rows = result.results.astype(object).where(result.results.notna(), None).to_dict("records")
+    return {"study": result.study.name, "device": result.device.device_id, "protocol": result.protocol.key,
+            "backend_version": result.backend_version, "seconds": result.seconds,
+            "findings": [dataclasses.asdict(f) for f in result.analysis.findings], "results": rows,
+            "files": {k: str(v) for k, v in result.files.items()}}
