@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg, device_id, trials
+from ._common import add_store_arg, device_id, milliseconds, trials
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -28,8 +28,8 @@ def register(sub) -> None:
                                    "same --study continues to --trials trials in total.")
     p.add_argument("--device", action="append", dest="devices", type=device_id, metavar="NAME",
                    help="target device (repeatable); a resumed study keeps its devices")
-    p.add_argument("--budget-ms", action="append", type=float, metavar="MS",
-                   help="latency budget: one value for every device, or one per --device in order "
+    p.add_argument("--budget-ms", action="append", type=milliseconds, metavar="MS",
+                   help="latency budget (12, 12ms or 0.012s): one value for every device, or one per --device in order "
                         "(throughput devices: time per image, 1000/throughput)")
     p.add_argument("--trials", type=trials, metavar="N", help="total trials of the study (default 3000)")
     p.add_argument("--study", metavar="NAME", help="study name: $LOWFORMER_NAS_HOME/runs/NAME/ (an existing study, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import add_store_arg, device_id, positive_int, threads
+from ._common import add_store_arg, device_id, positive_int, seconds, threads
 
 STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
 
@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--precision", default="fp32", help="fp32 (default)|fp16 (GPU backends)")
     p.add_argument("--runs", type=int, help="timed runs per model at most (default 100; 3 with --quick)")
     p.add_argument("--warmup", type=int, help="warm-up runs per model (default 5; 1 with --quick)")
-    p.add_argument("--budget-s", type=float, default=None, metavar="S",
+    p.add_argument("--budget-s", type=seconds, default=None, metavar="S",
                    help="about this many seconds of timed runs per model (default 3; never fewer than 10 runs)")
     p.add_argument("--mac-cap", type=float, default=None, metavar="GMACS",
                    help="skip models above this many GMACs (default: 100 on CPU backends, none on GPUs)")

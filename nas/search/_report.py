@@ -104,12 +104,36 @@ _UNIT_HEADS = {"params": ("M", 1e-6), "macs": ("M", 1e-6), "latency_ms": ("ms", 
                "fps": ("fps", 1.0), "top1_pct": ("%", 1.0)}
 
 
+_LABEL_MAX = 18
+
+
+def short_device(device: str) -> str:
+    """A device id short enough for a table column: ``x86_64-intel-r-xeon-r-processor-2c-24g-0261`` becomes
+    ``x86_64-inte…-0261`` (the report lists the full id once, under Devices)."""
+    return device if len(device) <= _LABEL_MAX else f"{device[:11]}…{device[-5:]}"
+
+
+def _short_key(key: str) -> str:
+    device, sep, metric = key.partition(":")
+    return f"{short_device(device)}{sep}{metric}" if sep else key
+
+
+def device_legend(res: StudyResults) -> str | None:
+    """One line naming the full id of every device shown under a short label, or None when none is shortened."""
+    long = [d for d in dict.fromkeys(o.get("device") for o in res.objectives) if d and short_device(d) != d]
+    if not long:
+        return None
+    return "Devices in the tables: " + "; ".join(f"`{short_device(d)}` = `{d}`" for d in long) + "."
+
+
 def _objective_columns(res: StudyResults) -> list[tuple[str, str, float]]:
-    """(key, header with unit, scale) per objective: one unit per quantity in every table (params in M, ...)."""
+    """(key, header with unit, scale) per objective: one unit per quantity in every table (params in M, ...); long
+    device ids shortened (see :func:`device_legend`)."""
     out = []
     for o in res.objectives:
         unit, scale = _UNIT_HEADS.get(o.get("metric") or "", ("", 1.0))
-        out.append((o["key"], f"{o['key']} ({unit})" if unit else o["key"], scale))
+        label = _short_key(o["key"])
+        out.append((o["key"], f"{label} ({unit})" if unit else label, scale))
     return out
 
 
@@ -185,6 +209,9 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
         ["created", s.get("created", "-")],
         ["versions", f"lowformer-nas {s.get('lowformer_nas')}, optuna {optuna.__version__}"],
     ]))
+    legend = device_legend(res)
+    if legend:
+        w("\n" + legend)
     preds = [o for o in res.objectives if o.get("kind") == "PredictorObjective"]
     if preds:
         share = res.in_domain_share()
