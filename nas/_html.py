@@ -1,8 +1,10 @@
-"""Writing charts: HTML that opens offline, and PNG through kaleido when a Chrome/Chromium is installed.
+"""Writing charts: HTML that opens offline, and PNG (kaleido when a Chrome/Chromium is installed, else
+matplotlib, which needs no browser: nas._png).
 
-Every HTML chart loads plotly.js from a file beside it, ``plotly-<version>.min.js``, written once per folder
-(4.8 MB): a folder of charts opens offline (there may be no CDN) without carrying plotly.js in every file.
-The version is in the name, so charts written by another plotly version in the same folder keep theirs.
+Every HTML chart loads plotly.js from a file ``plotly-<version>.min.js`` (4.8 MB) by a relative path: one copy
+in ``$LOWFORMER_NAS_HOME`` for every chart under it (studies, ``plot measured``), else one copy per folder. A
+chart opens offline (there may be no CDN) without carrying plotly.js in every file or every study folder. The
+version is in the name, so charts written by another plotly version keep theirs.
 """
 
 from __future__ import annotations
@@ -36,12 +38,23 @@ def write_plotlyjs(folder: str | os.PathLike) -> pathlib.Path:
     return atomic_write(path, js)
 
 
+def plotlyjs_folder(chart: pathlib.Path) -> pathlib.Path:
+    """Where the plotly.js of a chart at ``chart`` lives: ``$LOWFORMER_NAS_HOME`` when the chart is under it (one
+    copy for every study), else the chart's own folder."""
+    from lowformer_common import home_dir
+
+    folder = chart.parent.resolve()
+    home = home_dir().resolve()
+    return home if folder == home or home in folder.parents else chart.parent
+
+
 def write_html(fig, path: str | os.PathLike, config: dict | None = None) -> pathlib.Path:
-    """``fig`` as HTML loading plotly.js from its own folder (see the module docstring)."""
+    """``fig`` as HTML loading plotly.js by a relative path (see the module docstring)."""
     path = pathlib.Path(path)
-    write_plotlyjs(path.parent)
-    html = fig.to_html(include_plotlyjs=plotlyjs_name(), full_html=True,
-                       config={"displaylogo": False, **(config or {})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    js = write_plotlyjs(plotlyjs_folder(path))
+    src = pathlib.Path(os.path.relpath(js.resolve(), path.parent.resolve())).as_posix()
+    html = fig.to_html(include_plotlyjs=src, full_html=True, config={"displaylogo": False, **(config or {})})
     return atomic_write(path, html)
 
 

@@ -113,3 +113,18 @@ def test_png_with_a_real_browser(tmp_path, capfd):
     paths, note = write_pngs([_fig()] * 3, [tmp_path / f"{i}.png" for i in range(3)], width=600, heights=[400] * 3)
     assert note is None and all(p.read_bytes()[:8] == PNG for p in paths)
     assert capfd.readouterr().err == ""
+
+
+def test_one_plotlyjs_for_every_chart_under_the_home(tmp_path):
+    """Charts under $LOWFORMER_NAS_HOME share one plotly.js there (a study folder does not carry 4.8 MB), linked by a
+    relative path, so they still open offline."""
+    from lowformer_common import home_dir
+
+    home = home_dir()
+    a = write_html(_fig(), home / "runs" / "s1" / "a.html")
+    b = write_html(_fig(), home / "runs" / "s2" / "b.html")
+    assert (home / plotlyjs_name()).stat().st_size > 1_000_000
+    assert not list((home / "runs").rglob("plotly-*.js"))
+    for page in (a, b):
+        src = re.findall(r'<script[^>]*\bsrc="([^"]+)"', page.read_text())
+        assert src == [f"../../{plotlyjs_name()}"] and (page.parent / src[0]).resolve() == (home / plotlyjs_name()).resolve()
