@@ -93,10 +93,57 @@ def png_hint() -> str:
             "or point BROWSER_PATH at one)")
 
 
+PNG_ENV = "LOWFORMER_NAS_PNG"  # kaleido | matplotlib: force one renderer (default: kaleido when a browser is found)
+
+
+def browser_found() -> bool:
+    import shutil
+
+    return bool(os.environ.get("BROWSER_PATH")) or any(
+        shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"))
+
+
 def write_pngs(figs: Sequence, paths: Sequence[str | os.PathLike], width: int,
                heights: Sequence[int]) -> tuple[list[pathlib.Path], str | None]:
-    """Each figure as PNG (one browser session for all). Returns (written paths, None) or ([], a one-line
-    note saying why none was written); nothing leaks to stderr, no half-written file is left."""
+    """Each figure as PNG: through kaleido when a Chrome/Chromium is installed (the browser's rendering), else, or
+    when kaleido fails, drawn by matplotlib from the same figures (nas._png; no browser). ``$LOWFORMER_NAS_PNG``
+    (kaleido|matplotlib) forces one. Returns (written paths, None or a one-line note); nothing leaks to stderr,
+    no half-written file is left."""
+    choice = os.environ.get(PNG_ENV, "").strip().lower()
+    if choice == "matplotlib" or (choice != "kaleido" and not browser_found()):
+        return _write_pngs_matplotlib(figs, paths, width, heights, why="no Chrome/Chromium for kaleido")
+    written, note = _write_pngs_kaleido(figs, paths, width, heights)
+    if written or choice == "kaleido":
+        return written, note
+    return _write_pngs_matplotlib(figs, paths, width, heights, why=note.removeprefix("PNG charts skipped: "))
+
+
+def _write_pngs_matplotlib(figs: Sequence, paths: Sequence[str | os.PathLike], width: int, heights: Sequence[int],
+                           why: str) -> tuple[list[pathlib.Path], str | None]:
+    from nas import _png
+
+    if not _png.available():
+        return [], f"PNG charts skipped: {why}, and matplotlib is not installed (pip install matplotlib)"
+    out = []
+    try:
+        for fig, path, h in zip(figs, paths, heights):
+            path = pathlib.Path(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                _png.write_png(fig, tmp, width, h)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            out.append(path)
+    except Exception as e:  # noqa: BLE001 (a chart matplotlib cannot draw must not fail the command)
+        return out, f"PNG charts: matplotlib could not draw every chart ({one_line(e)[:200]}); the HTML charts are complete"
+    return out, None
+
+
+def _write_pngs_kaleido(figs: Sequence, paths: Sequence[str | os.PathLike], width: int,
+                        heights: Sequence[int]) -> tuple[list[pathlib.Path], str | None]:
+    """Each figure as PNG through kaleido (one browser session for all). Returns (written paths, None) or ([], a
+    one-line note saying why none was written); nothing leaks to stderr, no half-written file is left."""
     paths = [pathlib.Path(p) for p in paths]
     tmps = [p.with_name(f".{p.name}.tmp") for p in paths]
     keeper = _quiet_browser_logs()

@@ -1,4 +1,4 @@
-"""The study charts (plotly): HTML that opens offline, and PNG when a browser is there for kaleido.
+"""The study charts (plotly): HTML that opens offline, and PNG (kaleido with a browser, else matplotlib: nas._png).
 
 1. MACs vs predicted latency per device, coloured by attention type: same MACs, very different latency
    (the paper's Figure 1 message), with the front and the named variants on it;
