@@ -153,6 +153,18 @@ def _bar(ax, t) -> list:
     return [ax.bar([str(v) for v in t.x], _floats(t.y), bottom=base, color=colour, zorder=2)]
 
 
+def _room_for_bar_labels(fig, axes) -> None:
+    """Horizontal bars are labelled left of the axes (plotly's automargin makes room; here the axes shrink)."""
+    width = fig.layout.width or 1400
+    for t in fig.data:
+        if t.type == "bar" and t.orientation == "h" and t.y is not None:
+            ax = axes.get(getattr(t, "xaxis", None) or "x")
+            need = (7.5 * max((len(str(v)) for v in t.y), default=0) + 10) / width
+            b = ax.get_position()
+            if need > 0.06:
+                ax.set_position((b.x0 + need - 0.04, b.y0, b.width - need + 0.04, b.height))
+
+
 def _shapes(fig, axes) -> None:
     for s in fig.layout.shapes or ():
         if s.type != "line":
@@ -224,6 +236,7 @@ def write_png(fig, path: str | os.PathLike, width: int, height: int) -> None:
         if drawn and t.showlegend is not False and t.name and t.name not in labels:
             handles.append(drawn[-1])
             labels.append(t.name)
+    _room_for_bar_labels(fig, axes)
     _shapes(fig, axes)
     _annotations(fig, axes, width)
     title = fig.layout.title.text if fig.layout.title else None

@@ -125,6 +125,9 @@ def _search(args, out: dict | None) -> int:
         o = device_objective(r.results, None)
         summary = summarise(r.results, rows, o)
         sections.append(verify_markdown(rows, o, summary))
+        from nas.search import write_charts
+
+        write_charts(r.results, r.folder, png=not args.no_png)  # the measured values drawn on the Pareto chart
         extra["verify"] = {"device": o["device"], "summary": summary.to_dict(), "rows": rows}
     done = {"verify": args.verify, "refine": args.refine}
     if sections:

@@ -2,8 +2,9 @@
 
 from types import SimpleNamespace
 
-from nas.search import (CountObjective, FunctionObjective, amend_report, device_objective, run_search, summarise,
-                        verify_front, verify_markdown)
+from nas.search import (CountObjective, FunctionObjective, amend_report, device_objective, figures, run_search,
+                        summarise, verify_front, verify_markdown)
+from nas.search._charts import _read_verified
 from search_spaces import count
 
 from .conftest import settings
@@ -30,3 +31,9 @@ def test_verify_table_goes_into_the_report():
     # Amending again replaces the next steps, never duplicates them.
     amend_report(res.folder, res.results, [], {"verify": 3})
     assert (res.folder / "report.md").read_text().count("## Next steps") == 1
+
+    # The verified values are drawn on the Pareto chart, beside their predictions.
+    figs, _ = figures(res.results, _read_verified(res.folder))
+    traces = [t for t in figs["pareto_front"].data if (t.name or "").startswith("measured here (--verify")]
+    assert len(traces) == 1 and len(traces[0].x) == 3
+    assert sorted(traces[0].text) == sorted(r["hash"][:12] for r in rows)
