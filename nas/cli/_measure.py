@@ -21,7 +21,9 @@ def register(sub) -> None:
                    help="latency_ms (default: time per batch of 1) or throughput_img_s (images/s at --batch)")
     p.add_argument("--batch", type=positive_int, help="batch (default: 1 for latency, 200 for throughput)")
     p.add_argument("--threads", type=threads, default=1, help="CPU threads (intra-op; default 1)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp32 (default) or fp16 (GPU backends)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="fp32 (default), fp16 (GPU backends) or int8 (onnxruntime: static QDQ quantisation with a fixed "
+                        "calibration input, recorded in each row's notes; stored and trained as its own protocol)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
     p.add_argument("--runs", type=int, default=100, help="timed runs at most (default 100)")
     p.add_argument("--min-runs", type=int, default=10, help="timed runs at least, when adaptive (default 10)")

@@ -19,7 +19,11 @@ def register(sub) -> None:
     )
     p.add_argument("name", metavar="NAME",
                    help="depthwise (Table 1), fused-mbconv (Figure 3), resolution-vs-channels (Table 2), attention "
-                        "(Table 3), resolution-scaling (Figure 8), or all")
+                        "(Table 3), resolution-scaling (Figure 8), or all; int8: fp32 vs int8 (onnxruntime) on this "
+                        "machine, a question the paper leaves open")
+    p.add_argument("--sample", type=int, default=30, metavar="N",
+                   help="int8: random configs measured besides the named variants (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="int8: sampling seed (default 0)")
     p.add_argument("--device", type=device_id, metavar="ID",
                    help="device id to store this machine's measurements under (default: named after its hardware)")
     p.add_argument("--backend", default="onnxruntime",
@@ -54,11 +58,13 @@ def register(sub) -> None:
 def cmd_study(args) -> int:
     from lowformer_common import UserError
 
+    if args.name == "int8":
+        return _int8(args)
     if args.name != "all" and args.name not in STUDY_NAMES:
         from ._onboard import did_you_mean
 
-        raise UserError(f"study: unknown {args.name!r}{did_you_mean(args.name, (*STUDY_NAMES, 'all'))}; allowed: "
-                        f"{'|'.join(STUDY_NAMES)}|all")
+        raise UserError(f"study: unknown {args.name!r}{did_you_mean(args.name, (*STUDY_NAMES, 'all', 'int8'))}; "
+                        f"allowed: {'|'.join(STUDY_NAMES)}|all|int8")
     if args.mac_cap is not None and not args.mac_cap > 0:
         raise UserError(f"mac-cap: must be > 0 GMACs (got {args.mac_cap})")
     if args.busy_threshold is not None and not 0 < args.busy_threshold <= 100:
@@ -92,6 +98,26 @@ def cmd_study(args) -> int:
                 log("")
     if args.json:
         print(json.dumps(out if len(out) > 1 else out[0], indent=1, default=str))
+    return 0
+
+
+def _int8(args) -> int:
+    from lowformer_common import UserError
+    from measured import Store
+    from nas.studies._int8 import Int8Settings, run_int8_study
+
+    if args.backend != "onnxruntime":
+        raise UserError(f"backend: the int8 study runs onnxruntime (static int8 quantisation); got {args.backend!r}")
+    if args.sample < 0:
+        raise UserError(f"sample: must be >= 0 (got {args.sample})")
+    settings = Int8Settings(device=args.device, sample=args.sample, seed=args.seed, threads=args.threads,
+                            quick=args.quick, out=args.out, progress=not args.no_progress,
+                            busy_threshold_pct=args.busy_threshold)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    with Store(args.store) as store:
+        result = run_int8_study(settings, store, log)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
     return 0
 
 
