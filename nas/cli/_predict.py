@@ -255,7 +255,7 @@ def cmd_eval(args) -> int:
         print(json.dumps({"device": args.device, "metric": metric, "method": method, "n_configs": data.n_configs,
                           "models": _figures_only(results), "intervals": coverage and coverage.to_dict()}, indent=2))
     else:
-        print(f"{key} / {metric}: {data.n_configs} configs, protocol {data.protocol['key']}")
+        print(f"{args.device} / {metric}: {data.n_configs} configs, protocol {data.protocol['key']}")
         _print_figures(results, None, metric, method)
         if coverage is not None:
             _print_coverage(coverage)
