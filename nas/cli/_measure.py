@@ -114,7 +114,7 @@ def cmd_measure(args) -> int:
     out: list = []
     with contextlib.redirect_stdout(sys.stderr):
         code = _measure(args, out)
-    print(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1, default=str))
     return code
 
 

@@ -91,7 +91,7 @@ def cmd_search(args) -> int:
     out: dict = {}
     with contextlib.redirect_stdout(sys.stderr):
         code = _search(args, out)
-    print(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1, default=str))
     return code
 
 

@@ -50,3 +50,16 @@ def test_local_is_resolved_for_data_export():
     args = build_parser().parse_args(["data", "export", "x.csv", "--device", "local", "--device", "jetson_tx2"])
     resolve_local(args)
     assert args.device == [local_device_id(), "jetson_tx2"]
+
+
+def test_search_json_is_one_object_on_stdout(capsys):
+    import json
+
+    code, out, err = run(capsys, "search", "--device", "jetson_tx2", "--budget-ms", "12", "--trials", "30", "--seed", "0",
+                         "--study", "j", "--quiet", "--no-png", "--json")
+    assert code == 0, err
+    d = json.loads(out)  # nothing but the JSON on stdout; the human lines went to stderr
+    assert d["study"] == "j" and d["front"] and "Pareto front:" in err
+    first = d["front"][0]
+    assert first["id"] == first["hash"][:12] and first["rank"] == 1 and "intervals" in first
+    assert {n["name"] for n in d["named"]} >= {"B0", "B1"}
