@@ -141,6 +141,7 @@ def macs_vs_latency(res: StudyResults) -> go.Figure:
                    "configs with the same MACs run at very different speeds")
 
 
+_LABELLED_FRONT = 8  # up to this many front rows, each is labelled with its id on the Pareto chart
 _DENSE_FRONT = 30  # above this many front rows, interval bars are drawn faint so that the front stays readable
 
 
@@ -261,12 +262,17 @@ def pareto_front(res: StudyResults, verified: dict[str, Any] | None = None) -> g
                 error_x=_error_bars(d, o["key"]), error_y=_error_bars(d, acc["key"], ys),
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
         _verified(fig, res, o, acc, ys, verified, j)
-        if len(named):
+        # Labelled: the named variants, and on a small front every config by its id (what `export --pick` takes);
+        # a larger front names its ids on hover.
+        ids = res.front[res.front["named"] == ""] if len(res.front) <= _LABELLED_FRONT else res.front.iloc[:0]
+        labelled = pd.concat([named.assign(_label=named["named"]), ids.assign(_label=ids["hash"].str[:12])])
+        if len(labelled):
             # The range holds every point and the intervals drawn (front and named), not every trial's interval.
             bars = pd.concat([res.front, named])
-            _place_named(fig, t[o["key"]], t[acc["key"]] * ys, named[o["key"]], named[acc["key"]] * ys, named["named"],
-                         j, len(objs), lo_hi=(bars[f"{o['key']}_lo"], bars[f"{o['key']}_hi"],
-                                              bars[f"{acc['key']}_lo"] * ys, bars[f"{acc['key']}_hi"] * ys))
+            _place_named(fig, t[o["key"]], t[acc["key"]] * ys, labelled[o["key"]], labelled[acc["key"]] * ys,
+                         labelled["_label"], j, len(objs),
+                         lo_hi=(bars[f"{o['key']}_lo"], bars[f"{o['key']}_hi"], bars[f"{acc['key']}_lo"] * ys,
+                                bars[f"{acc['key']}_hi"] * ys))
         budget = _budget_of(res, o)
         if budget is not None:
             fig.add_vline(x=budget[0], line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,

@@ -41,3 +41,7 @@ def test_charts_name_knobs_as_the_config_and_label_named_variants_clear_of_marke
         assert all("text" not in (t.mode or "") for t in fig.data)
     front = next(t for t in figs["pareto_front"].data if (t.name or "").startswith("Pareto front"))
     assert "front #1" in str(front.customdata[0]) or any("front #1" in str(c) for c in front.customdata)
+    pareto_labels = {a.text for a in figs["pareto_front"].layout.annotations}
+    if len(res.results.front) <= 8:  # a small front: every unnamed front config labelled by its id
+        unnamed = res.results.front[res.results.front["named"] == ""]
+        assert {h[:12] for h in unnamed["hash"]} <= pareto_labels
