@@ -33,6 +33,8 @@ _STORE_API = {
     "BackendUnavailable": "._backends",
     "get_backend": "._backends",
     "backend_help": "._backends",
+    "INT8_RECIPE": "._backends",
+    "quantize_int8": "._backends",
     "Protocol": "._harness",
     "Timing": "._harness",
     "measure_config": "._harness",

@@ -26,7 +26,7 @@ import numpy as np
 from lowformer_common import UserError, utc_now
 from search_spaces import LowFormerConfig
 
-from ._backends import Backend, Runner, get_backend
+from ._backends import Backend, Runner, get_backend, precision_note
 from ._fingerprint import LoadMonitor, package_versions
 from ._records import MIN_TIMED_RUNS, Architecture, Measurement, protocol_key
 
@@ -247,6 +247,7 @@ def make_measurement(
         value, p10, p90 = timing_to_values(timing, protocol)
         busy = round(timing.other_pct, 2)
         notes = "; ".join(s for s in (notes, ci_note(timing, protocol)) if s)
+    notes = "; ".join(s for s in (notes, precision_note(protocol.precision)) if s) or None  # how int8 was made
     return Measurement(
         device_id=device_id,
         config_hash=config_hash,

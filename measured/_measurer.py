@@ -460,7 +460,7 @@ class Measurer:
             configs = {j.config.hash: j.config for j in chunk}
             paths = {h: os.path.join(folder, f"{h[:16]}.onnx") for h in configs}
             tasks = [_Task(h, {"op": "export", "config": c.canonical_json(), "batch": self.protocol.batch,
-                               "path": paths[h]}) for h, c in configs.items()]
+                               "path": paths[h], "precision": self.protocol.precision}) for h, c in configs.items()]
             export_error = {h: reply if isinstance(reply, str) else reply["error"]
                             for h, reply in _run_tasks(tasks, pool, self.timeout_s)
                             if isinstance(reply, str) or "error" in reply}

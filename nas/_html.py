@@ -1,8 +1,10 @@
-"""Writing charts: HTML that opens offline, and PNG through kaleido when a Chrome/Chromium is installed.
+"""Writing charts: HTML that opens offline, and PNG (kaleido when a Chrome/Chromium is installed, else
+matplotlib, which needs no browser: nas._png).
 
-Every HTML chart loads plotly.js from a file beside it, ``plotly-<version>.min.js``, written once per folder
-(4.8 MB): a folder of charts opens offline (there may be no CDN) without carrying plotly.js in every file.
-The version is in the name, so charts written by another plotly version in the same folder keep theirs.
+Every HTML chart loads plotly.js from a file ``plotly-<version>.min.js`` (4.8 MB) by a relative path: one copy
+in ``$LOWFORMER_NAS_HOME`` for every chart under it (studies, ``plot measured``), else one copy per folder. A
+chart opens offline (there may be no CDN) without carrying plotly.js in every file or every study folder. The
+version is in the name, so charts written by another plotly version keep theirs.
 """
 
 from __future__ import annotations
@@ -36,12 +38,23 @@ def write_plotlyjs(folder: str | os.PathLike) -> pathlib.Path:
     return atomic_write(path, js)
 
 
+def plotlyjs_folder(chart: pathlib.Path) -> pathlib.Path:
+    """Where the plotly.js of a chart at ``chart`` lives: ``$LOWFORMER_NAS_HOME`` when the chart is under it (one
+    copy for every study), else the chart's own folder."""
+    from lowformer_common import home_dir
+
+    folder = chart.parent.resolve()
+    home = home_dir().resolve()
+    return home if folder == home or home in folder.parents else chart.parent
+
+
 def write_html(fig, path: str | os.PathLike, config: dict | None = None) -> pathlib.Path:
-    """``fig`` as HTML loading plotly.js from its own folder (see the module docstring)."""
+    """``fig`` as HTML loading plotly.js by a relative path (see the module docstring)."""
     path = pathlib.Path(path)
-    write_plotlyjs(path.parent)
-    html = fig.to_html(include_plotlyjs=plotlyjs_name(), full_html=True,
-                       config={"displaylogo": False, **(config or {})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    js = write_plotlyjs(plotlyjs_folder(path))
+    src = pathlib.Path(os.path.relpath(js.resolve(), path.parent.resolve())).as_posix()
+    html = fig.to_html(include_plotlyjs=src, full_html=True, config={"displaylogo": False, **(config or {})})
     return atomic_write(path, html)
 
 
@@ -80,10 +93,57 @@ def png_hint() -> str:
             "or point BROWSER_PATH at one)")
 
 
+PNG_ENV = "LOWFORMER_NAS_PNG"  # kaleido | matplotlib: force one renderer (default: kaleido when a browser is found)
+
+
+def browser_found() -> bool:
+    import shutil
+
+    return bool(os.environ.get("BROWSER_PATH")) or any(
+        shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"))
+
+
 def write_pngs(figs: Sequence, paths: Sequence[str | os.PathLike], width: int,
                heights: Sequence[int]) -> tuple[list[pathlib.Path], str | None]:
-    """Each figure as PNG (one browser session for all). Returns (written paths, None) or ([], a one-line
-    note saying why none was written); nothing leaks to stderr, no half-written file is left."""
+    """Each figure as PNG: through kaleido when a Chrome/Chromium is installed (the browser's rendering), else, or
+    when kaleido fails, drawn by matplotlib from the same figures (nas._png; no browser). ``$LOWFORMER_NAS_PNG``
+    (kaleido|matplotlib) forces one. Returns (written paths, None or a one-line note); nothing leaks to stderr,
+    no half-written file is left."""
+    choice = os.environ.get(PNG_ENV, "").strip().lower()
+    if choice == "matplotlib" or (choice != "kaleido" and not browser_found()):
+        return _write_pngs_matplotlib(figs, paths, width, heights, why="no Chrome/Chromium for kaleido")
+    written, note = _write_pngs_kaleido(figs, paths, width, heights)
+    if written or choice == "kaleido":
+        return written, note
+    return _write_pngs_matplotlib(figs, paths, width, heights, why=note.removeprefix("PNG charts skipped: "))
+
+
+def _write_pngs_matplotlib(figs: Sequence, paths: Sequence[str | os.PathLike], width: int, heights: Sequence[int],
+                           why: str) -> tuple[list[pathlib.Path], str | None]:
+    from nas import _png
+
+    if not _png.available():
+        return [], f"PNG charts skipped: {why}, and matplotlib is not installed (pip install matplotlib)"
+    out = []
+    try:
+        for fig, path, h in zip(figs, paths, heights):
+            path = pathlib.Path(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                _png.write_png(fig, tmp, width, h)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            out.append(path)
+    except Exception as e:  # noqa: BLE001 (a chart matplotlib cannot draw must not fail the command)
+        return out, f"PNG charts: matplotlib could not draw every chart ({one_line(e)[:200]}); the HTML charts are complete"
+    return out, None
+
+
+def _write_pngs_kaleido(figs: Sequence, paths: Sequence[str | os.PathLike], width: int,
+                        heights: Sequence[int]) -> tuple[list[pathlib.Path], str | None]:
+    """Each figure as PNG through kaleido (one browser session for all). Returns (written paths, None) or ([], a
+    one-line note saying why none was written); nothing leaks to stderr, no half-written file is left."""
     paths = [pathlib.Path(p) for p in paths]
     tmps = [p.with_name(f".{p.name}.tmp") for p in paths]
     keeper = _quiet_browser_logs()

@@ -17,7 +17,8 @@ from ._identity import CONFIG_IDENTITY
 from ._graph import OP_TYPES, QUANTITIES, STAGES, Layer, OpGraph, build_op_graph
 from ._load import config_from_dict, config_from_json, load_config
 from ._onnx import DEFAULT_OPSET
-from ._space import KNOBS, SPACE, Knob, config_to_knobs, knobs_to_config, sample_config, sample_configs
+from ._standalone import standalone_source, training_recipe, write_torch_export
+from ._space import KNOBS, SPACE, Knob, config_knob_name, config_to_knobs, knobs_to_config, sample_config, sample_configs
 from ._variants import PAPER_ALIASES, VARIANTS, Variant, get_variant, named_series, variant_names
 
 _TORCH_API = {
@@ -93,6 +94,7 @@ __all__ = [
     "check_against_graph",
     "config_from_dict",
     "config_from_json",
+    "config_knob_name",
     "config_to_knobs",
     "count",
     "count_graph",
@@ -109,5 +111,8 @@ __all__ = [
     "sample_configs",
     "set_drop_path",
     "variant_names",
+    "standalone_source",
+    "training_recipe",
     "write_config_json",
+    "write_torch_export",
 ]

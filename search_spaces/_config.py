@@ -371,7 +371,11 @@ class LowFormerConfig:
             if key == "base":
                 raise ConfigError(key, "a named base is resolved by search_spaces.config_from_dict and load_config")
             if key not in known:
-                raise ConfigError(key, f"unknown knob; allowed: base, {', '.join(sorted(known))}")
+                import difflib
+
+                near = difflib.get_close_matches(str(key).lower(), sorted(known), n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise ConfigError(key, f"unknown knob{hint}; allowed: base, {', '.join(sorted(known))}")
         return dataclasses.replace(start, **data) if start is not None else cls(**data)
 
     @classmethod

@@ -69,6 +69,22 @@ SPACE: tuple[Knob, ...] = (
 )
 KNOBS = {k.name: k for k in SPACE}
 
+# A flat knob's place in the config (docs, config files): (config field, index), stage 3/4 pairs indexed from 0.
+_CONFIG_PLACE = {**{f"width{i}": ("widths", i) for i in range(5)}, **{f"depth{i}": ("depths", i) for i in range(5)},
+                 **{f"{k}{s}": (f, s - 3) for k, f in (("attention", "attention"), ("att_stride", "att_stride"),
+                                                        ("mlp", "mlp"), ("mlp_ratio", "mlp_ratio")) for s in (3, 4)},
+                 "head0": ("head_widths", 0), "head1": ("head_widths", 1)}
+
+
+def config_knob_name(knob: str) -> str:
+    """The name a config file uses for a flat search knob: ``depth2`` -> ``depths[2]``, ``attention3`` ->
+    ``attention[0]`` (stage 3), ``head1`` -> ``head_widths[1]``; other knobs keep their name."""
+    place = _CONFIG_PLACE.get(knob)
+    if place is None:
+        return knob
+    field, i = place
+    return f"{field}[{i}]" + (f" (stage {i + 3})" if field in ("attention", "att_stride", "mlp", "mlp_ratio") else "")
+
 
 def knobs_to_config(values: Mapping[str, Any], num_classes: int = 1000) -> LowFormerConfig:
     """The config of one flat knob assignment (irrelevant knobs are normalised away)."""

@@ -32,12 +32,50 @@ def resolve_local(args) -> None:
         from measured import local_device_id
 
         args.device = local_device_id(gpu=_wants_gpu(args))
-    devices = getattr(args, "devices", None)
-    if isinstance(devices, list) and LOCAL in devices:
-        from measured import local_device_id
+    for attr in ("devices", "device"):  # --device repeatable (search, data dump)
+        devices = getattr(args, attr, None)
+        if isinstance(devices, list) and LOCAL in devices:
+            from measured import local_device_id
 
-        here = local_device_id(gpu=_wants_gpu(args))
-        args.devices = [here if d == LOCAL else d for d in devices]
+            here = local_device_id(gpu=_wants_gpu(args))
+            setattr(args, attr, [here if d == LOCAL else d for d in devices])
+    _known_case(args)
+
+
+def known_devices() -> list[str]:
+    """Devices with a predictor, not counting the accuracy surrogate's dataset (imagenet1k is not a device)."""
+    from measured import ACCURACY_DEVICE
+    from predictors import available_predictors
+
+    return sorted({d for d, _ in available_predictors()} - {ACCURACY_DEVICE})
+
+
+def did_you_mean(word: str, choices) -> str:
+    """` (did you mean X?)` for the closest of ``choices`` (case-insensitive), or ''."""
+    import difflib
+
+    lower = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
+    return f" (did you mean {lower[hits[0]]}?)" if hits else ""
+
+
+def _known_case(args) -> None:
+    """Device ids are matched case-insensitively against the devices with a predictor (``Jetson_TX2``)."""
+    names = [getattr(args, a, None) for a in ("device", "devices", "source")]
+    if not any(isinstance(n, str) and n != n.lower() or isinstance(n, list) and any(x != x.lower() for x in n)
+               for n in names):
+        return
+    known = {d.lower(): d for d in known_devices()}
+
+    def fix(d):
+        return known.get(d.lower(), d) if isinstance(d, str) and d not in known.values() else d
+
+    for attr in ("device", "devices", "source"):
+        v = getattr(args, attr, None)
+        if isinstance(v, str):
+            setattr(args, attr, fix(v))
+        elif isinstance(v, list):
+            setattr(args, attr, [fix(d) for d in v])
 
 
 def _command_devices(args) -> list[str]:
@@ -61,8 +99,7 @@ def _has_predictor(device: str) -> bool:
 
 def onboarding_hint(args) -> None:
     """search/predict on a device without a predictor: one line saying how to get one (onboarding)."""
-    from measured import ACCURACY_DEVICE, check_device_id, local_device_id
-    from predictors import available_predictors
+    from measured import check_device_id, local_device_id
 
     here = {local_device_id(), local_device_id(gpu=True)}
     for device in _command_devices(args):
@@ -73,8 +110,9 @@ def onboarding_hint(args) -> None:
             raise UserError(f"device: no predictor for {device!r} (this machine) yet; onboard it first (about 5 "
                             "minutes of measuring): lowformer-nas onboard --device local")
         # Devices only: the accuracy surrogate's dataset has a predictor but is nothing to onboard or measure on.
-        known = ", ".join(sorted({d for d, _ in available_predictors()} - {ACCURACY_DEVICE})) or "none"
-        raise UserError(f"device: no predictor for {device!r}; onboard it: lowformer-nas onboard --device {device} "
+        known = ", ".join(known_devices()) or "none"
+        raise UserError(f"device: no predictor for {device!r}{did_you_mean(device, known_devices())}; onboard it: "
+                        f"lowformer-nas onboard --device {device} "
                         f"--bundle DIR (a device this tool cannot run on; then --results FILE), or --device local for "
                         f"this machine; or train one from stored measurements: lowformer-nas predictors train --device "
                         f"{device}; devices with a predictor: {known}")

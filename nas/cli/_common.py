@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 
 from lowformer_common import short
 from measured import RecordError, check_device_id
@@ -63,14 +64,43 @@ def trials(value: str) -> int:
     return n
 
 
+_UNIT = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*")
+_TO_MS = {"": 1.0, "ms": 1.0, "s": 1e3}
+_TO_S = {"": 1.0, "s": 1.0, "ms": 1e-3, "min": 60.0}
+
+
+def _with_unit(value: str, scale: dict[str, float], unit: str) -> float:
+    """A finite number, bare (in ``unit``) or with one of the ``scale`` units: '12', '12ms', '0.5 s' (the range is
+    checked where the value is used, with its own message)."""
+    m = _UNIT.fullmatch(value)
+    factor = scale.get(m.group(2).lower()) if m else None
+    v = float(m.group(1)) * factor if m and factor is not None else math.nan
+    if not math.isfinite(v):
+        forms = ", ".join(f"'12{u}'" for u in scale if u)
+        raise argparse.ArgumentTypeError(f"must be a number of {unit}: '12' ({unit}) or with a unit, {forms} "
+                                         f"(got {_shown(value)})")
+    return v
+
+
+def milliseconds(value: str) -> float:
+    """``--budget-ms``: '12', '12ms', '0.012s' (in ms)."""
+    return _with_unit(value, _TO_MS, "ms")
+
+
+def seconds(value: str) -> float:
+    """A duration in seconds: '900', '900s', '15min', '500ms'."""
+    return _with_unit(value, _TO_S, "s")
+
+
 def timeout_seconds(value: str) -> float:
-    """``--timeout``: a finite number of seconds > 0 (``nan`` and ``inf`` are refused)."""
+    """``--timeout``: a finite number of seconds > 0 (``nan`` and ``inf`` are refused); '900', '900s', '15min'."""
     try:
-        t = float(value)
-    except ValueError:
+        t = seconds(value)
+    except argparse.ArgumentTypeError:
         t = math.nan
-    if not math.isfinite(t) or t <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0 (got {_shown(value)})")
+    if not t > 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, e.g. 900, 900s or 15min (got "
+                                         f"{_shown(value)})")
     return t
 
 

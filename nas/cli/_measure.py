@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, missing_module
 from measured import backend_help
 from search_spaces import get_variant, resolve, sample_configs, variant_names
@@ -19,7 +21,9 @@ def register(sub) -> None:
                    help="latency_ms (default: time per batch of 1) or throughput_img_s (images/s at --batch)")
     p.add_argument("--batch", type=positive_int, help="batch (default: 1 for latency, 200 for throughput)")
     p.add_argument("--threads", type=threads, default=1, help="CPU threads (intra-op; default 1)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp32 (default) or fp16 (GPU backends)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="fp32 (default), fp16 (GPU backends) or int8 (onnxruntime: static QDQ quantisation with a fixed "
+                        "calibration input, recorded in each row's notes; stored and trained as its own protocol)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
     p.add_argument("--runs", type=int, default=100, help="timed runs at most (default 100)")
     p.add_argument("--min-runs", type=int, default=10, help="timed runs at least, when adaptive (default 10)")
@@ -38,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=timeout_seconds, default=900.0, help="seconds per config before it counts as a hang")
     p.add_argument("--retry-failed", action="store_true", help="measure again configs whose earlier run failed")
     p.add_argument("--campaign", help="a name stored with every measurement")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per config (id, name, value, unit, p10, p90, runs, CI, status, stored "
+                        "now or before) as a JSON list; progress lines go to stderr")
     add_store_arg(p)
     p.set_defaults(func=cmd_measure)
 
@@ -99,6 +106,19 @@ def jobs_from_args(args, repeats: int = 1):
 
 
 def cmd_measure(args) -> int:
+    if not getattr(args, "json", False):
+        return _measure(args, None)
+    import contextlib
+    import json
+
+    out: list = []
+    with contextlib.redirect_stdout(sys.stderr):
+        code = _measure(args, out)
+    print(json.dumps(out, indent=1, default=str))
+    return code
+
+
+def _measure(args, out: list | None) -> int:
     from measured import Protocol, Store, get_backend, resolve_local_device, run_campaign
 
     if args.repeats < 1:
@@ -126,19 +146,64 @@ def cmd_measure(args) -> int:
                           retry_failed=args.retry_failed, export_workers=args.export_workers,
                           fresh_process=args.fresh_process)
     print(report.line())
-    names = {j.config.hash: j.name for j in jobs}
-    for m in report.measurements:
-        if m.status != "ok":
-            print(f"  {m.status}: {names.get(m.config_hash) or m.config_hash[:12]}: {m.reason}")
-    if len(jobs) == 1 and report.measurements and report.measurements[0].value is not None:
-        m = report.measurements[0]
-        unit = "ms" if m.metric == "latency_ms" else "img/s"
-        print(f"{names.get(m.config_hash) or m.config_hash[:12]}: {m.value:.3f} {unit} (p10 {m.p10:.3f}, "
-              f"p90 {m.p90:.3f}, n {m.n})")
-    elif len(jobs) == 1 and report.skipped:
-        print(f"{jobs[0].name or jobs[0].config.hash[:12]}: already stored for {device.device_id}; "
-              "`lowformer-nas data dump` shows it")
+    rows = results_rows(store, jobs, protocol, device.device_id, report)
+    print(results_table(rows))
+    if out is not None:
+        out.extend(rows)
     return 0
+
+
+def results_rows(store, jobs, protocol, device_id: str, report) -> list[dict]:
+    """One row per selected config: its newest stored result under this protocol (measured now or before)."""
+    import math
+
+    from measured import ci_from_notes
+
+    df = store.measurements(device=device_id, metric=protocol.metric, status=None, protocol=protocol.key,
+                            include_flagged=True)
+    now = {m.config_hash for m in report.measurements}
+    unit = "ms" if protocol.metric == "latency_ms" else "img/s"
+    rows, seen = [], set()
+    for j in jobs:
+        h = j.config.hash
+        if h in seen:
+            continue
+        seen.add(h)
+        mine = df[df["config_hash"] == h] if len(df) else df
+        ok = mine[mine["status"] == "ok"] if len(mine) else mine
+        r = (ok if len(ok) else mine).iloc[-1] if len(mine) else None
+
+        def num(k, r=r):
+            v = None if r is None else r[k]
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+        rows.append({"id": h[:12], "hash": h, "name": j.name, "device": device_id, "metric": protocol.metric,
+                     "unit": unit, "value": num("value"), "p10": num("p10"), "p90": num("p90"),
+                     "runs": None if num("n") is None else int(num("n")),
+                     "ci_pct": None if r is None else ci_from_notes(r["notes"]),
+                     "status": "missing" if r is None else r["status"], "reason": None if r is None else r["reason"],
+                     "stored": "now" if h in now else ("before" if r is not None else None),
+                     "repeats": len(ok) if len(mine) else 0})
+    return rows
+
+
+def results_table(rows: list[dict]) -> str:
+    """The measured values as a table: config, value, p10-p90, runs, the median's 95 % CI, when stored."""
+    def f(v, spec=".3f"):
+        return "-" if v is None else format(v, spec)
+
+    unit = rows[0]["unit"] if rows else "ms"
+    lines = [f"{'config':14s} {'id':12s} {unit:>10s} {'p10-p90':>19s} {'runs':>5s} {'CI95':>7s}  stored"]
+    for r in rows:
+        val = f(r["value"]) if r["status"] == "ok" else r["status"]
+        spread = f"{f(r['p10'])}-{f(r['p90'])}" if r["p10"] is not None else "-"
+        ci = f"±{r['ci_pct']:.2f}%" if r["ci_pct"] is not None else "-"
+        when = {"now": "measured now", "before": "stored before"}.get(r["stored"], "-")
+        when += f" ({r['repeats']} repeats)" if r["repeats"] > 1 else ""
+        when += f": {r['reason']}" if r["status"] != "ok" and r["reason"] else ""
+        lines.append(f"{(r['name'] or '-')[:14]:14s} {r['id']:12s} {val:>10s} {spread:>19s} {f(r['runs'], 'd'):>5s} "
+                     f"{ci:>7s}  {when}")
+    return "\n".join(lines)
 
 
 def protocol_line(protocol) -> str:

@@ -104,6 +104,13 @@ def _open_store(url):
     return Store(url)
 
 
+def quantised_key(device: str, protocol: dict) -> str:
+    """The predictor key of a device's measurements under ``protocol``: ``<device>+int8`` for int8 rows (their own
+    predictor, e.g. `search --device <device>+int8`), else the device id."""
+    precision = str(protocol.get("precision") or "fp32")
+    return f"{device}+{precision}" if precision == "int8" else device
+
+
 def _device_metric(store, device: str, metric: str | None) -> tuple[str, dict]:
     """(metric, device protocol); the default metric is the device's protocol metric."""
     from measured import ACCURACY_DEVICE
@@ -172,6 +179,11 @@ def cmd_train(args) -> int:
     store = _open_store(args.store)
     metric, protocol = _device_metric(store, args.device, args.metric)
     data = training_data(store.measurements(device=args.device), args.device, metric, args.protocol)
+    key = quantised_key(args.device, data.protocol)
+    if key != args.device:  # int8 rows train a predictor of their own: never a new version of the fp32 one
+        import dataclasses
+
+        data = dataclasses.replace(data, device=key)
     source = _load_source(args.source) if args.source else None
     if args.model == "transfer" and source is None:
         raise UserError("source: --model transfer needs --source DEVICE")
@@ -184,12 +196,12 @@ def cmd_train(args) -> int:
     figures = _train_interval_figures(store, data, pred.model_type)
     if figures is not None:  # shown by `predictors list`
         pred.meta["interval_figures"] = figures.to_dict()
-    path = save_version(_out_root(args.out) / args.device / metric, pred.estimator, pred.meta)
+    path = save_version(_out_root(args.out) / key / metric, pred.estimator, pred.meta)
     if args.json:
         meta = json.loads((path / "meta.json").read_text())
         print(json.dumps(meta, indent=2))
         return 0
-    print(f"{args.device} / {metric}: {data.n_configs} configs ({data.n_rows} measurements, protocol {data.protocol['key']})"
+    print(f"{key} / {metric}: {data.n_configs} configs ({data.n_rows} measurements, protocol {data.protocol['key']})"
           + (f", {data.n_out_of_space} out-of-space rows" if data.n_out_of_space else ""))
     _print_figures(results, pred.meta["model_name"], metric, cv_method(data.n_configs))
     if pred.meta.get("surrogate"):

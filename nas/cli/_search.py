@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg, device_id, trials
+from ._common import add_store_arg, device_id, milliseconds, trials
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -28,8 +28,8 @@ def register(sub) -> None:
                                    "same --study continues to --trials trials in total.")
     p.add_argument("--device", action="append", dest="devices", type=device_id, metavar="NAME",
                    help="target device (repeatable); a resumed study keeps its devices")
-    p.add_argument("--budget-ms", action="append", type=float, metavar="MS",
-                   help="latency budget: one value for every device, or one per --device in order "
+    p.add_argument("--budget-ms", action="append", type=milliseconds, metavar="MS",
+                   help="latency budget (12, 12ms or 0.012s): one value for every device, or one per --device in order "
                         "(throughput devices: time per image, 1000/throughput)")
     p.add_argument("--trials", type=trials, metavar="N", help="total trials of the study (default 3000)")
     p.add_argument("--study", metavar="NAME", help="study name: $LOWFORMER_NAS_HOME/runs/NAME/ (an existing study, "
@@ -65,6 +65,9 @@ def register(sub) -> None:
     p.add_argument("--no-png", action="store_true", help="HTML charts only")
     p.add_argument("--population-size", type=int, default=50, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object on stdout (front rows with id, rank, predictions, intervals; "
+                        "the named variants; --verify/--refine tables); the human-readable lines go to stderr")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("plot", help="redraw a study's charts, or MACs vs measured latency from the store")
@@ -83,6 +86,19 @@ def register(sub) -> None:
 
 
 def cmd_search(args) -> int:
+    if not getattr(args, "json", False):
+        return _search(args, None)
+    import contextlib
+    import json
+
+    out: dict = {}
+    with contextlib.redirect_stdout(sys.stderr):
+        code = _search(args, out)
+    print(json.dumps(out, indent=1, default=str))
+    return code
+
+
+def _search(args, out: dict | None) -> int:
     for flag, v in (("verify", args.verify), ("refine", args.refine)):
         if v < 0:
             raise UserError(f"{flag}: must be a positive number (got {v})")
@@ -98,15 +114,46 @@ def cmd_search(args) -> int:
     )
     r = run_search(settings, progress=not args.quiet, png=not args.no_png)
     _print_result(r)
+    sections, extra = [], {}
     if args.refine:
-        r = _refine(args, settings, r)
+        r, table = _refine(args, settings, r)
+        sections.append(f"## Refinement ({args.refine} rounds of {args.refine_k} configs measured on this machine)\n\n"
+                        + table)
+        extra["refine"] = table
     if args.verify:
         from measured import Store
-        from nas.search import verify_front
+        from nas.search import device_objective, summarise, verify_front, verify_markdown
 
-        verify_front(r.results, args.verify, r.folder, store=Store(args.store))
-    _print_next_steps(r.results)
+        rows = verify_front(r.results, args.verify, r.folder, store=Store(args.store))
+        o = device_objective(r.results, None)
+        summary = summarise(r.results, rows, o)
+        sections.append(verify_markdown(rows, o, summary))
+        from nas.search import write_charts
+
+        write_charts(r.results, r.folder, png=not args.no_png)  # the measured values drawn on the Pareto chart
+        extra["verify"] = {"device": o["device"], "summary": summary.to_dict(), "rows": rows}
+    done = {"verify": args.verify, "refine": args.refine}
+    if sections:
+        from nas.search import amend_report
+
+        amend_report(r.folder, r.results, sections, done)
+    _print_next_steps(r.results, done)
+    if out is not None:
+        out.update(_result_json(r, extra))
     return 0
+
+
+def _result_json(r, extra: dict) -> dict:
+    from nas.search import front_json
+
+    fj = front_json(r.results)
+    keep = ("id", "rank", "hash", "named", "macs", "params", "predictions", "intervals", "measured", "in_domain",
+            "feasible", "config")
+    return {"study": r.study, "folder": str(r.folder), "trials": r.n_trials, "seed": r.seed, "round": r.round,
+            "risk": fj["risk"], "confidence": fj["confidence"], "any_feasible": fj["any_feasible"],
+            "front": [{k: e.get(k) for k in keep} for e in fj["front"]],
+            "closest": [{k: e.get(k) for k in keep} for e in fj["closest"]], "named": fj["named"],
+            "notes": list(r.notes), **extra}
 
 
 def _print_result(r) -> None:
@@ -132,10 +179,10 @@ def _print_result(r) -> None:
     print(f"outputs in {r.folder}/ (report.md, front.csv, front.json, charts)")
 
 
-def _print_next_steps(res) -> None:
+def _print_next_steps(res, done: dict | None = None) -> None:
     from nas.search import next_steps
 
-    steps = next_steps(res)
+    steps = next_steps(res, done=done)
     if steps:
         print("next:")
         for line in steps:
@@ -154,10 +201,11 @@ def _refine(args, settings, first):
                                    measure=store_measurer(store), retrain=_retrainer(store), first=first,
                                    progress=not args.quiet, png=not args.no_png)
     print(f"refinement ({args.refine} rounds of {args.refine_k} configs measured on this machine):")
-    print(rounds_table(rounds))
+    table = rounds_table(rounds)
+    print(table)
     write_json(result.folder / "refine.json", [x.to_dict() for x in rounds], indent=1)
     _print_result(result)
-    return result
+    return result, table
 
 
 def _retrainer(store):
@@ -179,11 +227,11 @@ def _print_front(res, n: int = 10) -> None:
     keys = res.keys
     metrics = {o["key"]: o.get("metric") for o in res.objectives}
     if res.any_feasible:
-        rows, title = res.front.head(n), f"Pareto front: {len(res.front)} configs (first {min(n, len(res.front))}):"
+        rows, title = res.front.head(n), (f"Pareto front: {len(res.front)} configs (first {min(n, len(res.front))}; id: the pick's stable name, `export --pick ID`):")
     else:
         rows, title = res.closest(), "NO config meets the constraints; the closest ones (smallest violation):"
     print(title)
-    print("  " + f"{'#':>3s} {'hash':12s} {'named':6s} " + " ".join(f"{k:>28s}" for k in keys) + f" {'MACs (M)':>9s}")
+    print("  " + f"{'#':>3s} {'id':12s} {'named':6s} " + " ".join(f"{k:>28s}" for k in keys) + f" {'MACs (M)':>9s}")
     for i, (_, r) in enumerate(rows.iterrows(), start=1):
         rank = int(r["rank"]) if "rank" in r and r["rank"] == r["rank"] and r["rank"] is not None else i
         cells = []

@@ -30,7 +30,13 @@ def register(sub) -> None:
     p.add_argument("--onnx", metavar="PATH", help="ONNX file to write")
     p.add_argument("--json-out", metavar="PATH", help="also write the config JSON")
     p.add_argument("--study", metavar="NAME", help="take the config from this search study's front (see --pick)")
-    p.add_argument("--pick", type=int, default=1, metavar="K", help="K-th config of the study's front (1 = best)")
+    p.add_argument("--pick", default="1", metavar="ID",
+                   help="which front config: its id (the short config hash of report.md/front.csv, stable when the study "
+                        "is resumed) or its current rank K (1 = first; default 1)")
+    p.add_argument("--torch", metavar="DIR",
+                   help="write a standalone PyTorch module (needs only torch), its config JSON and the training recipe "
+                        "into DIR (new or empty); see docs/training.md")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.add_argument("--runs-dir", default=None, metavar="DIR",
                    help="where studies live (default: ./runs, then $LOWFORMER_NAS_HOME/runs)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
@@ -99,17 +105,31 @@ def cmd_export(args) -> int:
         from nas.search import export_pick  # noqa: PLC0415 (search needs optuna; only load it when asked)
 
         return export_pick(args)
-    if args.onnx is None and args.json_out is None:
-        raise UserError("export: give --onnx PATH and/or --json-out PATH (or --study NAME --pick K)")
+    if args.onnx is None and args.json_out is None and args.torch is None:
+        raise UserError("export: give --onnx PATH, --json-out PATH and/or --torch DIR (or --study NAME --pick ID)")
     name, cfg = _resolve(args)
+    if args.torch is not None:
+        from search_spaces import write_torch_export
+
+        paths = write_torch_export(cfg, args.torch, name)
+        if not args.json:
+            print(f"wrote {args.torch}/  ({', '.join(p.name for p in paths)}: a PyTorch module needing only torch, "
+                  "its config, the training recipe; docs/training.md shows a training loop)")
     if args.json_out:
         from search_spaces import write_config_json
 
         write_config_json(args.json_out, cfg, name)
-        print(f"wrote {args.json_out}")
+        if not args.json:
+            print(f"wrote {args.json_out}")
     if args.onnx:
         from search_spaces import export_onnx
 
         export_onnx(cfg, args.onnx, exporter=args.exporter)
-        print(f"wrote {args.onnx}  ({name}, {cfg.resolution} px, hash {cfg.hash[:12]})")
+        if not args.json:
+            print(f"wrote {args.onnx}  ({name}, {cfg.resolution} px, hash {cfg.hash[:12]})")
+    if args.json:
+        import json
+
+        print(json.dumps({"name": name, "hash": cfg.hash, "id": cfg.short_hash, "config_json": args.json_out,
+                          "onnx": args.onnx, "torch": args.torch}, indent=1))
     return 0

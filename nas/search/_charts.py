@@ -1,4 +1,4 @@
-"""The study charts (plotly): HTML that opens offline, and PNG when a browser is there for kaleido.
+"""The study charts (plotly): HTML that opens offline, and PNG (kaleido with a browser, else matplotlib: nas._png).
 
 1. MACs vs predicted latency per device, coloured by attention type: same MACs, very different latency
    (the paper's Figure 1 message), with the front and the named variants on it;
@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 
 from nas._html import write_html, write_pngs
 from nas._layout import PlotArea, annotate, honest_log_axes, place_labels
+from search_spaces import config_knob_name
 
 from ._objectives import ACCURACY_DEVICE
 from ._results import StudyResults
@@ -72,17 +73,14 @@ def _colours(labels: Sequence[str]) -> dict[str, str]:
 
 
 def _hover(df: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Hover data: the id (what `export --pick` takes), the front rank when the row has one, the named variant."""
     cols = ["hash", "named", "attention", "macs", "params", "resolution"]
-    data = df[cols].assign(hash=df["hash"].str[:12], macs=df["macs"] / 1e6, params=df["params"] / 1e6).to_numpy()
-    tmpl = ("<b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]}, %{customdata[5]} px<br>"
+    data = df[cols].assign(hash=df["hash"].str[:12], macs=df["macs"] / 1e6, params=df["params"] / 1e6)
+    if "rank" in df:
+        data["named"] = [f"front #{int(r)} {n}".strip() if pd.notna(r) else n for r, n in zip(df["rank"], df["named"])]
+    tmpl = ("id <b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]}, %{customdata[5]} px<br>"
             "MACs %{customdata[3]:.0f} M, params %{customdata[4]:.2f} M<br>x %{x:.4g}, y %{y:.4g}<extra></extra>")
-    return data, tmpl
-
-
-def _label_positions(x: pd.Series, first: str, second: str) -> list[str]:
-    """Alternate the text side of labels in x order, so that neighbouring variants do not print over each other."""
-    order = np.argsort(np.argsort(x.to_numpy(), kind="stable"))
-    return [first if k % 2 == 0 else second for k in order]
+    return data.to_numpy(), tmpl
 
 
 def _titled(fig: go.Figure, title: str, subtitle: str) -> go.Figure:
@@ -127,11 +125,12 @@ def macs_vs_latency(res: StudyResults) -> go.Figure:
         if len(named):
             cd, tmpl = _hover(named)
             fig.add_trace(go.Scatter(
-                x=named["macs"] / 1e6, y=named[o["key"]], mode="markers+text", name="named variants",
-                legendgroup="named", showlegend=j == 1, text=named["named"].str.replace(",", "="),
-                textposition=_label_positions(named["macs"], "top center", "bottom center"), textfont={"size": 13, "color": "#000"},
+                x=named["macs"] / 1e6, y=named[o["key"]], mode="markers", name="named variants",
+                legendgroup="named", showlegend=j == 1,
                 marker={"size": 12, "symbol": "diamond", "color": "#ffd400", "line": {"width": 1.5, "color": "#000"}},
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
+            _place_named(fig, t["macs"] / 1e6, t[o["key"]], named["macs"] / 1e6, named[o["key"]], named["named"], j,
+                         len(objs))
         budget = _budget_of(res, o)
         if budget is not None:
             fig.add_hline(y=budget[0], line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
@@ -143,23 +142,75 @@ def macs_vs_latency(res: StudyResults) -> go.Figure:
                    "configs with the same MACs run at very different speeds")
 
 
-def _error_bars(d: pd.DataFrame, key: str, scale: float = 1.0) -> dict[str, Any] | None:
-    """Plotly error bars from a table's interval columns (None when every interval is a point)."""
+_LABELLED_FRONT = 8  # up to this many front rows, each is labelled with its id on the Pareto chart
+_DENSE_FRONT = 30  # above this many front rows, interval bars are drawn faint so that the front stays readable
+
+
+def _error_bars(d: pd.DataFrame, key: str, scale: float = 1.0, faint: bool = False) -> dict[str, Any] | None:
+    """Plotly error bars from a table's interval columns (None when every interval is a point); ``faint`` for
+    dense fronts, where dark bars would merge into one band."""
     if f"{key}_lo" not in d or not len(d):
         return None
     up = (d[f"{key}_hi"] - d[key]).to_numpy(dtype=float) * scale
     down = (d[key] - d[f"{key}_lo"]).to_numpy(dtype=float) * scale
     if not (up > 0).any() and not (down > 0).any():
         return None
-    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1, "width": 0,
-            "color": "rgba(17,17,17,0.35)"}
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1 if not faint else 0.6,
+            "width": 0, "color": "rgba(17,17,17,0.35)" if not faint else "rgba(17,17,17,0.12)"}
 
 
 def _extrapolated(d: pd.DataFrame) -> pd.Series:
     return d["ood"].apply(bool) if "ood" in d else pd.Series(False, index=d.index)
 
 
-def pareto_front(res: StudyResults) -> go.Figure:
+def _place_named(fig: go.Figure, all_x, all_y, xs, ys, names, col: int, ncols: int, lo_hi=None) -> None:
+    """Label the named variants with annotations placed clear of every point and other label (nas._layout), with a
+    leader line: text drawn with its marker can hide under the front's markers. Fixes the subplot's axis ranges so
+    that the placement in pixels holds."""
+    ax_, ay_ = np.asarray(all_x, dtype=float), np.asarray(all_y, dtype=float)
+    ex = [np.asarray(v, dtype=float) for v in (lo_hi or ())]
+    xx = np.concatenate([ax_, *(ex[:2] if ex else [])])
+    yy = np.concatenate([ay_, *(ex[2:] if ex else [])])
+    xx, yy = xx[np.isfinite(xx)], yy[np.isfinite(yy)]
+    if not len(xx) or not len(yy):
+        return
+    pad = lambda lo, hi: (lo - 0.05 * (hi - lo or 1), hi + 0.05 * (hi - lo or 1))  # noqa: E731
+    xr, yr = pad(xx.min(), xx.max()), pad(yy.min(), yy.max())
+    fig.update_xaxes(range=list(xr), row=1, col=col)
+    fig.update_yaxes(range=list(yr), row=1, col=col)
+    width = (_W - 100) * (1 - 0.08 * (ncols - 1)) / ncols  # _titled's margins, make_subplots' spacing
+    area = PlotArea(xr, yr, width, _H - 180)
+    texts = [str(n).replace(",", "=") for n in names]
+    placed = place_labels(area, list(xs), list(ys), texts, (ax_, ay_), font_px=13, marker_px=12)
+    suffix = "" if col == 1 else str(col)
+    annotate(fig, area, list(xs), list(ys), placed, font_px=13, marker_px=12, xref=f"x{suffix}", yref=f"y{suffix}")
+
+
+def _verified(fig: go.Figure, res: StudyResults, o: dict[str, Any], acc: dict[str, Any], ys: float,
+              verified: dict[str, Any] | None, col: int) -> None:
+    """The front configs measured by --verify: the measured value beside the prediction, joined by a line."""
+    if not verified or verified.get("objective") != o["key"]:
+        return
+    by_hash = res.table.set_index("hash")
+    pts = [(r["hash"], r["predicted"], r["measured"]) for r in verified.get("rows", [])
+           if r.get("measured") is not None and r.get("hash") in by_hash.index]
+    if not pts:
+        return
+    acc_v = [float(by_hash.loc[h, acc["key"]]) * ys for h, _, _ in pts]
+    lx, ly = [], []
+    for (_, p, m), a in zip(pts, acc_v):
+        lx += [p, m, None]
+        ly += [a, a, None]
+    fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", line={"color": "#d62728", "width": 1}, hoverinfo="skip",
+                             showlegend=False, legendgroup="verified"), row=1, col=col)
+    fig.add_trace(go.Scatter(
+        x=[m for _, _, m in pts], y=acc_v, mode="markers", name=f"measured here (--verify, {len(pts)})",
+        legendgroup="verified", showlegend=col == 1, text=[h[:12] for h, _, _ in pts],
+        marker={"size": 9, "symbol": "x", "color": "#d62728"},
+        hovertemplate="id <b>%{text}</b><br>measured %{x:.4g}<extra>--verify</extra>"), row=1, col=col)
+
+
+def pareto_front(res: StudyResults, verified: dict[str, Any] | None = None) -> go.Figure:
     objs = _time_objectives(res)
     acc = res.objectives[0]
     t = res.table
@@ -190,7 +241,8 @@ def pareto_front(res: StudyResults) -> go.Figure:
                 # Extrapolated configs hollow: their predictions rest on no data like them.
                 marker={"size": 8, "color": np.where(ext, "rgba(0,0,0,0)", _FRONT), "line": {"width": 1.5, "color": _FRONT},
                         "symbol": np.where(ext, "circle-open", "circle")},
-                error_x=_error_bars(f, o["key"]), error_y=_error_bars(f, acc["key"], ys),
+                error_x=_error_bars(f, o["key"], faint=len(f) > _DENSE_FRONT),
+                error_y=_error_bars(f, acc["key"], ys, faint=len(f) > _DENSE_FRONT),
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
             if ext.any():
                 fig.add_trace(go.Scatter(
@@ -204,14 +256,24 @@ def pareto_front(res: StudyResults) -> go.Figure:
             cd, tmpl = _hover(d)
             ext = _extrapolated(d).to_numpy()
             fig.add_trace(go.Scatter(
-                x=d[o["key"]], y=d[acc["key"]] * ys, mode="markers+text", name=f"named: {st}", legendgroup=f"named {st}",
-                showlegend=j == 1, text=d["named"].str.replace(",", "="),
-                textposition=_label_positions(d[o["key"]], "middle right", "middle left"),
-                textfont={"size": 13, "color": "#000"},
+                x=d[o["key"]], y=d[acc["key"]] * ys, mode="markers", name=f"named: {st}", legendgroup=f"named {st}",
+                showlegend=j == 1,
                 marker={"size": 13, "symbol": np.where(ext, "diamond-open", "diamond"), "color": colour,
                         "line": {"width": 1.5, "color": "#000"}},
                 error_x=_error_bars(d, o["key"]), error_y=_error_bars(d, acc["key"], ys),
                 customdata=cd, hovertemplate=tmpl), row=1, col=j)
+        _verified(fig, res, o, acc, ys, verified, j)
+        # Labelled: the named variants, and on a small front every config by its id (what `export --pick` takes);
+        # a larger front names its ids on hover.
+        ids = res.front[res.front["named"] == ""] if len(res.front) <= _LABELLED_FRONT else res.front.iloc[:0]
+        labelled = pd.concat([named.assign(_label=named["named"]), ids.assign(_label=ids["hash"].str[:12])])
+        if len(labelled):
+            # The range holds every point and the intervals drawn (front and named), not every trial's interval.
+            bars = pd.concat([res.front, named])
+            _place_named(fig, t[o["key"]], t[acc["key"]] * ys, labelled[o["key"]], labelled[acc["key"]] * ys,
+                         labelled["_label"], j, len(objs),
+                         lo_hi=(bars[f"{o['key']}_lo"], bars[f"{o['key']}_hi"], bars[f"{acc['key']}_lo"] * ys,
+                                bars[f"{acc['key']}_hi"] * ys))
         budget = _budget_of(res, o)
         if budget is not None:
             fig.add_vline(x=budget[0], line={"dash": "dash", "color": "#d62728", "width": 1.5}, row=1, col=j,
@@ -242,7 +304,9 @@ def importances(res: StudyResults) -> tuple[go.Figure | None, str | None]:
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(res.study, target=lambda t, i=j - 1, s=sign: s * t.values[i])
         items = list(imp.items())[:_IMPORTANCE_TOP][::-1]
-        fig.add_trace(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h", showlegend=False,
+        # Named as in a config file (depths[2], not the search's flat depth2): what a user edits.
+        fig.add_trace(go.Bar(x=[v for _, v in items], y=[config_knob_name(k) for k, _ in items], orientation="h",
+                             showlegend=False,
                              marker={"color": "#1f77b4"}, hovertemplate="%{y}: %{x:.3f}<extra></extra>"), row=1, col=j)
         fig.update_xaxes(title_text="importance", row=1, col=j)
     fig = _titled(fig, f"Knob importances — study {res.name}",
@@ -252,11 +316,11 @@ def importances(res: StudyResults) -> tuple[go.Figure | None, str | None]:
     return fig, None
 
 
-def figures(res: StudyResults) -> tuple[dict[str, go.Figure], list[str]]:
+def figures(res: StudyResults, verified: dict[str, Any] | None = None) -> tuple[dict[str, go.Figure], list[str]]:
     figs, notes = {}, []
     if len(res.table) and _time_objectives(res):
         figs[MACS_VS_LATENCY] = macs_vs_latency(res)
-        figs[PARETO] = pareto_front(res)
+        figs[PARETO] = pareto_front(res, verified)
     fig, note = importances(res)
     if fig is not None:
         figs[IMPORTANCE] = fig
@@ -284,8 +348,25 @@ def write_figures(figs: dict[str, go.Figure], folder: pathlib.Path, png: bool = 
     return paths, notes
 
 
+def _read_verified(folder: pathlib.Path) -> dict[str, Any] | None:
+    """verify.json of the study's folder (the last --verify), or None; a damaged one is ignored (it is a chart)."""
+    import json
+
+    from lowformer_common import read_at_most
+
+    path = pathlib.Path(folder) / "verify.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = read_at_most(path, 8 << 20)
+        data = json.loads(raw) if len(raw) <= 8 << 20 else None
+    except Exception:  # noqa: BLE001 (unreadable or not JSON: the chart is drawn without it)
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("rows"), list) else None
+
+
 def write_charts(res: StudyResults, folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:
-    figs, notes = figures(res)
+    figs, notes = figures(res, _read_verified(folder))
     paths, more = write_figures(figs, folder, png=png)
     return paths, notes + more
 

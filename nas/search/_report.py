@@ -23,6 +23,7 @@ _REPORT_FRONT_ROWS = 30
 def _entry(r: pd.Series, res: StudyResults) -> dict[str, Any]:
     d = {
         "rank": int(r["rank"]) if "rank" in r and pd.notna(r.get("rank")) else None,
+        "id": r["hash"][:12],  # the stable name of a pick (export --pick ID), unlike its rank
         "hash": r["hash"],
         "named": r["named"] or None,
         "trial": int(r["trial"]),
@@ -62,7 +63,7 @@ def front_json(res: StudyResults) -> dict[str, Any]:
 
 def front_frame(res: StudyResults) -> pd.DataFrame:
     rows = res.front if res.any_feasible else res.closest().assign(rank=None)
-    out = pd.DataFrame({"rank": rows["rank"], "hash": rows["hash"], "named": rows["named"]})
+    out = pd.DataFrame({"rank": rows["rank"], "id": rows["hash"].str[:12], "hash": rows["hash"], "named": rows["named"]})
     for k in res.keys:
         out[k], out[f"{k}_lo"], out[f"{k}_hi"] = rows[k], rows[f"{k}_lo"], rows[f"{k}_hi"]
     out["measured"] = rows["measured"].apply(";".join)
@@ -105,12 +106,36 @@ _UNIT_HEADS = {"params": ("M", 1e-6), "macs": ("M", 1e-6), "latency_ms": ("ms", 
                "fps": ("fps", 1.0), "top1_pct": ("%", 1.0)}
 
 
+_LABEL_MAX = 18
+
+
+def short_device(device: str) -> str:
+    """A device id short enough for a table column: ``x86_64-intel-r-xeon-r-processor-2c-24g-0261`` becomes
+    ``x86_64-inte…-0261`` (the report lists the full id once, under Devices)."""
+    return device if len(device) <= _LABEL_MAX else f"{device[:11]}…{device[-5:]}"
+
+
+def _short_key(key: str) -> str:
+    device, sep, metric = key.partition(":")
+    return f"{short_device(device)}{sep}{metric}" if sep else key
+
+
+def device_legend(res: StudyResults) -> str | None:
+    """One line naming the full id of every device shown under a short label, or None when none is shortened."""
+    long = [d for d in dict.fromkeys(o.get("device") for o in res.objectives) if d and short_device(d) != d]
+    if not long:
+        return None
+    return "Devices in the tables: " + "; ".join(f"`{short_device(d)}` = `{d}`" for d in long) + "."
+
+
 def _objective_columns(res: StudyResults) -> list[tuple[str, str, float]]:
-    """(key, header with unit, scale) per objective: one unit per quantity in every table (params in M, ...)."""
+    """(key, header with unit, scale) per objective: one unit per quantity in every table (params in M, ...); long
+    device ids shortened (see :func:`device_legend`)."""
     out = []
     for o in res.objectives:
         unit, scale = _UNIT_HEADS.get(o.get("metric") or "", ("", 1.0))
-        out.append((o["key"], f"{o['key']} ({unit})" if unit else o["key"], scale))
+        label = _short_key(o["key"])
+        out.append((o["key"], f"{label} ({unit})" if unit else label, scale))
     return out
 
 
@@ -142,7 +167,7 @@ def _domain(r: pd.Series, res: StudyResults) -> str:
 def _rows_table(res: StudyResults, rows: pd.DataFrame, with_rank: bool) -> str:
     cols = _objective_columns(res)
     sizes = [(k, f"{k} (M)") for k in ("macs", "params") if k not in res.keys]  # unless an objective shows them
-    heads = (["#"] if with_rank else []) + ["hash", "named"] + [h for _, h, _ in cols]
+    heads = (["#"] if with_rank else []) + ["id", "named"] + [h for _, h, _ in cols]
     heads += [{"macs": "MACs (M)", "params": "params (M)"}[k] for k, _ in sizes]
     # The domain constraint is 0 on every front row (its evidence column says more); the closest misses show it.
     extra = [c for c in _extra_constraints(res) if c.unit not in ("params", "MACs") and not (with_rank and c.key == "domain")]
@@ -158,6 +183,19 @@ def _rows_table(res: StudyResults, rows: pd.DataFrame, with_rank: bool) -> str:
             row.append(f"{r['violation'] * 100:+.0f}%")
         out.append(row)
     return _md_table(heads, out)
+
+
+def ranking_line(res: StudyResults) -> str:
+    """How the front is ordered, and how to name a pick, in a sentence or two."""
+    first = res.objectives[0]
+    end = ""
+    if res.risk == "bound" and res.confidence:
+        side = "lower" if first["direction"] == "maximize" else "upper"
+        end = (f" at the {side} end of its {res.confidence:.0%} interval (risk bound), not its central value: a config "
+               "with a wider interval can rank below one with a lower central prediction")
+    return (f"**Ranking**: # orders the front by {first['key']} ({first['direction']}d){end}; ties by trial. # changes "
+            "when the study is resumed and the front grows; the **id** (the config hash's first 12 characters) does "
+            "not: `lowformer-nas export --study " + res.name + " --pick ID` (or `--pick #`, the rank as it is now).")
 
 
 def risk_line(res: StudyResults) -> str:
@@ -190,6 +228,9 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
         ["created", s.get("created", "-")],
         ["versions", f"lowformer-nas {s.get('lowformer_nas')}, optuna {optuna.__version__}"],
     ]))
+    legend = device_legend(res)
+    if legend:
+        w("\n" + legend)
     preds = [o for o in res.objectives if o.get("kind") == "PredictorObjective"]
     if preds:
         share = res.in_domain_share()
@@ -207,6 +248,7 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
         w("Ranked by the first objective (the value the search optimised). Every config meets all constraints under its "
           "predictor" + (" at the pessimistic end of its interval" if res.risk == "bound" else "") + ". Values: central "
           "value [interval]; (measured): a stored measurement of this device, not a prediction.\n")
+        w(ranking_line(res) + "\n")
         w(_rows_table(res, res.front.head(_REPORT_FRONT_ROWS), with_rank=True))
     else:
         w("\n## No feasible config\n")
@@ -247,6 +289,22 @@ def _named_value(d: dict, k: str, scale: float = 1.0) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def amend_report(folder: pathlib.Path, res: StudyResults, sections: Sequence[str], done: dict | None = None) -> None:
+    """Add ``sections`` (markdown, e.g. the verification and refinement tables) to the study's report.md and
+    replace its next steps by ones that do not repeat ``done`` ({"verify": N, "refine": R})."""
+    path = pathlib.Path(folder) / REPORT_MD
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    head = text.split("\n## Next steps\n")[0].rstrip("\n") + "\n"
+    body = head + "".join("\n" + x.rstrip("\n") + "\n" for x in sections)
+    steps = next_steps(res, done=done)
+    if steps:
+        body += "\n## Next steps\n\n" + "\n".join(f"- {line}" for line in steps) + "\n"
+    atomic_write(path, body)
 
 
 def write_outputs(res: StudyResults, folder: pathlib.Path, png: bool = True) -> tuple[list[str], list[str]]:

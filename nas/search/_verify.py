@@ -139,6 +139,22 @@ def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str
         log(f"{rank} {r['hash'][:12]} {r['predicted']:10.3f} {iv} {meas}{flags}")
 
 
+def verify_markdown(rows: list[dict[str, Any]], o: dict[str, Any], summary: VerifySummary) -> str:
+    """The verification as a report.md section: every measured config beside its prediction."""
+    lines = [f"## Verification on this machine ({len(rows)} front configs measured)\n",
+             f"{o['metric']} on `{o['device']}`; " + summary.line() + ".\n",
+             "| # | id | predicted | interval | measured | note |", "|---:|---|---:|---|---:|---|"]
+    for r in rows:
+        lo, hi = r["interval"]
+        iv = f"[{lo:.4g}, {hi:.4g}]" if lo < hi else "-"
+        meas = f"{r['measured']:.4g}" if r["measured"] is not None else r["status"]
+        note = ", ".join(x for x, on in (("OVER BUDGET", r["over_budget"]), ("outside interval", r["inside"] is False),
+                                         ("measured before", r.get("known"))) if on)
+        rank = "-" if r["rank"] is None else str(r["rank"])
+        lines.append(f"| {rank} | `{r['hash'][:12]}` | {r['predicted']:.4g} | {iv} | {meas} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
 def verify_front(res: StudyResults, n: int, folder, *, store=None, device: str | None = None, protocol=None,
                  log: Callable[[str], None] = print, measure: MeasureFn | None = None) -> list[dict[str, Any]]:
     """Measure the top-``n`` front configs on this machine (as the study's device) and compare.

@@ -49,7 +49,7 @@ POINT_BUDGET_S = 3.0
 MIN_RUNS = 10
 CPU_MAC_CAP = 100e9
 QUICK_RUNS, QUICK_WARMUP = 3, 1
-DEFAULT_OUT = pathlib.Path("runs") / "studies"
+DEFAULT_OUT = pathlib.Path("runs") / "studies"  # under $LOWFORMER_NAS_HOME, where the README says a command keeps things
 
 
 def _studies() -> dict[str, Study]:
@@ -351,7 +351,11 @@ def run_study(name: str, settings: StudySettings | None = None, store=None) -> S
 
 
 def output_dir(settings: StudySettings, study: str) -> pathlib.Path:
-    return pathlib.Path(settings.out) if settings.out is not None else DEFAULT_OUT / study
+    if settings.out is not None:
+        return pathlib.Path(settings.out)
+    from lowformer_common import home_dir
+
+    return home_dir() / DEFAULT_OUT / study
 
 
 def write_outputs(result: StudyResult) -> None:

@@ -117,7 +117,7 @@ def test_dataset_slugs():
         "coco2017", "ade20k", "oxford_iiit_pets", "got10k_val", "trek150"]
 
 
-@pytest.mark.skipif(not (SHARED / PAPER_CSV).exists(), reason="the paper's CSV is not on this machine")
+@pytest.mark.skipif(not (SHARED / PAPER_CSV).exists(), reason=f"needs the paper's CSV at {SHARED / PAPER_CSV} (the project's shared/ data); copy it there to run")
 def test_shipped_files_are_what_the_script_writes(tmp_path, shipped):
     # Same timestamp as the shipped file: then the bytes must be identical (the file is not hand-edited).
     conv = convert(SHARED, timestamp=shipped["timestamp"].iloc[0])
@@ -133,7 +133,7 @@ def test_shipped_files_are_what_the_script_writes(tmp_path, shipped):
         assert (src["flag"] or "") == row.flag
 
 
-@pytest.mark.skipif(not (SHARED / PAPER_CSV).exists(), reason="the paper's CSV is not on this machine")
+@pytest.mark.skipif(not (SHARED / PAPER_CSV).exists(), reason=f"needs the paper's CSV at {SHARED / PAPER_CSV} (the project's shared/ data); copy it there to run")
 def test_regenerating_does_not_duplicate(tmp_path, paper_store):
     conv = convert(SHARED, timestamp="2030-01-01T00:00:00+00:00")
     write(conv, tmp_path)

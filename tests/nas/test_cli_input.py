@@ -137,7 +137,7 @@ def test_error_lines_are_capped_centrally():
     (["search", "--device", "jetson_tx2", "--trials", "0"], "--trials: must be an integer in [1, 10,000,000] (got 0)"),
     (["measure", "--model", "B0", "--batch", "0"], "--batch: must be an integer >= 1 (got 0)"),
     (["bundle", "--model", "B0", "--batch", "-3", "--out", "x"], "--batch: must be an integer >= 1 (got -3)"),
-    (["measure", "--model", "B0", "--timeout", "nan"], "--timeout: must be a finite number of seconds > 0 (got 'nan')"),
+    (["measure", "--model", "B0", "--timeout", "nan"], "--timeout: must be a finite number of seconds > 0, e.g. 900, 900s or 15min (got 'nan')"),
     (["measure", "--model", "B0", "--timeout", "inf"], "--timeout: must be a finite number"),
     (["measure", "--model", "B0", "--timeout", "-1"], "--timeout: must be a finite number"),
     (["measure", "--model", "B0", "--threads", "0"], "--threads: must be an integer >= 1"),

@@ -43,7 +43,7 @@ def test_search_then_resume_then_plot(capsys):
     for name in ("B0", "B1", "B1.5", "B2", "B3", "E1", "E2", "E3"):
         assert f"  {name} " in out
     assert f"outputs in {home_runs('c')}/" in out
-    assert "next:" in out and "lowformer-nas export --study c --pick 1" in out
+    assert "next:" in out and "lowformer-nas export --study c --pick " in out
     # Resume: the study keeps its devices, budget and risk; only the missing trials run.
     code, out, err = run(capsys, "search", "--study", "c", "--trials", "55", *BASE)
     assert code == 0, err
@@ -68,7 +68,7 @@ def test_a_study_in_local_runs_is_still_found(capsys):
     code, out, err = run(capsys, "search", "--study", "here", "--trials", "25", *BASE)  # resumed in ./runs
     assert code == 0 and "study here: 25 trials (5 run now" in out and "outputs in runs/here/" in out
     code, out, _ = run(capsys, "export", "--study", "here")
-    assert code == 0 and "runs/here/pick1-" in out
+    assert code == 0 and "runs/here/pick-" in out
 
 
 def test_seed_is_drawn_and_reported(capsys):
@@ -89,12 +89,17 @@ def test_export_pick_writes_the_config(capsys, tmp_path):
     code, out, err = run(capsys, "export", "--study", "c", "--pick", "2", "--json-out", str(out_file))
     assert code == 0, err
     d = json.loads(out_file.read_text())
-    assert d["name"] == "c-pick2" and LowFormerConfig.from_dict(d).hash == front[1]["hash"]
+    assert d["name"] == f"c-{front[1]['id']}" and LowFormerConfig.from_dict(d).hash == front[1]["hash"]
     code, out, _ = run(capsys, "export", "--study", "c")  # default: pick 1, next to the study
-    assert code == 0 and f"runs/c/pick1-{front[0]['hash'][:12]}.json" in out and "jetson_tx2:latency_ms" in out
+    assert code == 0 and f"runs/c/pick-{front[0]['hash'][:12]}.json" in out and "jetson_tx2:latency_ms" in out
     assert " [" in out  # the pick's interval
     code, _, err = run(capsys, "export", "--study", "c", "--pick", str(len(front) + 1))
     assert code == 2 and err.startswith(f"lowformer-nas: error: pick: must be between 1 and {len(front)}")
+    # The id names the same config whatever its rank; a prefix of it is enough, an unknown one is one line.
+    code, out, _ = run(capsys, "export", "--study", "c", "--pick", front[1]["id"][:6], "--json-out", str(out_file))
+    assert code == 0 and f"id {front[1]['id']}, front #2" in out
+    code, _, err = run(capsys, "export", "--study", "c", "--pick", "ffff0000ffff")
+    assert code == 2 and "not (or no longer" in err and err.count("\n") == 1
 
 
 @pytest.mark.torch
@@ -137,7 +142,7 @@ def test_export_pick_without_torch(capsys, monkeypatch):
      "lowformer-nas: error: confidence: must be a number in (0.5, 0.999), the interval coverage (got 1.5)"),
     (["search", "--device", "jetson_tx2", "--confidence", "0.5"], "lowformer-nas: error: confidence: must be a number in"),
     (["search", "--device", "jetson_tx2", "--refine", "-1"], "lowformer-nas: error: refine: must be a positive number"),
-    (["export", "B1", "--study", "x"], "lowformer-nas: error: study: give a model/--config or --study NAME --pick K"),
+    (["export", "B1", "--study", "x"], "lowformer-nas: error: study: give a model/--config or --study NAME --pick ID"),
     (["plot", "measured"], "lowformer-nas: error: device: `plot measured` needs --device NAME"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, starts):
@@ -162,7 +167,9 @@ def test_plot_measured_from_the_store(capsys):
     code, out, err = run(capsys, "plot", "measured", "--device", "jetson_tx2", "--no-png")
     assert code == 0, err
     html = (home_runs("measured") / "macs_vs_latency_ms_jetson_tx2.html").read_text()
-    assert "LowFormer" in html and (home_runs("measured") / plotlyjs_name()).is_file()
+    # plotly.js once for the whole home (linked relatively), not in every folder of charts
+    assert "LowFormer" in html and (home_runs("measured").parents[1] / plotlyjs_name()).is_file()
+    assert f'src="../../{plotlyjs_name()}"' in html
     from measured import Store
     from nas.search import measured_figure
 

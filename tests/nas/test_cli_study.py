@@ -114,3 +114,24 @@ def test_unavailable_backend_is_one_line(capsys):
         pytest.skip("a CUDA GPU is present")
     code, _, err = run(capsys, "study", "depthwise", "--quick", "--backend", "torch_cuda")
     assert code == 2 and err.startswith("lowformer-nas: error: backend: torch_cuda is not available")
+
+
+def test_json_and_the_default_folder_under_the_home(capsys, tmp_path, monkeypatch):
+    """--json: one object on stdout (findings, measurements, files), the report on stderr; without --out the
+    study goes to $LOWFORMER_NAS_HOME/runs/studies/NAME, as the README says, not to ./runs."""
+    import json
+
+    from lowformer_common import home_dir
+    from nas.studies import _toys
+
+    monkeypatch.setattr(_toys, "QUICK_TABLE3_RESOLUTIONS", (8,))
+    code, out, err = run(capsys, "study", "attention", "--quick", "--no-progress", *ANY_LOAD, "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["study"] == "attention" and len(d["results"]) == 4 and d["findings"] and "## Findings" in err
+    assert all(str(home_dir() / "runs" / "studies" / "attention") in p for p in d["files"].values())
+
+
+def test_unknown_study_suggests_the_nearest(capsys):
+    code, _, err = run(capsys, "study", "depthwse")
+    assert code == 2 and "(did you mean depthwise?)" in err and err.count("\n") == 1

@@ -74,6 +74,7 @@ def test_png_export_never_leaks_the_browser_log(tmp_path, monkeypatch, capfd):
     root = _Collect()
     monkeypatch.setattr(logging.getLogger(), "handlers", [*logging.getLogger().handlers, root])
     late = _fake_kaleido(monkeypatch)
+    monkeypatch.setenv("LOWFORMER_NAS_PNG", "kaleido")
     paths, note = write_pngs([_fig(), _fig()], [tmp_path / "a.png", tmp_path / "b.png"], width=400, heights=[300, 300])
     for t in late:
         t.start()
@@ -88,6 +89,7 @@ def test_png_export_never_leaks_the_browser_log(tmp_path, monkeypatch, capfd):
 
 def test_failed_png_export_is_one_note(tmp_path, monkeypatch, capfd):
     _fake_kaleido(monkeypatch, fail=RuntimeError("browser crashed\nwith a long story"))
+    monkeypatch.setenv("LOWFORMER_NAS_PNG", "kaleido")  # kaleido only: no fallback
     paths, note = write_pngs([_fig()], [tmp_path / "a.png"], width=400, heights=[300])
     assert paths == [] and not list(tmp_path.iterdir())
     assert note.startswith("PNG charts skipped: kaleido could not render them (browser crashed")
@@ -96,6 +98,7 @@ def test_failed_png_export_is_one_note(tmp_path, monkeypatch, capfd):
 
 
 def test_no_browser_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOWFORMER_NAS_PNG", "kaleido")
     _fake_kaleido(monkeypatch, fail=RuntimeError("\n\nKaleido requires Google Chrome to be installed.\n\n"
                                                  "Either download and install Chrome yourself ..."))
     paths, note = write_pngs([_fig()], [tmp_path / "a.png"], width=400, heights=[300])
@@ -109,7 +112,47 @@ def test_png_with_a_real_browser(tmp_path, capfd):
     import shutil
 
     if not (os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("google-chrome")):
-        pytest.skip("no browser for kaleido")
+        pytest.skip("kaleido needs a Chrome/Chromium: apt-get install -y chromium, or set BROWSER_PATH "
+                    "(PNGs without one come from matplotlib: test_png_without_a_browser)")
     paths, note = write_pngs([_fig()] * 3, [tmp_path / f"{i}.png" for i in range(3)], width=600, heights=[400] * 3)
     assert note is None and all(p.read_bytes()[:8] == PNG for p in paths)
     assert capfd.readouterr().err == ""
+
+
+def test_one_plotlyjs_for_every_chart_under_the_home(tmp_path):
+    """Charts under $LOWFORMER_NAS_HOME share one plotly.js there (a study folder does not carry 4.8 MB), linked by a
+    relative path, so they still open offline."""
+    from lowformer_common import home_dir
+
+    home = home_dir()
+    a = write_html(_fig(), home / "runs" / "s1" / "a.html")
+    b = write_html(_fig(), home / "runs" / "s2" / "b.html")
+    assert (home / plotlyjs_name()).stat().st_size > 1_000_000
+    assert not list((home / "runs").rglob("plotly-*.js"))
+    for page in (a, b):
+        src = re.findall(r'<script[^>]*\bsrc="([^"]+)"', page.read_text())
+        assert src == [f"../../{plotlyjs_name()}"] and (page.parent / src[0]).resolve() == (home / plotlyjs_name()).resolve()
+
+
+def test_png_without_a_browser(tmp_path, monkeypatch, capfd):
+    """No Chrome/Chromium (a plain pip install): the PNGs are drawn by matplotlib from the same figures."""
+    import nas._html as html
+
+    monkeypatch.setattr(html, "browser_found", lambda: False)
+    monkeypatch.delenv("LOWFORMER_NAS_PNG", raising=False)
+    paths, note = write_pngs([_fig(), _fig()], [tmp_path / "a.png", tmp_path / "b.png"], width=500, heights=[300, 400])
+    assert note is None and [p.read_bytes()[:8] for p in paths] == [PNG, PNG]
+    from PIL import Image
+
+    assert [Image.open(p).size for p in paths] == [(500, 300), (500, 400)]
+    assert not list(tmp_path.glob(".*.tmp")) and capfd.readouterr().err == ""
+
+
+def test_a_failing_browser_falls_back_to_matplotlib(tmp_path, monkeypatch):
+    import nas._html as html
+
+    monkeypatch.setattr(html, "browser_found", lambda: True)
+    monkeypatch.delenv("LOWFORMER_NAS_PNG", raising=False)
+    _fake_kaleido(monkeypatch, fail=RuntimeError("browser crashed"))
+    paths, note = write_pngs([_fig()], [tmp_path / "a.png"], width=400, heights=[300])
+    assert note is None and paths[0].read_bytes()[:8] == PNG

@@ -73,8 +73,10 @@ def test_all_infeasible_report_is_never_empty():
 
 
 @pytest.mark.skipif(not (os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("google-chrome")),
-                    reason="no browser for kaleido")
-def test_png_charts_with_a_browser(capfd):
+                    reason="kaleido needs a Chrome/Chromium: apt-get install -y chromium, or set BROWSER_PATH "
+                           "(test_png_charts_without_a_browser covers the matplotlib PNGs)")
+def test_png_charts_with_a_browser(capfd, monkeypatch):
+    monkeypatch.setenv("LOWFORMER_NAS_PNG", "kaleido")
     _run(trials=40)
     res = load_results(open_study("s"))
     paths, notes = write_charts(res, pathlib.Path("runs/s"), png=True)
@@ -83,6 +85,19 @@ def test_png_charts_with_a_browser(capfd):
     assert capfd.readouterr().err == ""  # the browser's log stays out of stderr
     for p in pngs:
         assert pathlib.Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_png_charts_without_a_browser(capfd, monkeypatch):
+    """A plain pip install has no browser: the study's three charts still come as PNG (matplotlib)."""
+    import nas._html
+
+    monkeypatch.setattr(nas._html, "browser_found", lambda: False)
+    _run(trials=40)
+    res = load_results(open_study("s"))
+    paths, notes = write_charts(res, pathlib.Path("runs/s"), png=True)
+    pngs = [p for p in paths if p.endswith(".png")]
+    assert len(pngs) == 3 and not notes and capfd.readouterr().err == ""
+    assert all(pathlib.Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
 def test_png_skipped_with_a_note():

@@ -37,8 +37,16 @@ def test_seed_is_drawn_recorded_and_kept():
 def test_next_steps():
     r = run_search(settings(trials=30), objectives=proxy_objectives(), progress=False, png=False)
     steps = next_steps(r.results, this_machine="jetson_tx2")  # pretend this machine is the study's device
-    assert steps[0].startswith("export the best pick") and "lowformer-nas export --study s --pick 1" in steps[0]
+    ident = r.results.front.iloc[0]["hash"][:12]
+    assert steps[0].startswith("export the best pick") and f"lowformer-nas export --study s --pick {ident}" in steps[0]
+    assert "--torch" in steps[0]
     assert any("--verify 10" in s and "--refine 2" in s for s in steps)
+    # Never what was just done: after --verify, refine; after --refine without --verify, verify; after both, nothing.
+    after = next_steps(r.results, this_machine="jetson_tx2", done={"verify": 20})
+    assert not any("--verify" in s for s in after) and any("--refine 2" in s for s in after)
+    after = next_steps(r.results, this_machine="jetson_tx2", done={"refine": 2})
+    assert not any("--refine" in s for s in after) and any("--verify 20" in s for s in after)
+    assert len(next_steps(r.results, this_machine="jetson_tx2", done={"refine": 2, "verify": 5})) == 1
     elsewhere = next_steps(r.results, this_machine="some-other-host")
     assert any("jetson_tx2" in s and ("onboard" in s or "predictors update --device jetson_tx2" in s) for s in elsewhere)
     assert "## Next steps" in (pathlib.Path("runs/s") / "report.md").read_text()

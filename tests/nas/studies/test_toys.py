@@ -14,7 +14,8 @@ SHARED = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "data" 
 
 def test_shipped_toy_models_csv_is_the_projects():
     if not SHARED.exists():
-        pytest.skip("the project's shared data is not beside this checkout")
+        pytest.skip(f"compares the shipped toy-model table with the project's copy, expected at {SHARED} (the "
+                    "project's shared/ folder beside this checkout); clone or copy shared/ there to run it")
     assert filecmp.cmp(_toys.TOY_MODELS_CSV, SHARED, shallow=False)
 
 

@@ -1,0 +1,63 @@
+"""--precision int8 (onnxruntime): deterministic static quantisation, its recipe in the provenance, its own
+protocol and predictor key; int8 on a backend without it is one line."""
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch", reason="needs torch: pip install torch==2.13.0 && pip install -e '.[measure]'")
+pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[measure]'")
+pytestmark = pytest.mark.torch
+
+from measured import Protocol  # noqa: E402
+from measured._backends import INT8_RECIPE, get_backend, precision_note, quantize_int8  # noqa: E402
+from search_spaces import export_onnx, get_variant  # noqa: E402
+
+CFG = get_variant("B0").config.with_(resolution=32)
+
+
+def test_quantisation_is_deterministic_and_leaves_a_qdq_graph(tmp_path):
+    from nas.studies._int8 import fp32_ops
+
+    src = export_onnx(CFG, str(tmp_path / "m.onnx"))
+    a = quantize_int8(src, str(tmp_path / "a.onnx"), (1, 3, 32, 32))
+    b = quantize_int8(src, str(tmp_path / "b.onnx"), (1, 3, 32, 32))
+    digest = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (a, b)]
+    assert digest[0] == digest[1]  # a stated, fixed calibration input: the same int8 model every time
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(a).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    left = fp32_ops(a)
+    assert isinstance(left, dict) and all(isinstance(v, int) and v > 0 for v in left.values())
+
+
+def test_int8_runs_and_records_its_recipe():
+    b = get_backend("onnxruntime", 1, "int8")
+    try:
+        run = b.load_config(CFG)
+        out = run()
+        assert out[0].shape == (1, 1000)
+    finally:
+        b.close()
+    assert precision_note("int8") == INT8_RECIPE and precision_note("fp32") is None
+    assert "default_rng(1)" in INT8_RECIPE and "QDQ" in INT8_RECIPE
+    assert Protocol(precision="int8").key != Protocol().key  # stored under a protocol of its own
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchscript"])
+def test_int8_on_a_backend_without_it_is_one_line(backend, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "nas", "measure", "--model", "B0", "--backend", backend, "--precision",
+                        "int8", "--store", str(tmp_path / "s.sqlite")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert f"precision: {backend} supports fp32 (got 'int8')" in r.stderr
+
+
+def test_int8_rows_train_their_own_predictor_key():
+    from nas.cli._predict import quantised_key
+
+    assert quantised_key("host-1", {"precision": "int8"}) == "host-1+int8"
+    assert quantised_key("host-1", {"precision": "fp32"}) == "host-1"
+    assert quantised_key("host-1", {}) == "host-1"
