@@ -189,9 +189,10 @@ def _check_entry(m, i, seen):
 def read_regular(path, limit, what):
     """At most ``limit`` bytes of the regular file ``path`` (a FIFO or a device is refused, never waited on)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BundleError("%s: %s is not a regular file" % (what, path))
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BundleError("%s: %s is not a regular file" % (what, path))
         data = f.read(limit + 1)
     if len(data) > limit:
         raise BundleError("%s: more than %d bytes, more than it can be" % (what, limit))
