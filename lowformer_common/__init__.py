@@ -5,16 +5,16 @@ clock and the version. It imports nothing of the project, so it sits below ``sea
 from ._clock import utc_now
 from ._errors import MAX_ERROR_CHARS, MAX_ERROR_LINE_CHARS, MEASURE_EXTRA_HINT, UserError, missing_module, one_line, short
 from ._files import NotRegularFileError, atomic_write, check_regular, open_regular, read_at_most, sha256_file, write_json
-from ._json import DuplicateKeyError, non_finite_path, strict_dumps, strict_loads
 from ._home import HOME_ENV, home_dir
+from ._json import DuplicateKeyError, non_finite_path, strict_dumps, strict_loads
 from ._version import __version__
 
 __all__ = [
-    "DuplicateKeyError",
     "HOME_ENV",
     "MAX_ERROR_CHARS",
     "MAX_ERROR_LINE_CHARS",
     "MEASURE_EXTRA_HINT",
+    "DuplicateKeyError",
     "NotRegularFileError",
     "UserError",
     "__version__",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 import pathlib
+import stat
 import uuid
 from typing import Any, Callable
 

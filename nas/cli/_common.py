@@ -10,12 +10,27 @@ import argparse
 import math
 import os
 
-from lowformer_common import short
+from lowformer_common import UserError, short, strict_dumps
 from measured import RecordError, check_device_id
 
 MAX_TRIALS = 10_000_000
 # Timing with more threads than usable cores measures the scheduler, not the model.
 FORCE_THREADS_ENV = "LOWFORMER_NAS_FORCE_THREADS"
+
+
+def print_json(obj, indent: int | None = 2, **kwargs) -> None:
+    """Print ``obj`` as strict JSON, the one way every ``--json`` output is written: a NaN or an infinity (which
+    no JSON reader takes) is a one-line error naming where it is, never printed."""
+    try:
+        text = strict_dumps(obj, indent=indent, **kwargs)
+    except ValueError as e:
+        raise UserError(f"--json: {e}") from None
+    print(text)
+
+
+def records(df) -> list[dict]:
+    """A table's rows for JSON: a missing cell (NaN in pandas) is null."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def add_store_arg(p, what: str = "") -> None:

@@ -5,8 +5,21 @@ from __future__ import annotations
 from lowformer_common import MEASURE_EXTRA_HINT, UserError, missing_module
 from search_spaces import get_variant, resolve, sample_configs, variant_names
 
-from ._common import (MAX_REPEATS, MAX_RUNS, MAX_SAMPLE, MAX_WARMUP, MAX_WORKERS, add_store_arg, device_id, int_in,
-                      name_text, positive_int, seed, threads, timeout_seconds)
+from ._common import (
+    MAX_REPEATS,
+    MAX_RUNS,
+    MAX_SAMPLE,
+    MAX_WARMUP,
+    MAX_WORKERS,
+    add_store_arg,
+    device_id,
+    int_in,
+    name_text,
+    positive_int,
+    seed,
+    threads,
+    timeout_seconds,
+)
 
 
 def register(sub) -> None:

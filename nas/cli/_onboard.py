@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg
+from ._common import add_store_arg, print_json
 
 # Commands whose --device names a device to look up (a predictor, measurements): "local" becomes this
 # machine's id before they run. measure, study and onboard resolve "local" themselves (with the backend).
@@ -83,7 +82,7 @@ def cmd_onboard(args) -> int:
         with Store(args.store) as store:
             r = evaluate_campaign(store, device, args.evaluate)
         if args.json:
-            print(json.dumps(r, indent=2))
+            print_json(r, indent=2)
         else:
             print(f"{device}: {r['model_type']} predictor ({r['predictor']}) on campaign {args.evaluate!r}: {r['n']} "
                   f"configs ({r['left_out_trained']} left out: trained on)")
@@ -102,7 +101,7 @@ def cmd_onboard(args) -> int:
     if args.json:
         import dataclasses
 
-        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        print_json(dataclasses.asdict(result), indent=2, default=str)
         return 0
     how = f"transfer from {result.source}" if result.chosen == "transfer" else "from scratch"
     cv = result.cv

@@ -5,8 +5,16 @@ import os
 
 import pytest
 
-from lowformer_common import (DuplicateKeyError, NotRegularFileError, atomic_write, read_at_most, sha256_file, strict_dumps,
-                              strict_loads, write_json)
+from lowformer_common import (
+    DuplicateKeyError,
+    NotRegularFileError,
+    atomic_write,
+    read_at_most,
+    sha256_file,
+    strict_dumps,
+    strict_loads,
+    write_json,
+)
 from search_spaces import get_variant, write_config_json
 
 
