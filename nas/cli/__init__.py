@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__
+from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__, one_line
 
 # Modules that add sub-commands; each has register(subparsers).
 _GROUPS = ("nas.cli._space", "nas.cli._measure", "nas.cli._data", "nas.cli._predict", "nas.cli._search", "nas.cli._study",
@@ -68,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lowformer-nas: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _is_database_error(e):
+            raise
+        # The database went away mid-command (a server restart, a dropped connection): what was committed stays,
+        # and the command resumes from there when run again.
+        print(f"lowformer-nas: error: database: {one_line(e)}; nothing committed is lost: run the command again once "
+              "the database is reachable", file=sys.stderr)
+        return 2
+
+
+def _is_database_error(e: BaseException) -> bool:
+    """A SQLAlchemy or database-driver error (OperationalError and its family), without importing SQLAlchemy."""
+    return any(c.__module__.split(".")[0] in ("sqlalchemy", "psycopg2", "psycopg", "pymysql", "sqlite3")
+               for c in type(e).__mro__)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg, print_json
+from ._common import add_store_arg, print_json, seed
 
 # Commands whose --device names a device to look up (a predictor, measurements): "local" becomes this
 # machine's id before they run. measure, study and onboard resolve "local" themselves (with the backend).
@@ -45,7 +45,7 @@ def register(sub) -> None:
                         "extremes), random")
     p.add_argument("--pool", type=int, default=DEFAULT_POOL, metavar="N",
                    help=f"random candidate configs the design chooses from (default {DEFAULT_POOL})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the candidates and the hold-out (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the candidates and the hold-out (default 0)")
     p.add_argument("--restart", action="store_true", help="start a new round instead of resuming an unfinished one")
     p.add_argument("--export-workers", type=int, metavar="N",
                    help="processes exporting configs ahead of timing (default: one per core, at most 4)")

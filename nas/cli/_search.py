@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg, device_id, trials
+from ._common import add_store_arg, device_id, seed, trials
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -48,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--confidence", type=float, metavar="C",
                    help="coverage of the prediction intervals, in (0.5, 0.999) (default 0.9: a returned config is over "
                         "budget with probability <= 5 %%)")
-    p.add_argument("--seed", type=int, help="sampler seed (default: one is drawn and reported)")
+    p.add_argument("--seed", type=seed, help="sampler seed, 0 to 2**32 - 1 (default: one is drawn and reported)")
     p.add_argument("--runs-dir", default=None, metavar="DIR",
                    help="where studies live (default: $LOWFORMER_NAS_HOME/runs; existing studies are also found in ./runs)")
     p.add_argument("--verify", type=int, default=0, metavar="N",

@@ -41,6 +41,7 @@ from ._objectives import (
     build_objectives,
     check_confidence,
     check_risk,
+    check_unique_keys,
 )
 from ._pareto import LiveFront
 from ._report import write_outputs
@@ -190,6 +191,7 @@ class _Run:
         self._resolve(s, stored, objectives)
 
         self.objectives = list(objectives) if objectives is not None else build_objectives(s.devices, s.objective, loader)
+        check_unique_keys(self.objectives)  # every check before the study's journal or database row is created
         if not s.devices:
             s.devices = [o.device for o in self.objectives if o.is_time]
         self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
@@ -452,6 +454,8 @@ def _validate(s: SearchSettings) -> None:
         check_study_name(s.study)
     if s.trials is not None and (not isinstance(s.trials, int) or isinstance(s.trials, bool) or s.trials < 1):
         raise SearchError("trials", f"must be a positive integer (got {s.trials!r})")
+    if s.seed is not None and (type(s.seed) is not int or not 0 <= s.seed < 2**32):
+        raise SearchError("seed", f"must be an integer in [0, 2**32 - 1] (got {str(s.seed)[:40]})")
     if s.population_size < 2:
         raise SearchError("population-size", f"must be at least 2 (got {s.population_size})")
     if s.risk is not None:
