@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg, print_json, seed
+from ._common import MAX_WORKERS, add_store_arg, int_in, print_json, seed
 
 # Commands whose --device names a device to look up (a predictor, measurements): "local" becomes this
 # machine's id before they run. measure, study and onboard resolve "local" themselves (with the backend).
@@ -47,7 +47,7 @@ def register(sub) -> None:
                    help=f"random candidate configs the design chooses from (default {DEFAULT_POOL})")
     p.add_argument("--seed", type=seed, default=0, help="seed of the candidates and the hold-out (default 0)")
     p.add_argument("--restart", action="store_true", help="start a new round instead of resuming an unfinished one")
-    p.add_argument("--export-workers", type=int, metavar="N",
+    p.add_argument("--export-workers", type=int_in(1, MAX_WORKERS), metavar="N",
                    help="processes exporting configs ahead of timing (default: one per core, at most 4)")
     p.add_argument("--bundle", metavar="DIR", help="edge device: write its onboarding bundle to DIR")
     p.add_argument("--results", metavar="FILE", help="edge device: import the bundle's results CSV and train")

@@ -42,6 +42,14 @@ def known_sources(exclude: set[str] = frozenset()) -> dict[str, Any]:
     return out
 
 
+def known_source_ids() -> set[str]:
+    """The devices with a time predictor (user-trained or shipped), without loading any: what --source may name."""
+    from measured import ACCURACY_DEVICE
+    from predictors import available_predictors
+
+    return {d for d, m in available_predictors() if m in TIME_METRICS} - {ACCURACY_DEVICE}
+
+
 def onboard_dir(device_id: str) -> pathlib.Path:
     return home_dir() / "onboard" / device_id
 
