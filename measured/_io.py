@@ -33,17 +33,7 @@ from lowformer_common import UserError, atomic_write, check_regular, open_regula
 from search_spaces import ConfigError, LowFormerConfig
 
 from . import _identity
-from ._records import (
-    _FLOAT_FIELDS,
-    _INT_FIELDS,
-    DEVICE_KINDS,
-    SOURCES,
-    Architecture,
-    Device,
-    Measurement,
-    RecordError,
-    content_id,
-)
+from ._records import _FLOAT_FIELDS, _INT_FIELDS, DEVICE_KINDS, SOURCES, Architecture, Device, Measurement, RecordError, content_id
 from ._schema import ARCH_COLUMNS, MEASUREMENT_COLUMNS, StoreError
 
 if TYPE_CHECKING:  # the store calls into this module
