@@ -2,11 +2,13 @@
 and on PostgreSQL. Every worker is its own process with the same seed and the real objectives (the accuracy
 surrogate and the jetson_tx2 latency predictor); the study's total is --trials.
 
-Run: python tests/benchmarks/bench_workers.py [--trials 3000] [--workers 1 2 4] [--postgres URL|auto|none]
+Run: python tests/benchmarks/bench_workers.py [--trials 3000] [--pg-trials 1000] [--workers 1 2 4]
+     [--postgres URL|auto|none]
      --postgres auto (default) starts a throw-away server when initdb/pg_ctl are installed (as tests/conftest.py);
      URL: a server URL without a database part (postgresql://user@host:port); each run gets a fresh database.
 The last line is a JSON object. ``distinct_share`` is distinct architectures / trials; NSGA-II repeats some
-architectures by itself, so compare the share of n workers with the one of a single worker.
+architectures by itself, so compare the share of n workers with the one of a single worker. ``ran`` is what each
+worker wrote: a worker that joins after the others finished runs nothing (raise --trials).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def run_workers(n: int, storage: str, trials: int) -> dict:
     trials_done = [t for t in open_study("bench", runs, storage or None).get_trials() if t.state.name == "COMPLETE"]
     distinct = len({t.user_attrs["hash"] for t in trials_done})
     shutil.rmtree(runs, ignore_errors=True)
-    return {"workers": n, "trials": len(trials_done), "distinct": distinct,
+    ran = [int(out.split()[-1]) for out, _ in outs]
+    return {"workers": n, "ran": ran, "trials": len(trials_done), "distinct": distinct,
             "distinct_share": round(distinct / max(len(trials_done), 1), 3), "wall_s": round(wall, 1),
             "trials_per_s": round(len(trials_done) / wall, 1), "distinct_per_s": round(distinct / wall, 1)}
 
@@ -117,30 +120,31 @@ def start_server() -> tuple[str, callable] | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trials", type=int, default=3000)
+    ap.add_argument("--trials", type=int, default=3000, help="trials of each journal study")
+    ap.add_argument("--pg-trials", type=int, default=1000, help="trials of each PostgreSQL study")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--postgres", default="auto", help="server URL, auto (start one) or none")
     args = ap.parse_args()
-    storages = {"journal": lambda: ""}
+    storages = {"journal": (lambda: "", args.trials)}
     stop = None
     if args.postgres == "auto":
         started = start_server()
         if started:
             server, stop = started
-            storages["postgresql"] = lambda: fresh_database(server)
+            storages["postgresql"] = (lambda: fresh_database(server), args.pg_trials)
     elif args.postgres != "none":
-        storages["postgresql"] = lambda: fresh_database(args.postgres)
+        storages["postgresql"] = (lambda: fresh_database(args.postgres), args.pg_trials)
     rows = []
     try:
-        for kind, make in storages.items():
+        for kind, (make, trials) in storages.items():
             for n in args.workers:
-                row = {"storage": kind, **run_workers(n, make(), args.trials)}
+                row = {"storage": kind, **run_workers(n, make(), trials)}
                 print(row, flush=True)
                 rows.append(row)
     finally:
         if stop:
             stop()
-    print(json.dumps({"trials": args.trials, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+    print(json.dumps({"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                       "rows": rows}))
 
 
