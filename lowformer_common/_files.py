@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import pathlib
+import stat
 import uuid
 from typing import Any, Callable
+
+from ._json import strict_dumps
 
 
 def atomic_write(
@@ -42,14 +45,40 @@ def atomic_write(
 
 
 def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2, fsync: bool = False) -> pathlib.Path:
-    return atomic_write(path, json.dumps(data, indent=indent) + "\n", fsync=fsync)
+    """``data`` as strict JSON (a NaN or infinity is a ValueError naming where, never written), atomically."""
+    return atomic_write(path, strict_dumps(data, indent=indent) + "\n", fsync=fsync)
+
+
+class NotRegularFileError(OSError):
+    """A FIFO, a device, a socket or a folder where a file was expected: never read (a FIFO blocks forever)."""
 
 
 def read_at_most(path: str | os.PathLike, limit: int) -> bytes:
     """The first ``limit + 1`` bytes of ``path`` at most: a caller refuses the file when it gets more than ``limit``.
-    Reading, not ``stat``, bounds it: a FIFO or ``/dev/zero`` reports size 0 and never ends. OSError propagates."""
-    with open(path, "rb") as f:
+    Only a regular file is read: opened without blocking (a FIFO with no writer would block the open itself), then
+    checked with fstat; anything else is a NotRegularFileError (an OSError with the filename). OSError propagates."""
+    with open_regular(path) as f:
         return f.read(limit + 1)
+
+
+def check_regular(path: str | os.PathLike) -> None:
+    """A NotRegularFileError unless ``path`` is a regular file (links followed); for readers that stream a file
+    themselves (a CSV import), checked on the open file by :func:`open_regular`."""
+    with open_regular(path):
+        pass
+
+
+def open_regular(path: str | os.PathLike):
+    """``path`` opened for binary reading, when it is a regular file (see :func:`read_at_most`)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -17,11 +17,11 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import shutil
+import re
 import time
 from typing import Sequence
 
-from lowformer_common import UserError, atomic_write, sha256_file, utc_now, write_json
+from lowformer_common import UserError, atomic_write, read_at_most, sha256_file, utc_now, write_json
 
 from ._campaign import Job
 from ._records import check_device_id
@@ -135,11 +135,18 @@ def _export_one(task: dict) -> dict:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         atomic_write(path, graph)
-        entry["weights"] = {"file": f"models/{stem}.weights", **recipe}
+        # The digest of the file the runner will generate: it checks its own file against it before timing.
+        entry["weights"] = {"file": f"models/{stem}.weights", **recipe, "sha256": _runner().weights_sha256(recipe)}
     c = count(cfg)
     entry.update(sha256=sha256_file(path), params=c.params, macs=c.macs)
     write_json(os.path.join(out_dir, "models", f"{stem}.json"), entry, indent=None)
     return entry
+
+
+def _runner():
+    from . import bundle_runner
+
+    return bundle_runner
 
 
 def _reusable(out_dir: str, cfg_hash: str, full_weights: bool) -> dict | None:
@@ -150,6 +157,7 @@ def _reusable(out_dir: str, cfg_hash: str, full_weights: bool) -> dict | None:
             entry = json.load(f)
         path = os.path.join(out_dir, entry["file"])
         if (entry.get("hash") != cfg_hash or ("weights" not in entry) != full_weights
+                or ("weights" in entry and "sha256" not in entry["weights"])
                 or not os.path.isfile(path) or sha256_file(path) != entry["sha256"]):
             return None
         return entry
@@ -178,22 +186,23 @@ def write_bundle(
     full_weights: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> BundleReport:
     """Export every job's config under ``out_dir/models``, then write the manifest, the runner and a README.
 
     ``workers`` export processes (default: one per core); re-running on the same folder reuses every model
     already written completely, so an interrupted bundle resumes instead of starting over. ``device_id``
-    (optional) is the id the runner's rows carry.
+    (optional) is the id the runner's rows carry. A folder holding another bundle or other files is refused
+    unless ``force`` (:func:`check_out_dir`).
     """
     t0 = time.perf_counter()
     if device_id is not None:
         check_device_id(device_id)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"out: {out_dir} exists and is not a folder")
-    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     unique: dict[str, Job] = {}
     for job in jobs:
         unique.setdefault(job.config.hash, job)
+    check_out_dir(out_dir, set(unique), force)
+    os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     entries: dict[str, dict] = {}
     tasks = []
     for h, job in unique.items():
@@ -215,10 +224,55 @@ def write_bundle(
     }
     if device_id is not None:
         manifest["device_id"] = device_id
-    shutil.copyfile(RUNNER, os.path.join(out_dir, "run_bundle.py"))
+    with open(RUNNER, "rb") as f:  # renamed into place: a link there is replaced, never written through
+        atomic_write(os.path.join(out_dir, "run_bundle.py"), f.read())
     atomic_write(os.path.join(out_dir, "README.txt"), _readme(len(unique), batch, full_weights))
     write_json(os.path.join(out_dir, "manifest.json"), manifest, indent=1)
     return BundleReport(manifest, out_dir, len(tasks), folder_bytes(out_dir), time.perf_counter() - t0)
+
+
+# What a bundle folder holds: its own files, the models folder, and the runner's results.
+_OWN_FILES = {"manifest.json", "run_bundle.py", "README.txt", "models"}
+_OWN_MODEL_FILE = re.compile(r"^\.?[0-9a-f]{16}(\.onnx|\.json|\.weights|\.full\.onnx)?(\.[0-9a-z.]+)?(\.tmp)?$")
+
+
+def check_out_dir(out_dir: str, hashes: set[str], force: bool = False) -> None:
+    """``out_dir`` may be missing, empty, this bundle (an interrupted or earlier run with these models) or, with
+    ``force``, anything that is a folder. A folder with another bundle's manifest or unrelated files is refused:
+    writing the bundle there would replace a file the user did not hand us."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"out: {out_dir} exists and is not a folder")
+    if force or not os.path.isdir(out_dir):
+        return
+    names = set(os.listdir(out_dir))
+    foreign = sorted(n for n in names if os.path.islink(os.path.join(out_dir, n))
+                     or (n not in _OWN_FILES and not _RESULTS.match(n)))
+    models = os.path.join(out_dir, "models")
+    if "models" in names and not foreign:
+        if not os.path.isdir(models) or os.path.islink(models):
+            foreign = ["models"]
+        else:
+            foreign = sorted(f"models/{n}" for n in os.listdir(models) if not _OWN_MODEL_FILE.match(n))
+    if foreign:
+        raise UserError(f"out: {out_dir} holds files that are not this bundle's ({', '.join(foreign[:3])}); "
+                        "give an empty or new folder, or --force to write there anyway")
+    if "manifest.json" in names:
+        theirs = _manifest_hashes(os.path.join(out_dir, "manifest.json"))
+        if theirs != hashes:
+            raise UserError(f"out: {out_dir} holds another bundle (its manifest.json has other models); give an "
+                            "empty or new folder, or --force to replace it")
+
+
+_RESULTS = re.compile(r"^[A-Za-z0-9_.+-]*\.csv$")
+
+
+def _manifest_hashes(path: str) -> set[str] | None:
+    """The model hashes of the bundle manifest at ``path``; None when it is not one."""
+    try:
+        data = json.loads(read_at_most(path, _runner().MAX_MANIFEST_BYTES).decode("utf-8"))
+        return {m["hash"] for m in data["models"]}
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
 
 
 def _export_all(tasks: list[dict], workers: int | None, progress: bool):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
+import io
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from typing import Any, Iterable, Protocol
 
 import pandas as pd
 
-from lowformer_common import UserError, atomic_write, short
+from lowformer_common import UserError, atomic_write, check_regular, open_regular, short
 from search_spaces import ConfigError, LowFormerConfig
 
 from . import _identity
@@ -115,20 +116,66 @@ def _clean(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+# An imported file, decompressed, is read up to this size (all measurements of a store are a few MB): a small
+# .csv.gz that unpacks to gigabytes is refused after reading this much, not after filling the memory.
+MAX_IMPORT_BYTES = 128 << 20
+# A line (a row: its config JSON is under 1 KB) is bounded too, before the CSV reader holds it as one string.
+MAX_LINE_BYTES = 1 << 20
+
+
+class _Bounded(io.RawIOBase):
+    """A binary stream that stops with a StoreError once more than ``limit`` bytes were read from it, or a line
+    runs longer than MAX_LINE_BYTES."""
+
+    def __init__(self, raw, limit: int, path: pathlib.Path):
+        self.raw, self.left, self.path, self.line = raw, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.raw.read(min(len(b), self.left + 1))
+        self.left -= len(data)
+        if self.left < 0:
+            raise StoreError(f"{self.path}: more than {MAX_IMPORT_BYTES >> 20} MiB of data (decompressed); split "
+                             "it into smaller files", "file")
+        end = data.rfind(b"\n")
+        self.line = self.line + len(data) if end < 0 else len(data) - end - 1
+        if self.line > MAX_LINE_BYTES:
+            raise StoreError(f"{self.path}: a line longer than {MAX_LINE_BYTES >> 20} MiB; not a file of measurements",
+                             "file")
+        b[:len(data)] = data
+        return len(data)
+
+
+def _no_nul(path: pathlib.Path, where: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A NUL character in any text cell is refused here, for every store (PostgreSQL cannot store one)."""
+    for k, v in row.items():
+        if isinstance(v, str) and "\x00" in v:
+            raise ImportFileError(str(path), where, f"{k}: holds a NUL character (\\x00); text may not contain one", k)
+    return row
+
+
 def read_rows(path: pathlib.Path) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
-    """(columns, [(where, row)]) of a file; ``where`` is ``line N`` (CSV) or ``row N`` (Parquet)."""
+    """(columns, [(where, row)]) of a file; ``where`` is ``line N`` (CSV) or ``row N`` (Parquet). Only a regular
+    file is read (a FIFO is refused, not waited on), at most MAX_IMPORT_BYTES of it once decompressed."""
     fmt = file_format(path)
     if not path.exists():
         raise StoreError(f"{path}: no such file", "file")
     try:
         if fmt == ".parquet":
+            check_regular(path)
+            if path.stat().st_size > MAX_IMPORT_BYTES:
+                raise StoreError(f"{path}: more than {MAX_IMPORT_BYTES >> 20} MiB; split it into smaller files", "file")
             df = pd.read_parquet(path)
             columns = [str(c) for c in df.columns]
             _check_header(path, "columns", columns)
-            return columns, [(f"row {i + 1}", {k: _clean(v) for k, v in rec.items()})
+            return columns, [(f"row {i + 1}", _no_nul(path, f"row {i + 1}", {k: _clean(v) for k, v in rec.items()}))
                              for i, rec in enumerate(df.to_dict("records"))]
-        opener = gzip.open if fmt == ".csv.gz" else open
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
+        with open_regular(path) as raw:
+            inner = gzip.GzipFile(fileobj=raw, mode="rb") if fmt == ".csv.gz" else raw
+            bounded = io.BufferedReader(_Bounded(inner, MAX_IMPORT_BYTES, path))
+            f = io.TextIOWrapper(bounded, encoding="utf-8", newline="")
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -142,7 +189,7 @@ def read_rows(path: pathlib.Path) -> tuple[list[str], list[tuple[str, dict[str, 
                     continue
                 if len(rec) != len(header):
                     raise ImportFileError(str(path), where, f"row: {len(rec)} fields, but the header has {len(header)}")
-                rows.append((where, {k: _clean(unescape_cell(v)) for k, v in zip(header, rec)}))
+                rows.append((where, _no_nul(path, where, {k: _clean(unescape_cell(v)) for k, v in zip(header, rec)})))
             return header, rows
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError) as e:
         if isinstance(e, UserError):

@@ -84,6 +84,11 @@ def _sqlite_on_connect(dbapi_conn, _record) -> None:
     # handler), so a second process opening the new store at the same moment retries.
     deadline = time.monotonic() + _BUSY_TIMEOUT_S
     mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+    # Another application's database (tables, none of them ours) is refused by Store._refuse_foreign: it is left
+    # in its own journal mode, never switched to WAL on the way.
+    tables = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "meta" not in tables:
+        mode = "wal"
     while mode.lower() != "wal":
         try:
             mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import re
+import stat
 import sys
 import time
 
@@ -44,6 +45,12 @@ FIELDS = [
 BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 MAX_MANIFEST_BYTES = 256 * 2 ** 20
 MAX_WEIGHTS_BYTES = 16 * 2 ** 30  # a weights file the runner writes: bounded, so a manifest cannot fill the disk
+# Runs and warm-up runs per model, and the input's values: bounded, so a manifest cannot time one model forever
+# or fill the memory (the paper's protocol: 5 warm-up and 100 timed runs; the largest input of the space is 3x512^2).
+MAX_RUNS = 100000
+MAX_INPUT_VALUES = 2 ** 26
+# A weights file is written only inside the bundle's models folder, under a name no other bundle file can have.
+WEIGHTS_FILE = re.compile(r"^models/[A-Za-z0-9][A-Za-z0-9_.+-]{0,120}\.weights$")
 # The device id names folders on the importing side: letters, digits, '_', '.', '+', '-'; never a path.
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -136,6 +143,10 @@ def _check_relative(path, where):
 def _check_weights(w, where):
     _field(isinstance(w, dict), where, "must be an object")
     _check_relative(w.get("file"), where + ".file")
+    _field(WEIGHTS_FILE.match(w["file"]), where + ".file",
+           "%r must be models/NAME.weights (letters, digits, '_', '.', '+', '-')" % w["file"][:80])
+    _field(isinstance(w.get("sha256"), str) and HEX64.match(w["sha256"]), where + ".sha256",
+           "must be the 64-character sha256 of the generated file (a bundle from an older lowformer-nas: write it again)")
     _field(_is_int(w.get("seed")), where + ".seed", "must be a non-negative integer")
     _field(_is_int(w.get("bytes")), where + ".bytes", "must be a non-negative integer")
     tensors = w.get("tensors")
@@ -165,6 +176,8 @@ def _check_entry(m, i, seen):
     shape = m.get("input_shape")
     _field(isinstance(shape, list) and len(shape) == 4 and all(_is_int(s, 1) and s <= 100000 for s in shape),
            where + ".input_shape", "must be 4 positive integers")
+    _field(shape[0] * shape[1] * shape[2] * shape[3] <= MAX_INPUT_VALUES, where + ".input_shape",
+           "%r holds more than %d values, more than any model of the space takes" % (shape, MAX_INPUT_VALUES))
     for key in ("name", "family", "config_json"):
         _field(m.get(key) is None or isinstance(m[key], str), where + "." + key, "must be text")
     _field(m.get("resolution") is None or _is_int(m["resolution"], 1), where + ".resolution",
@@ -173,14 +186,36 @@ def _check_entry(m, i, seen):
         _check_weights(m["weights"], where + ".weights")
 
 
+def read_regular(path, limit, what):
+    """At most ``limit`` bytes of the regular file ``path`` (a FIFO or a device is refused, never waited on)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BundleError("%s: %s is not a regular file" % (what, path))
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError("%s: more than %d bytes, more than it can be" % (what, limit))
+    return data
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise BundleError("manifest.json: key %r given twice in one object" % [k for k in keys if keys.count(k) > 1][0])
+    return dict(pairs)
+
+
+def _no_constant(name):
+    raise BundleError("manifest.json: %s is not a number JSON allows" % name)
+
+
 def load_manifest(bundle):
     """The manifest, every field checked; a BundleError naming the first bad one."""
     path = os.path.join(bundle, "manifest.json")
     try:
-        size = os.path.getsize(path)
-        _field(size <= MAX_MANIFEST_BYTES, "file", "%d bytes, more than a bundle's manifest can be" % size)
-        with open(path, "rb") as f:
-            manifest = json.loads(f.read().decode("utf-8"))
+        data = read_regular(path, MAX_MANIFEST_BYTES, "manifest.json")
+        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except (IOError, OSError) as e:
         raise BundleError("manifest.json: cannot read it in %s (%s)" % (bundle, e.strerror or e))
     except ValueError as e:  # bad JSON or bad UTF-8
@@ -193,7 +228,8 @@ def load_manifest(bundle):
     proto = manifest.get("protocol", {})
     _field(isinstance(proto, dict), "protocol", "must be an object")
     for key, low in (("warmup", 0), ("runs", 1), ("batch", 1)):
-        _field(proto.get(key) is None or _is_int(proto[key], low), "protocol." + key, "must be an integer >= %d" % low)
+        _field(proto.get(key) is None or (_is_int(proto[key], low) and proto[key] <= MAX_RUNS), "protocol." + key,
+               "must be an integer in [%d, %d] (got %r)" % (low, MAX_RUNS, str(proto.get(key))[:40]))
     device_id = manifest.get("device_id")
     _field(device_id is None or (isinstance(device_id, str) and DEVICE_ID.match(device_id) and ".." not in device_id),
            "device_id", "%r is not a device id: use 1-80 letters, digits, '_', '.', '+' or '-'" % (device_id,))
@@ -202,7 +238,21 @@ def load_manifest(bundle):
     seen = {}
     for i, m in enumerate(models):
         _check_entry(m, i, seen)
+    _check_distinct_files(models)
     return manifest
+
+
+def _check_distinct_files(models):
+    """No two entries name one file, and no weights file is a model's file: the runner writes and deletes
+    weights files, and must never do that to another file of the bundle."""
+    owner = {}
+    for i, m in enumerate(models):
+        named = [("file", m["file"])] + ([("weights.file", m["weights"]["file"])] if m.get("weights") else [])
+        for key, rel in named:
+            norm = os.path.normpath(rel.replace("\\", "/")).lower()  # a case-insensitive disk too
+            where = "models[%d].%s" % (i, key)
+            _field(norm not in owner, where, "%r is also %s" % (rel[:80], owner.get(norm)))
+            owner[norm] = where
 
 
 def inside(bundle, rel, where):
@@ -233,36 +283,79 @@ def check_files(bundle, models, index):
             raise BundleError("%s: %s was changed or is corrupt (sha256 mismatch); copy the bundle again"
                               % (where, m["file"]))
         if m.get("weights"):
-            inside(bundle, m["weights"]["file"], where + ".weights.file")
+            weights_path(bundle, m["weights"]["file"], where + ".weights.file")
+
+
+def weights_path(bundle, rel, where="weights.file"):
+    """Where a weights file is written: in the bundle's own models folder (a real folder, not a link), at a name
+    that is no link and no other kind of file; else a BundleError. The file itself is written fresh beside it
+    and renamed into place, so nothing an existing entry points to is ever written or deleted."""
+    root = os.path.realpath(bundle)
+    models = os.path.join(root, "models")
+    if os.path.islink(models) or not os.path.isdir(models):
+        raise BundleError("%s: %s/models is not a folder of the bundle (a link or missing)" % (where, bundle))
+    path = os.path.join(models, os.path.basename(rel))
+    if os.path.islink(path):
+        raise BundleError("manifest.json: %s: %r is a link; remove it (the runner writes that file itself)"
+                          % (where, rel[:80]))
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise BundleError("manifest.json: %s: %r exists and is not a regular file; remove it" % (where, rel[:80]))
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- weights
 
 
-def write_weights(bundle, weights):
-    """Write a model's external weights file from its recipe: per tensor, uniform values with the exported
-    tensor's mean and standard deviation, drawn from the seed (PCG64: the same bits on every platform)."""
+def weight_chunks(weights):
+    """The bytes of a model's external weights file, in order, from its recipe: per tensor, uniform values with the
+    exported tensor's mean and standard deviation, drawn from the seed (PCG64: the same bits on every platform);
+    zeros between tensors (each starts on a page) and up to ``bytes``."""
     import numpy as np
 
-    path = inside(bundle, weights["file"], "weights.file")
     rng = np.random.Generator(np.random.PCG64(weights["seed"]))
-    tmp = path + ".tmp"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)  # the entry itself, never what a link there points to
+    at = 0
+    for offset, count, mean, std in weights["tensors"]:
+        if offset > at:
+            yield bytes(offset - at)
+        half = std * math.sqrt(3.0)  # a uniform on [mean - half, mean + half] has this std
+        scale, shift = np.float32(2.0 * half), np.float32(mean - half)
+        left = count
+        while left:
+            n = min(left, CHUNK)
+            u = rng.random(n, dtype=np.float32)
+            yield (u * scale + shift).astype("<f4").tobytes()
+            left -= n
+        at = offset + 4 * count
+    if weights["bytes"] > at:
+        yield bytes(weights["bytes"] - at)
+
+
+def weights_sha256(weights):
+    """The sha256 of the file :func:`write_weights` writes (the bundle stores it; the runner checks it)."""
+    h = hashlib.sha256()
+    for chunk in weight_chunks(weights):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def write_weights(bundle, weights):
+    """Write a model's external weights file from its recipe, fresh (O_EXCL, O_NOFOLLOW) beside its place in the
+    bundle's models folder, check its sha256, then rename it into place; a BundleError if it differs."""
+    path = weights_path(bundle, weights["file"])
+    tmp = os.path.join(os.path.dirname(path), ".%s.%d.%s.tmp" % (os.path.basename(path), os.getpid(),
+                                                                 os.urandom(6).hex()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "wb") as f:
-        for offset, count, mean, std in weights["tensors"]:
-            f.seek(offset)
-            half = std * math.sqrt(3.0)  # a uniform on [mean - half, mean + half] has this std
-            scale, shift = np.float32(2.0 * half), np.float32(mean - half)
-            left = count
-            while left:
-                n = min(left, CHUNK)
-                u = rng.random(n, dtype=np.float32)
-                f.write((u * scale + shift).astype("<f4").tobytes())
-                left -= n
-        f.truncate(weights["bytes"])
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in weight_chunks(weights):
+                f.write(chunk)
+        if "sha256" in weights and sha256_of(tmp) != weights["sha256"]:
+            raise BundleError("manifest.json: %s: the generated weights differ from the bundle's (sha256 mismatch; "
+                              "this numpy draws other numbers, or the manifest was changed)" % weights["file"][:80])
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
     return path
 
 
@@ -404,8 +497,9 @@ def parse_args(argv):
                     help="skip models whose earlier run failed (default: measure them again)")
     ap.add_argument("--keep-weights", action="store_true", help="keep the weights files written for timing")
     args = ap.parse_args(argv)
-    if args.threads < 1 or (args.warmup is not None and args.warmup < 0) or (args.runs is not None and args.runs < 3):
-        ap.error("--threads must be >= 1, --warmup >= 0 and --runs >= 3")
+    if (args.threads < 1 or (args.warmup is not None and not 0 <= args.warmup <= MAX_RUNS)
+            or (args.runs is not None and not 3 <= args.runs <= MAX_RUNS)):
+        ap.error("--threads must be >= 1, --warmup in [0, %d] and --runs in [3, %d]" % (MAX_RUNS, MAX_RUNS))
     if not (0.0 <= args.busy_threshold <= 100.0):
         ap.error("--busy-threshold must be in [0, 100]")
     return args
@@ -443,7 +537,7 @@ def plan(manifest, out, s, retry_failed):
     done = set()
     statuses = ("ok",) if retry_failed else ("ok", "failed")
     n_rows = 0
-    if os.path.exists(out):
+    if check_out(out):
         try:
             with open(out, newline="") as f:
                 for row in csv.DictReader(f):
@@ -456,6 +550,39 @@ def plan(manifest, out, s, retry_failed):
                               % (out, str(e).splitlines()[0][:120] if str(e) else type(e).__name__))
     todo = [m for m in manifest["models"] if _key(m["hash"], s, m["input_shape"][0]) not in done]
     return todo, n_rows
+
+
+def check_out(out):
+    """True when ``out`` already holds this runner's rows. It may be missing (its folder must exist) or empty;
+    anything else is refused: a FIFO, a folder, a file of the bundle, a CSV with another header."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise BundleError("--out: folder %s does not exist; create it or give another --out" % folder[:200])
+    if not os.path.exists(out):
+        return False
+    if not os.path.isfile(out):
+        raise BundleError("--out: %s is not a regular file; give a CSV file" % out[:200])
+    if os.path.getsize(out) == 0:
+        return False
+    try:
+        with open(out, "rb") as f:
+            first = f.readline(4096).rstrip(b"\r\n").decode("utf-8", "replace")
+    except (IOError, OSError) as e:
+        raise BundleError("--out: cannot read %s (%s)" % (out[:200], e.strerror or e))
+    if first != ",".join(FIELDS):
+        raise BundleError("--out: %s is not this runner's results (its first line is %r); give another --out"
+                          % (out[:200], first[:60]))
+    return True
+
+
+def _check_not_bundle_file(bundle, out, models):
+    """``--out`` is no file of the bundle (the manifest, the runner, a model, a weights file)."""
+    names = ["manifest.json", "run_bundle.py", "README.txt"] + [m["file"] for m in models]
+    names += [m["weights"]["file"] for m in models if m.get("weights")]
+    out_real = os.path.realpath(out)
+    for rel in names:
+        if os.path.realpath(os.path.join(bundle, rel)) == out_real:
+            raise BundleError("--out: %s is the bundle's %s; give another --out" % (out[:200], rel[:80]))
 
 
 def _cell(v):
@@ -513,6 +640,9 @@ def run_all(args, manifest, todo, s, device):
             except KeyboardInterrupt:
                 print("\ninterrupted: %s holds every model measured so far; run again to continue" % args.out)
                 return 130
+            except BundleError as e:
+                print("run_bundle.py: error: %s" % e, file=sys.stderr)
+                return 2
             writer.writerow({k: _cell(v) for k, v in row.items()})
             out.flush()
             os.fsync(out.fileno())
@@ -530,6 +660,7 @@ def main(argv=None):
         manifest = load_manifest(args.bundle)
         s = settings_of(args, manifest)
         device = device_of(args, manifest, fingerprint())
+        _check_not_bundle_file(args.bundle, args.out, manifest["models"])
         todo, n_rows = plan(manifest, args.out, s, not args.no_retry_failed)
         index = {m["hash"]: i for i, m in enumerate(manifest["models"])}
         check_files(args.bundle, todo, index)  # before anything is timed

@@ -496,6 +496,11 @@ class Calibration:
         e = _floats(doc.get("extrapolation"), "calibration.extrapolation", n=len(r), nonneg=True)
         if len(r) < 2:
             raise PredictorError("calibration.residuals: at least 2 are needed")
+        # Finite is not enough: exp(1e300) is an infinite interval. No real residual comes near these bounds.
+        cap = _MAX_RESIDUAL[space]
+        if np.abs(r).max() > cap or d.max() > _MAX_DISTANCE or e.max() > _MAX_DISTANCE:
+            raise PredictorError(f"calibration.residuals: must lie within ±{cap:g} ({space}), distances and "
+                                 f"extrapolation within [0, {_MAX_DISTANCE:g}]; restore or retrain the predictor")
         gamma = doc.get("gamma")
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma < 1e6:
             raise PredictorError(f"calibration.gamma: must be a non-negative number (got {gamma!r})")
@@ -545,6 +550,11 @@ def _growth_from_json(doc: Mapping, n: int) -> dict[str, Any]:
     if g.get("gamma") != doc.get("gamma"):
         raise PredictorError("calibration.growth.gamma: differs from calibration.gamma")
     return out
+
+
+# Bounds of stored calibration data: a log residual of 20 is a factor of 5e8, 100 top-1 points the whole scale.
+_MAX_RESIDUAL = {"log": 20.0, "points": 100.0}
+_MAX_DISTANCE = 1e6
 
 
 def _floats(v: Any, field: str, n: int | None = None, nonneg: bool = False) -> np.ndarray:

@@ -16,7 +16,6 @@ library sees it); and a sidecar must name the device and metric of the folders i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pathlib
 import shutil
@@ -27,14 +26,15 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
 
-from lowformer_common import read_at_most, short, write_json
+from lowformer_common import read_at_most, short, strict_loads, write_json
 from measured import RecordError, check_device_id, legacy_hash_map
 from search_spaces import CONFIG_IDENTITY
 
 from ._base import ESTIMATORS, CostModel, PredictorError
 from ._features import SCHEMA_HASH
 
-# 1: no digests (still read, unverified); 2: the sidecar lists the sha256 of every model file ("digests").
+# 1: no digests (refused: `python -m predictors._persist ROOT` adds them); 2: the sidecar lists the sha256 of every
+# model file ("digests"), always verified.
 FORMAT = 2
 META = "meta.json"
 MODEL = "model.json"
@@ -191,14 +191,11 @@ def _read(path: pathlib.Path) -> bytes:
     return data
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a finite JSON number")
-
-
 def parse_json(data: bytes, path: pathlib.Path) -> Any:
-    """Strict JSON of a predictor file: UTF-8, no NaN/Infinity; a one-line PredictorError naming ``path``."""
+    """Strict JSON of a predictor file: UTF-8, no NaN/Infinity, no key twice; a one-line PredictorError naming
+    ``path``."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        return strict_loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise PredictorError(f"{path}: unreadable predictor file ({short(str(e), 120)}); restore or retrain it") from None
 
@@ -276,9 +273,12 @@ def load_version(path: pathlib.Path) -> tuple[Any, dict[str, Any]]:
     path = pathlib.Path(path)
     meta = read_sidecar(path)
     fmt = meta.get("format", 1)
-    if not isinstance(fmt, int) or fmt > FORMAT:
-        raise PredictorError(f"{path}: predictor format {short(repr(fmt), 20)}; this lowformer-nas reads formats up "
-                             f"to {FORMAT} (upgrade it, or retrain)")
+    if type(fmt) is not int or fmt > FORMAT or fmt < 1:  # `true` is no format (and would skip the digests)
+        raise PredictorError(f"{path}: meta.json: format must be the integer {FORMAT} (got {short(repr(fmt), 20)}); "
+                             "restore or retrain it")
+    if fmt < FORMAT:  # the digests are never skipped: a version without them is upgraded first
+        raise PredictorError(f"{path}: meta.json: format {fmt} records no digests of its model files; add them "
+                             f"(python -m predictors._persist {path.parent.parent.parent}) or retrain it")
     schema_hash = meta.get("feature_schema", {}).get("hash") if isinstance(meta.get("feature_schema"), dict) else None
     if schema_hash != SCHEMA_HASH:
         raise PredictorError(
@@ -292,8 +292,7 @@ def load_version(path: pathlib.Path) -> tuple[Any, dict[str, Any]]:
     _check_place(path, meta)
     files = {p.name: _read(p) for p in sorted(path.glob("*.txt"))}
     files[MODEL] = _read(path / MODEL)
-    if fmt >= 2:
-        _check_digests(path, meta, files)
+    _check_digests(path, meta, files)
     doc = parse_json(files.pop(MODEL), path / MODEL)
     try:
         texts = {name: data.decode("utf-8") for name, data in files.items()}

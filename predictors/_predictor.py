@@ -8,6 +8,7 @@ inside the package (``predictors/shipped/<device>/<metric>/v<NNNN>/``).
 from __future__ import annotations
 
 import logging
+import math
 import pathlib
 from typing import Any, Sequence
 
@@ -48,6 +49,23 @@ def domain_of(X: np.ndarray) -> dict[str, Any]:
     )
     ops = [op for op in OP_TYPES if (X[:, FEATURE_INDEX[f"layers.{op}"]] > 0).any()]
     return {"ranges": ranges, "attention_types": att, "op_types": ops}
+
+
+def check_domain(domain: Any) -> dict[str, Any] | None:
+    """A sidecar's ``domain`` as :func:`domain_of` writes it (or None); a one-line PredictorError otherwise."""
+    if domain is None:
+        return None
+    allowed = f"an object of ranges {{{', '.join(DOMAIN_RANGES)}: [lo, hi]}}, attention_types and op_types"
+    ok = isinstance(domain, dict) and isinstance(domain.get("ranges"), dict)
+    ok = ok and all(name in DOMAIN_RANGES and isinstance(r, list) and len(r) == 2
+                    and all(type(x) in (int, float) and math.isfinite(x) for x in r) and r[0] <= r[1]
+                    for name, r in domain["ranges"].items())
+    for key, names in (("attention_types", ATTENTION_TYPES), ("op_types", OP_TYPES)):
+        ok = ok and isinstance(domain.get(key), list) and all(isinstance(a, str) and a in names for a in domain[key])
+    if not ok:
+        raise PredictorError(f"meta.json: domain: must be {allowed} (got {short(repr(domain), 60)}); restore or "
+                             "retrain the predictor")
+    return domain
 
 
 def domain_mask(X: np.ndarray, domain: dict[str, Any] | None) -> np.ndarray:
@@ -131,7 +149,7 @@ class TrainedPredictor(Predictor):
         self.model_type: str = meta["model_type"]
         self.version: int | None = meta.get("version")
         self.higher_is_better: bool = self.metric in HIGHER_IS_BETTER
-        self._domain = meta.get("domain")
+        self._domain = check_domain(meta.get("domain"))
         doc = meta.get("calibration")
         hashes = (meta.get("training_data") or {}).get("config_hashes") or []
         self.calibration: Calibration | None = None if doc is None else Calibration.from_json(doc, self.metric, hashes)

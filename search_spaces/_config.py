@@ -19,7 +19,7 @@ import json
 import math
 from typing import Any, Mapping
 
-from lowformer_common import MAX_ERROR_LINE_CHARS, UserError, short
+from lowformer_common import MAX_ERROR_LINE_CHARS, UserError, short, strict_loads
 
 from ._identity import (
     canonical_compression,
@@ -406,10 +406,6 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def parse_config_json(text: str | bytes, source: str = "config") -> Any:
     """The JSON value of a config text, bounded: at most MAX_CONFIG_BYTES, UTF-8, nested at most
     MAX_CONFIG_DEPTH deep, no NaN/Infinity. Every violation is a one-line ConfigError naming ``source``."""
@@ -429,7 +425,7 @@ def parse_config_json(text: str | bytes, source: str = "config") -> Any:
     if text.count("[") + text.count("{") > MAX_CONFIG_DEPTH and _nesting_depth(text) > MAX_CONFIG_DEPTH:
         raise ConfigError(source, f"JSON nested more than {MAX_CONFIG_DEPTH} levels deep; a config is a JSON object of knobs")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return strict_loads(text)  # a key given twice is refused, not silently the last one
     except json.JSONDecodeError as e:
         raise ConfigError(source, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except (ValueError, RecursionError) as e:

@@ -8,6 +8,8 @@ import os
 import tempfile
 import warnings
 
+from lowformer_common import UserError
+
 from ._config import LowFormerConfig
 
 # The TorchScript exporter is ~4x faster than the torch.export one, which matters for measurement
@@ -28,14 +30,32 @@ def export_onnx(
 ) -> str:
     """Write the classifier of ``config`` as ONNX (input ``input``: batch x 3 x R x R, output ``logits``).
 
-    The file is written atomically: a crash never leaves a half-written model behind.
+    The file is written atomically: a crash never leaves a half-written model behind. A config too large for this
+    machine's memory (the knob limits allow 81 billion parameters) is a one-line :class:`ModelMemoryError`.
     """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter: must be one of {EXPORTERS} (got {exporter!r})")
+    try:
+        return _export(config, path, batch, model, exporter, opset)
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "alloc" not in str(e).lower() and "memory" not in str(e).lower():
+            raise
+        from ._count import count
+
+        params = count(config).params
+        raise ModelMemoryError(f"export: config {config.hash[:12]} has {params:,} parameters ({params * 4 / 1e9:.1f} GB "
+                               f"of fp32 weights): more than this machine's memory holds ({type(e).__name__})") from None
+
+
+class ModelMemoryError(UserError):
+    """Building or exporting a model ran out of memory (torch's allocator or Python's)."""
+
+
+def _export(config: LowFormerConfig, path: str, batch: int, model, exporter: str, opset: int) -> str:
     import torch
 
     from ._builder import build_model
 
-    if exporter not in EXPORTERS:
-        raise ValueError(f"exporter: must be one of {EXPORTERS} (got {exporter!r})")
     model = model if model is not None else build_model(config)
     model.eval()
     r = config.resolution

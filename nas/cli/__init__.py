@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__
+from lowformer_common import MEASURE_EXTRA_HINT, UserError, __version__, one_line
 
 # Every command and the module that adds it (each module has register(subparsers)). A run imports only its
 # command's module (tests/nas/test_cli_help.py checks this table against what each module registers).
@@ -90,6 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lowformer-nas: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _is_database_error(e):
+            raise
+        # The database went away mid-command (a server restart, a dropped connection): what was committed stays,
+        # and the command resumes from there when run again.
+        print(f"lowformer-nas: error: database: {one_line(e)}; nothing committed is lost: run the command again once "
+              "the database is reachable", file=sys.stderr)
+        return 2
+
+
+def _is_database_error(e: BaseException) -> bool:
+    """A SQLAlchemy or database-driver error (OperationalError and its family), without importing SQLAlchemy."""
+    return any(c.__module__.split(".")[0] in ("sqlalchemy", "psycopg2", "psycopg", "pymysql", "sqlite3")
+               for c in type(e).__mro__)
 
 
 if __name__ == "__main__":

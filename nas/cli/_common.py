@@ -11,12 +11,27 @@ import math
 import os
 import re
 
-from lowformer_common import short
+from lowformer_common import UserError, short, strict_dumps
 from measured import RecordError, check_device_id
 
 MAX_TRIALS = 10_000_000
 # Timing with more threads than usable cores measures the scheduler, not the model.
 FORCE_THREADS_ENV = "LOWFORMER_NAS_FORCE_THREADS"
+
+
+def print_json(obj, indent: int | None = 2, **kwargs) -> None:
+    """Print ``obj`` as strict JSON, the one way every ``--json`` output is written: a NaN or an infinity (which
+    no JSON reader takes) is a one-line error naming where it is, never printed."""
+    try:
+        text = strict_dumps(obj, indent=indent, **kwargs)
+    except ValueError as e:
+        raise UserError(f"--json: {e}") from None
+    print(text)
+
+
+def records(df) -> list[dict]:
+    """A table's rows for JSON: a missing cell (NaN in pandas) is null."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def add_store_arg(p, what: str = "") -> None:
@@ -54,6 +69,41 @@ def positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {n})")
     return n
+
+
+# Caps on flags that size work or memory: a typo (10^9 repeats, a 10^12 sample) is refused, not started.
+MAX_RUNS = 100_000  # timed runs per config (the paper: 100)
+MAX_WARMUP = 10_000  # warm-up runs per config (the paper: 5)
+MAX_REPEATS = 1_000
+MAX_SAMPLE = 100_000  # configs drawn from the space in one command
+MAX_WORKERS = 256  # processes (export workers, bundle jobs)
+MAX_SEED = 2**32 - 1  # numpy and Optuna take seeds in [0, 2**32)
+MAX_NAME_CHARS = 200  # a name stored with rows (--campaign)
+
+
+def int_in(low: int, high: int):
+    """An argparse ``type=``: an integer in [low, high], else argparse's one line naming the range."""
+
+    def check(value: str) -> int:
+        n = _int(value, f"must be an integer in [{low:,}, {high:,}]")
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low:,}, {high:,}] (got {short(str(n), 40)})")
+        return n
+
+    check.__name__ = "integer"  # argparse names the type in its own messages
+    return check
+
+
+def seed(value: str) -> int:
+    """``--seed``: an integer in [0, 2**32 - 1] (numpy and Optuna refuse others with a traceback)."""
+    return int_in(0, MAX_SEED)(value)
+
+
+def name_text(value: str) -> str:
+    """A short printable name stored with rows (``--campaign``)."""
+    if not 0 < len(value) <= MAX_NAME_CHARS or not value.isprintable():
+        raise argparse.ArgumentTypeError(f"must be 1-{MAX_NAME_CHARS} printable characters (got {_shown(value)})")
+    return value
 
 
 def trials(value: str) -> int:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from measured import DEVICE_KINDS
 
-from ._common import add_store_arg, device_id
+from ._common import add_store_arg, device_id, print_json, records
 
 
 def register(sub) -> None:
@@ -58,7 +57,7 @@ def cmd_summary(args) -> int:
     store = _open(args)
     df = store.summary()
     if args.json:
-        print(json.dumps(df.to_dict("records"), indent=2))
+        print_json(records(df), indent=2)
         return 0
     print(f"{store}")
     if df.empty:
@@ -87,7 +86,10 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     store = _open(args)
     report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind, force=args.force)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(str(report))
     return 0
 
 
@@ -96,7 +98,7 @@ def cmd_noise(args) -> int:
 
     report = noise_report(_open(args).measurements(device=args.device))
     if args.json:
-        print(json.dumps(report, indent=2))
+        print_json(report, indent=2)
         return 0
     for protocol, r in report.items():
         print(f"{args.device}  {protocol}: {r['configs']} configs x {r['repeats_per_config']:.1f} repeats; CV of "

@@ -8,7 +8,22 @@ from lowformer_common import MEASURE_EXTRA_HINT, UserError, missing_module
 from measured import backend_help
 from search_spaces import get_variant, resolve, sample_configs, variant_names
 
-from ._common import add_store_arg, device_id, positive_int, threads, timeout_seconds
+from ._common import (
+    MAX_REPEATS,
+    MAX_RUNS,
+    MAX_SAMPLE,
+    MAX_WARMUP,
+    MAX_WORKERS,
+    add_store_arg,
+    device_id,
+    int_in,
+    name_text,
+    positive_int,
+    print_json,
+    seed,
+    threads,
+    timeout_seconds,
+)
 
 
 def register(sub) -> None:
@@ -24,13 +39,14 @@ def register(sub) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
                    help="fp32 (default), fp16 (GPU backends) or int8 (onnxruntime: static QDQ quantisation with a fixed "
                         "calibration input, recorded in each row's notes; stored and trained as its own protocol)")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs at most (default 100)")
-    p.add_argument("--min-runs", type=int, default=10, help="timed runs at least, when adaptive (default 10)")
+    p.add_argument("--warmup", type=int_in(0, MAX_WARMUP), default=5, help="warm-up runs (default 5)")
+    p.add_argument("--runs", type=int_in(1, MAX_RUNS), default=100, help="timed runs at most (default 100)")
+    p.add_argument("--min-runs", type=int_in(1, MAX_RUNS), default=10,
+                   help="timed runs at least, when adaptive (default 10; at most --runs)")
     p.add_argument("--target-ci", type=float, default=1.0, metavar="PCT",
                    help="stop timing once the median's 95%% confidence interval is within ±PCT%% (default 1; "
                         "0: always --runs timed runs)")
-    p.add_argument("--export-workers", type=int, metavar="N",
+    p.add_argument("--export-workers", type=int_in(1, MAX_WORKERS), metavar="N",
                    help="processes that export configs ahead of timing, never while timing (default: one per "
                         "core, at most 4; 1: export inside the timing process)")
     p.add_argument("--fresh-process", action="store_true",
@@ -38,10 +54,11 @@ def register(sub) -> None:
     p.add_argument("--busy-threshold", type=float, default=5.0, metavar="PCT",
                    help="re-measure, then mark busy, when other processes use more than PCT%% of the CPU (default 5)")
     _add_selection(p)
-    p.add_argument("--repeats", type=int, default=1, help="measure each config R times (noise figures)")
+    p.add_argument("--repeats", type=int_in(1, MAX_REPEATS), default=1,
+                   help="measure each config R times (noise figures)")
     p.add_argument("--timeout", type=timeout_seconds, default=900.0, help="seconds per config before it counts as a hang")
     p.add_argument("--retry-failed", action="store_true", help="measure again configs whose earlier run failed")
-    p.add_argument("--campaign", help="a name stored with every measurement")
+    p.add_argument("--campaign", type=name_text, help="a name stored with every measurement")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per config (id, name, value, unit, p10, p90, runs, CI, status, stored "
                         "now or before) as a JSON list; progress lines go to stderr")
@@ -52,18 +69,21 @@ def register(sub) -> None:
     _add_selection(p)
     p.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     p.add_argument("--batch", type=positive_int, default=1, help="batch the device runs (default 1)")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up runs per model (default 5)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
+    p.add_argument("--warmup", type=int_in(0, MAX_WARMUP), default=5, help="warm-up runs per model (default 5)")
+    p.add_argument("--runs", type=int_in(3, MAX_RUNS), default=100, help="timed runs per model (default 100)")
     p.add_argument("--device", metavar="ID", help="device id the runner's rows carry (default: named on the device)")
     p.add_argument("--full-weights", action="store_true",
                    help="ship complete ONNX files (default: graphs only; the runner writes the weights from a seed)")
-    p.add_argument("--jobs", type=int, metavar="N", help="export processes (default: one per core)")
+    p.add_argument("--jobs", type=int_in(1, MAX_WORKERS), metavar="N", help="export processes (default: one per core)")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even when it holds another bundle or other files")
     p.set_defaults(func=cmd_bundle)
 
 
 def _add_selection(p) -> None:
-    p.add_argument("--sample", type=int, default=0, metavar="N", help="N random configs from the whole space")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--sample", type=int_in(0, MAX_SAMPLE), default=0, metavar="N",
+                   help="N random configs from the whole space")
+    p.add_argument("--seed", type=seed, default=0, help="sampling seed (default 0)")
     p.add_argument("--resolutions", type=int, nargs="+", metavar="R", help="restrict sampled resolutions")
     p.add_argument("--named", action="store_true", help="every named variant too")
     p.add_argument("--model", action="append", default=[], metavar="NAME",
@@ -109,12 +129,11 @@ def cmd_measure(args) -> int:
     if not getattr(args, "json", False):
         return _measure(args, None)
     import contextlib
-    import json
 
     out: list = []
     with contextlib.redirect_stdout(sys.stderr):
         code = _measure(args, out)
-    print(json.dumps(out, indent=1, default=str))
+    print_json(out, indent=1, default=str)
     return code
 
 
@@ -129,6 +148,8 @@ def _measure(args, out: list | None) -> int:
         raise UserError(f"target-ci: must be a percentage >= 0 (0: fixed --runs) (got {args.target_ci})")
     if args.export_workers is not None and args.export_workers < 1:
         raise UserError(f"export-workers: must be >= 1 (got {args.export_workers})")
+    if args.min_runs > args.runs:
+        raise UserError(f"min-runs: must be at most --runs {args.runs} (got {args.min_runs})")
     _require_torch("measure")
     batch = args.batch or (200 if args.metric == "throughput_img_s" else 1)
     protocol = Protocol(
@@ -226,7 +247,7 @@ def cmd_bundle(args) -> int:
     _require_torch("bundle")
     jobs = jobs_from_args(args)
     report = write_bundle(jobs, args.out, batch=args.batch, warmup=args.warmup, runs=args.runs, device_id=args.device,
-                          full_weights=args.full_weights, workers=args.jobs)
+                          full_weights=args.full_weights, workers=args.jobs, force=args.force)
     print(report.line())
     device = args.device or "NAME"
     print(f"on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv "

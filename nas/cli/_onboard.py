@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg
+from ._common import MAX_WORKERS, add_store_arg, int_in, print_json, seed
 
 
 def register(sub) -> None:
@@ -39,9 +38,9 @@ def register(sub) -> None:
                         "extremes), random")
     p.add_argument("--pool", type=int, default=DEFAULT_POOL, metavar="N",
                    help=f"random candidate configs the design chooses from (default {DEFAULT_POOL})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the candidates and the hold-out (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the candidates and the hold-out (default 0)")
     p.add_argument("--restart", action="store_true", help="start a new round instead of resuming an unfinished one")
-    p.add_argument("--export-workers", type=int, metavar="N",
+    p.add_argument("--export-workers", type=int_in(1, MAX_WORKERS), metavar="N",
                    help="processes exporting configs ahead of timing (default: one per core, at most 4)")
     p.add_argument("--bundle", metavar="DIR", help="edge device: write its onboarding bundle to DIR")
     p.add_argument("--results", metavar="FILE", help="edge device: import the bundle's results CSV and train")
@@ -76,7 +75,7 @@ def cmd_onboard(args) -> int:
         with Store(args.store) as store:
             r = evaluate_campaign(store, device, args.evaluate)
         if args.json:
-            print(json.dumps(r, indent=2))
+            print_json(r, indent=2)
         else:
             print(f"{device}: {r['model_type']} predictor ({r['predictor']}) on campaign {args.evaluate!r}: {r['n']} "
                   f"configs ({r['left_out_trained']} left out: trained on)")
@@ -95,7 +94,7 @@ def cmd_onboard(args) -> int:
     if args.json:
         import dataclasses
 
-        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        print_json(dataclasses.asdict(result), indent=2, default=str)
         return 0
     how = f"transfer from {result.source}" if result.chosen == "transfer" else "from scratch"
     cv = result.cv

@@ -9,7 +9,7 @@ import sys
 from lowformer_common import UserError
 from search_spaces import variant_names
 
-from ._common import add_store_arg, device_id
+from ._common import add_store_arg, device_id, print_json, records
 
 _METRIC_CHOICES = ("latency_ms", "throughput_img_s", "fps", "top1_pct")
 
@@ -199,7 +199,7 @@ def cmd_train(args) -> int:
     path = save_version(_out_root(args.out) / key / metric, pred.estimator, pred.meta)
     if args.json:
         meta = json.loads((path / "meta.json").read_text())
-        print(json.dumps(meta, indent=2))
+        print_json(meta, indent=2)
         return 0
     print(f"{key} / {metric}: {data.n_configs} configs ({data.n_rows} measurements, protocol {data.protocol['key']})"
           + (f", {data.n_out_of_space} out-of-space rows" if data.n_out_of_space else ""))
@@ -272,8 +272,8 @@ def cmd_eval(args) -> int:
     method = f"random hold-out of {args.holdout} configs" if holdout is not None else cv_method(data.n_configs)
     coverage = _interval_coverage(args, data, metric, holdout, store)
     if args.json:
-        print(json.dumps({"device": args.device, "metric": metric, "method": method, "n_configs": data.n_configs,
-                          "models": _figures_only(results), "intervals": coverage and coverage.to_dict()}, indent=2))
+        print_json({"device": args.device, "metric": metric, "method": method, "n_configs": data.n_configs,
+                    "models": _figures_only(results), "intervals": coverage and coverage.to_dict()}, indent=2)
     else:
         print(f"{args.device} / {metric}: {data.n_configs} configs, protocol {data.protocol['key']}")
         _print_figures(results, None, metric, method)
@@ -371,7 +371,7 @@ def cmd_list(args) -> int:
 
     rows = [dict(device=d, metric=m, versions=predictor_versions(d, m)) for d, m in available_predictors()]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows, indent=2)
         return 0
     if not rows:
         print("no predictors (train one: lowformer-nas predictors train --device ID)")
@@ -423,8 +423,8 @@ def cmd_fewshot(args) -> int:
                         progress=not args.json)
     agg = df.groupby(["size", "method"], sort=True)[["within_10", "kendall_tau", "mape"]].mean().reset_index()
     if args.json:
-        print(json.dumps({"device": args.device, "source": args.source, "metric": metric, "holdout": args.holdout,
-                          "repeats": args.repeats, "rows": agg.to_dict("records")}, indent=2))
+        print_json({"device": args.device, "source": args.source, "metric": metric, "holdout": args.holdout,
+                    "repeats": args.repeats, "rows": records(agg)}, indent=2)
         return 0
     print(f"{args.device} / {metric}: hold-out {args.holdout} configs, pool {pool.n_configs}, source {args.source} "
           f"({source.model_type} v{source.version}), mean of {args.repeats} draws")
@@ -466,7 +466,7 @@ def cmd_predict(args) -> int:
            "interval": None if lo is None else [lo, hi], "coverage": coverage if lo is not None else None,
            "measured": measured, "model_type": pred.model_type, "predictor_version": pred.version, "in_domain": inside}
     if args.json:
-        print(json.dumps(out))
+        print_json(out, indent=None)
         return 0
     unit = {"latency_ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "% top-1"}.get(pred.metric, "")
     what = "measured" if measured else ("accuracy surrogate, not a trained network's result" if pred.is_surrogate else "")

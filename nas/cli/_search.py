@@ -8,7 +8,7 @@ import sys
 
 from lowformer_common import UserError
 
-from ._common import add_store_arg, device_id, milliseconds, trials
+from ._common import add_store_arg, device_id, milliseconds, print_json, seed, trials
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -51,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("--extrapolate", action="store_true",
                    help="let configs outside a predictor's training domain (the accuracy surrogate's included) compete "
                         "on their wider intervals (default: every prediction stays inside its domain)")
-    p.add_argument("--seed", type=int, help="sampler seed (default: one is drawn and reported)")
+    p.add_argument("--seed", type=seed, help="sampler seed, 0 to 2**32 - 1 (default: one is drawn and reported)")
     p.add_argument("--runs-dir", default=None, metavar="DIR",
                    help="where studies live (default: $LOWFORMER_NAS_HOME/runs; existing studies are also found in ./runs)")
     p.add_argument("--verify", type=int, default=0, metavar="N",
@@ -89,12 +89,11 @@ def cmd_search(args) -> int:
     if not getattr(args, "json", False):
         return _search(args, None)
     import contextlib
-    import json
 
     out: dict = {}
     with contextlib.redirect_stdout(sys.stderr):
         code = _search(args, out)
-    print(json.dumps(out, indent=1, default=str))
+    print_json(out, indent=1, default=str)
     return code
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from lowformer_common import UserError
 from search_spaces import STAGES, build_op_graph, count, get_variant, resolve, variant_names
+
+from ._common import print_json
 
 
 def register(sub) -> None:
@@ -66,7 +66,7 @@ def cmd_models(args) -> int:
                  aliases=list(v.aliases), description=v.description)
         )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows, indent=2)
         return 0
     print(f"{'name':22s} {'res':>4s} {'params (M)':>11s} {'MACs (M)':>10s}  {'hash':12s}  description")
     for r in rows:
@@ -83,7 +83,7 @@ def cmd_count(args) -> int:
     # Attention cost grows with the square of the tokens it attends over (docs/architecture.md §3.1).
     d["attention_tokens"] = build_op_graph(cfg).attention_tokens()
     if args.json:
-        print(json.dumps(d, indent=2))
+        print_json(d, indent=2)
         return 0
     print(f"{name}  hash {cfg.hash[:12]}  {cfg.resolution} px")
     print(f"params {c.params:,}  MACs {c.macs:,}  memory traffic {c.bytes / 2**20:,.1f} MiB (fp32)  layers {c.layers}")
@@ -128,8 +128,6 @@ def cmd_export(args) -> int:
         if not args.json:
             print(f"wrote {args.onnx}  ({name}, {cfg.resolution} px, hash {cfg.hash[:12]})")
     if args.json:
-        import json
-
-        print(json.dumps({"name": name, "hash": cfg.hash, "id": cfg.short_hash, "config_json": args.json_out,
-                          "onnx": args.onnx, "torch": args.torch}, indent=1))
+        print_json({"name": name, "hash": cfg.hash, "id": cfg.short_hash, "config_json": args.json_out,
+                          "onnx": args.onnx, "torch": args.torch}, indent=1)
     return 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from measured import backend_help
 
-from ._common import add_store_arg, device_id, positive_int, seconds, threads
+from ._common import add_store_arg, device_id, positive_int, print_json, seconds, threads
 
 STUDY_NAMES = ("depthwise", "fused-mbconv", "resolution-vs-channels", "attention", "resolution-scaling")
 
@@ -98,7 +97,7 @@ def cmd_study(args) -> int:
             if len(names) > 1:
                 log("")
     if args.json:
-        print(json.dumps(out if len(out) > 1 else out[0], indent=1, default=str))
+        print_json(out if len(out) > 1 else out[0], indent=1, default=str)
     return 0
 
 
@@ -118,7 +117,7 @@ def _int8(args) -> int:
     with Store(args.store) as store:
         result = run_int8_study(settings, store, log)
     if args.json:
-        print(json.dumps(result, indent=1, default=str))
+        print_json(result, indent=1, default=str)
     return 0
 
 

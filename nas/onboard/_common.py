@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 from typing import Any
 
-from lowformer_common import UserError, home_dir, read_at_most, write_json
+from lowformer_common import UserError, home_dir, read_at_most, short, strict_loads, write_json
 from search_spaces import get_variant
 
 # Named variants measured first on a new device (and by the drift check): small to medium models with
@@ -43,6 +42,14 @@ def known_sources(exclude: set[str] = frozenset()) -> dict[str, Any]:
     return out
 
 
+def known_source_ids() -> set[str]:
+    """The devices with a time predictor (user-trained or shipped), without loading any: what --source may name."""
+    from measured import ACCURACY_DEVICE
+    from predictors import available_predictors
+
+    return {d for d, m in available_predictors() if m in TIME_METRICS} - {ACCURACY_DEVICE}
+
+
 def onboard_dir(device_id: str) -> pathlib.Path:
     return home_dir() / "onboard" / device_id
 
@@ -69,7 +76,7 @@ def read_plan(path: pathlib.Path) -> dict[str, Any]:
         data = read_at_most(path, _MAX_PLAN_BYTES)
         if len(data) > _MAX_PLAN_BYTES:
             raise UserError(f"{path}: larger than {_MAX_PLAN_BYTES} bytes; not an onboarding plan")
-        plan = json.loads(data.decode("utf-8"))
+        plan = strict_loads(data)
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable onboarding plan ({type(e).__name__}); delete it to start over") from None
     if not isinstance(plan, dict):
@@ -80,6 +87,13 @@ def read_plan(path: pathlib.Path) -> dict[str, Any]:
     for key in ("anchors", "design", "holdout"):
         if not all(isinstance(h, str) and re.fullmatch(r"[0-9a-f]{64}", h) for h in plan[key]):
             raise UserError(f"{path}: field {key!r} must list config hashes; delete the file to start over")
+    # The plan names the device and round of the file it lives in ($H/onboard/<device>/round-<n>.json): a plan
+    # copied or edited to name another device (or a path) would write outside its folder.
+    m = re.fullmatch(r"round-(\d{1,6})\.json", pathlib.Path(path).name)
+    if plan["device"] != pathlib.Path(path).parent.name or (m is not None and plan["round"] != int(m.group(1))):
+        raise UserError(f"{path}: field 'device'/'round' ({short(repr(plan['device']), 60)}, {plan['round']}) is not "
+                        f"the folder and file it lives in ({pathlib.Path(path).parent.name}, "
+                        f"{m.group(1) if m else '?'}); delete the file to start over")
     return plan
 
 
@@ -94,6 +108,9 @@ def next_round(device_id: str) -> int:
 
 
 def save_plan(plan: dict[str, Any]) -> pathlib.Path:
+    from measured import check_device_id
+
+    check_device_id(plan["device"], "device")  # a folder name under $H/onboard, never a path
     return write_json(onboard_dir(plan["device"]) / f"round-{plan['round']}.json", plan, indent=1)
 
 

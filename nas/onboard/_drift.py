@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import os
+import pathlib
 import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lowformer_common import home_dir, read_at_most, utc_now, write_json
+from lowformer_common import home_dir, read_at_most, strict_loads, utc_now, write_json
 from search_spaces import LowFormerConfig, get_variant
 
 from ._common import ANCHORS
@@ -120,10 +120,12 @@ def _read_cache(path) -> dict[str, float] | None:
         raw = read_at_most(path, _MAX_CACHE_BYTES)
         if len(raw) > _MAX_CACHE_BYTES:
             return None
-        data = json.loads(raw.decode("utf-8"))
-    except (OSError, ValueError):
+        data = strict_loads(raw)
+    except (OSError, ValueError):  # a FIFO or another non-regular file too: refused unread, measured again
         return None
-    values = data.get("values") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("device") != pathlib.Path(path).parent.name:
+        return None  # not the cache of the device whose folder it lives in
+    values = data.get("values")
     if not isinstance(values, dict):
         return None
     out = {}

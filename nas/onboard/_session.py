@@ -33,6 +33,7 @@ from ._common import (
     ANCHORS,
     anchor_jobs,
     campaign_name,
+    known_source_ids,
     known_sources,
     latest_plan,
     next_round,
@@ -44,6 +45,7 @@ DEFAULT_MINUTES = 5.0
 DEFAULT_CONFIGS = 30
 DEFAULT_HOLDOUT = 10
 DEFAULT_POOL = 2000
+MAX_POOL = 20000  # candidate configs drawn for the design (and so configs measured) at most
 # Seeds of the hold-out draws are offset from the design's, so the two never share a sample stream.
 _HOLDOUT_SEED_OFFSET = 104_729
 
@@ -71,22 +73,38 @@ class OnboardSettings:
     def validate(self) -> "OnboardSettings":
         if not (isinstance(self.minutes, (int, float)) and math.isfinite(self.minutes) and self.minutes > 0):
             raise UserError(f"minutes: must be > 0 (got {self.minutes!r})")
-        if not isinstance(self.configs, int) or self.configs < len(ANCHORS) + 2:
-            raise UserError(f"configs: must be an integer >= {len(ANCHORS) + 2} (the {len(ANCHORS)} anchors and at "
-                            f"least 2 more) (got {self.configs!r})")
+        if type(self.configs) is not int or not len(ANCHORS) + 2 <= self.configs <= MAX_POOL:
+            raise UserError(f"configs: must be an integer in [{len(ANCHORS) + 2}, {MAX_POOL}] (the {len(ANCHORS)} "
+                            f"anchors and at least 2 more) (got {str(self.configs)[:40]})")
         if not isinstance(self.holdout, int) or not 0 <= self.holdout <= 1000:
             raise UserError(f"holdout: must be an integer in [0, 1000] (got {self.holdout!r})")
         if self.design not in DESIGNS:
             raise UserError(f"design: must be one of {'|'.join(DESIGNS)} (got {self.design!r})")
-        if not isinstance(self.pool, int) or not self.configs <= self.pool <= 20000:
-            raise UserError(f"pool: must be an integer in [{self.configs}, 20000] (got {self.pool!r})")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"seed: must be an integer >= 0 (got {self.seed!r})")
+        if type(self.pool) is not int or not self.configs <= self.pool <= MAX_POOL:
+            raise UserError(f"pool: must be an integer in [{self.configs} (--configs), {MAX_POOL}] (got "
+                            f"{str(self.pool)[:40]})")
+        if type(self.seed) is not int or not 0 <= self.seed < 2**32:
+            raise UserError(f"seed: must be an integer in [0, 2**32 - 1] (got {str(self.seed)[:40]})")
+        self._check_source()
         if self.protocol is None:
             from measured import Protocol
 
             self.protocol = Protocol()
         return self
+
+    def _check_source(self) -> None:
+        """``source``: auto, none or a device with a time predictor; checked before anything is measured."""
+        if self.source in ("auto", "none"):
+            return
+        from measured import check_device_id
+
+        check_device_id(self.source, "source")  # a folder name under predictors/, never a path
+        if self.source == self.device:
+            raise UserError(f"source: {self.source!r} is the device being onboarded; give another device or auto")
+        known = sorted(known_source_ids())
+        if self.source not in known:
+            raise UserError(f"source: no time predictor of {self.source!r}; give auto, none or one of "
+                            f"{', '.join(known)}")
 
 
 @dataclasses.dataclass

@@ -6,17 +6,17 @@ the study is resumed; a number K (the K-th row of the front as it is now) is kep
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 
-from lowformer_common import MEASURE_EXTRA_HINT, missing_module
+from lowformer_common import MEASURE_EXTRA_HINT, missing_module, read_at_most, strict_dumps, strict_loads
 from search_spaces import LowFormerConfig, write_config_json
 
 from ._report import FRONT_JSON
 from ._runs import find_study_dir, searched_line
 from ._storage import SearchError, check_study_name
 
+_MAX_FRONT_BYTES = 64 << 20  # a front.json is a few hundred KB
 ID_LEN = 12  # characters of the config hash that name a pick (the hash column of every table)
 _MIN_ID = 4
 
@@ -34,12 +34,17 @@ def _load_front(study: str, runs_dir: str | None) -> tuple[pathlib.Path, list[di
                                    f"`lowformer-nas search --study {study}` (or `lowformer-nas plot --study {study}`) first")
     path = folder / FRONT_JSON
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_at_most(path, _MAX_FRONT_BYTES)
+        if len(raw) > _MAX_FRONT_BYTES:
+            raise ValueError(f"more than {_MAX_FRONT_BYTES >> 20} MiB")
+        data = strict_loads(raw)
     except FileNotFoundError:
         raise SearchError("study", f"no {path}; run `lowformer-nas search --study {study}` first") from None
     except (OSError, ValueError) as e:
         raise SearchError(str(path), f"cannot read the front ({e})") from None
-    front = data.get("front") or []
+    front = (data.get("front") if isinstance(data, dict) else None) or []
+    if not isinstance(front, list) or not all(isinstance(e, dict) for e in front):
+        raise SearchError(str(path), "not a front (a list of entries); run `lowformer-nas plot --study NAME` to write it again")
     if not front:
         raise SearchError("pick", f"study {study!r} has no config that meets its constraints; its report lists the "
                                   "closest ones")
@@ -121,7 +126,7 @@ def export_pick(args) -> int:
             log(f"wrote {onnx_out}  ({name}, {cfg.resolution} px, id {ident})")
             written["onnx"] = onnx_out
     if as_json:
-        print(json.dumps(written, indent=1))
+        print(strict_dumps(written, indent=1))
     return 0
 
 

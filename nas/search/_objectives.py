@@ -240,6 +240,15 @@ def check_confidence(confidence: float) -> float:
     return float(confidence)
 
 
+def check_unique_keys(objectives: Sequence[Objective]) -> None:
+    """One objective per key (a device given twice would be optimised twice)."""
+    keys = [o.key for o in objectives]
+    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice is not None:
+        raise SearchError("objective", f"objective keys must be unique: {twice} is given {keys.count(twice)} times "
+                                       "(each --device once)")
+
+
 class Evaluator:
     """Scores configs with every objective, once per architecture: duplicates (same hash) come from a cache.
 
@@ -249,9 +258,7 @@ class Evaluator:
 
     def __init__(self, objectives: Sequence[Objective], risk: str = DEFAULT_RISK,
                  confidence: float = DEFAULT_CONFIDENCE):
-        keys = [o.key for o in objectives]
-        if len(set(keys)) != len(keys):
-            raise SearchError("objective", f"objective keys must be unique (got {keys})")
+        check_unique_keys(objectives)
         self.objectives = list(objectives)
         self.risk, self.confidence = check_risk(risk), check_confidence(confidence)
         self.directions = [o.direction for o in self.objectives]

@@ -99,7 +99,7 @@ def _record(line: bytes) -> bool:
     """Whether ``line`` is one whole Optuna journal record."""
     try:
         obj = json.loads(line)
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; a line nested 200,000 deep
         return False
     op = obj.get("op_code") if isinstance(obj, dict) else None
     return isinstance(op, int) and not isinstance(op, bool) and isinstance(obj.get("worker_id"), str)
@@ -195,7 +195,7 @@ def _journal_storage(path: pathlib.Path, create: bool) -> tuple[optuna.storages.
             backend = SyncLaterJournalBackend(str(path))
         try:
             return JournalStorage(backend), notes
-        except (ValueError, KeyError, TypeError, AssertionError, AttributeError) as e:
+        except (ValueError, KeyError, TypeError, AssertionError, AttributeError, RecursionError) as e:
             if attempt:
                 raise SearchError("study", f"{path}: cannot read it as an Optuna journal ({one_line(e)}); move it "
                                            "away or start a new --study") from None

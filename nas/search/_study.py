@@ -41,14 +41,15 @@ from ._objectives import (
     build_objectives,
     check_confidence,
     check_risk,
+    check_unique_keys,
 )
 from ._pareto import LiveFront
 from ._report import write_outputs
 from ._results import evaluation_of, load_results
 from ._runs import find_study_dir, searched_line, study_folder
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
-from ._storage import (SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, storage_notes,
-                       sync_storage)
+from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, storage_notes, sync_storage
+from ._workers import STREAM_ATTR, claim_slot
 
 DEFAULT_TRIALS = 3000
 _PULL_EVERY_S = 5.0
@@ -134,11 +135,13 @@ def _batch_size(sampler, name: str, study: optuna.Study, population_size: int) -
     return 1  # TPE and GP learn from every trial before the next
 
 
-def _sub_seed(seed: int | None, n_done: int, round_: int = 0) -> int | None:
-    # A resumed study (or a new round) must not replay the first run's random stream (same seed, same configs).
-    if seed is None or (n_done == 0 and round_ == 0):
+def _sub_seed(seed: int | None, n_done: int, round_: int = 0, stream: int = 0) -> int | None:
+    # A resumed study (or a new round) must not replay the first run's random stream (same seed, same configs);
+    # a second worker on the study (stream > 0, see _workers) must not replay the first's.
+    if seed is None or (n_done == 0 and round_ == 0 and stream == 0):
         return seed
-    return int(np.random.SeedSequence([seed, n_done, round_]).generate_state(1)[0])
+    key = [seed, n_done, round_] + ([stream] if stream else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 def _existing_study(storage, name: str) -> bool:
@@ -191,6 +194,7 @@ class _Run:
         self._resolve(s, stored, objectives)
 
         self.objectives = list(objectives) if objectives is not None else build_objectives(s.devices, s.objective, loader)
+        check_unique_keys(self.objectives)  # every check before the study's journal or database row is created
         if not s.devices:
             s.devices = [o.device for o in self.objectives if o.is_time]
         self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
@@ -304,8 +308,9 @@ class _Run:
     def run(self, progress: bool) -> SearchResult:
         t_start = time.perf_counter()
         self._open_persistent()
-        loop = _Loop(self, self._round_trials())
-        loop.run(progress)
+        with claim_slot(self.storage, self.settings.study, self.folder) as slot:
+            loop = _Loop(self, self._round_trials(), slot.index)
+            loop.run(progress)
         return SearchResult(self.settings.study, self.folder, loop.n_stored(), loop.ran, loop.evaluator.scored,
                             time.perf_counter() - t_start, seed=self.settings.seed, seed_drawn=self.seed_drawn,
                             round=self.round)
@@ -341,13 +346,14 @@ class _Run:
 class _Loop:
     """The ask-score-tell loop of one run: an in-memory study for the sampler, the persistent one written per trial."""
 
-    def __init__(self, run: _Run, done: list):
+    def __init__(self, run: _Run, done: list, stream: int = 0):
         s = run.settings
+        self.stream = stream  # this worker's seed stream (its slot, see _workers)
         self.run_, self.s, self.persistent = run, s, run.persistent
         self.evaluator = Evaluator(run.objectives, s.risk, s.confidence or DEFAULT_CONFIDENCE)
         self.evaluator.seed(evaluation_of(t) for t in done)
         self.worker = uuid.uuid4().hex[:12]
-        self.sampler = make_sampler(s.sampler, _sub_seed(s.seed, len(done), run.round), run.constraints,
+        self.sampler = make_sampler(s.sampler, _sub_seed(s.seed, len(done), run.round, stream), run.constraints,
                                     s.population_size, search_space=DISTRIBUTIONS)
         self.mem = optuna.create_study(directions=run.directions, sampler=self.sampler)
         self.mem.add_trials(done)
@@ -359,6 +365,8 @@ class _Loop:
         self.ran = 0
 
     def _enqueue(self, done) -> None:
+        if self.stream:  # the named variants and carried configs are the first worker's (slot 0) to write, once
+            return
         named_done = {t.user_attrs.get(NAMED) for t in done}
         for v in named_series():
             if v.name not in named_done:
@@ -416,6 +424,7 @@ class _Loop:
         for trial, e, name in zip(trials, evals, named):
             cons = _constraints.violations(e, run.constraints, run.objectives)
             _record(trial, e, self.worker, run.round)
+            self.mem._storage.set_trial_system_attr(trial._trial_id, STREAM_ATTR, self.stream)
             _constraints.attach(trial, run.constraints, cons)
             frozen = self.mem.tell(trial, list(e.scored))
             # A database study may have other writers: it is counted again before each write, so that workers stop
@@ -451,6 +460,8 @@ def _validate(s: SearchSettings) -> None:
         check_study_name(s.study)
     if s.trials is not None and (not isinstance(s.trials, int) or isinstance(s.trials, bool) or s.trials < 1):
         raise SearchError("trials", f"must be a positive integer (got {s.trials!r})")
+    if s.seed is not None and (type(s.seed) is not int or not 0 <= s.seed < 2**32):
+        raise SearchError("seed", f"must be an integer in [0, 2**32 - 1] (got {str(s.seed)[:40]})")
     if s.population_size < 2:
         raise SearchError("population-size", f"must be at least 2 (got {s.population_size})")
     if s.risk is not None:

@@ -1,8 +1,20 @@
 """lowformer_common files (and search_spaces.write_config_json): whole files or nothing."""
 
 import json
+import os
 
-from lowformer_common import atomic_write, read_at_most, sha256_file, write_json
+import pytest
+
+from lowformer_common import (
+    DuplicateKeyError,
+    NotRegularFileError,
+    atomic_write,
+    read_at_most,
+    sha256_file,
+    strict_dumps,
+    strict_loads,
+    write_json,
+)
 from search_spaces import get_variant, write_config_json
 
 
@@ -28,4 +40,21 @@ def test_json_helpers(tmp_path):
 def test_read_at_most_bounds_files_that_stat_cannot(tmp_path):
     (tmp_path / "small").write_bytes(b"abc")
     assert read_at_most(tmp_path / "small", 10) == b"abc"
-    assert len(read_at_most("/dev/zero", 10)) == 11  # size 0 to stat, endless to read: the caller sees "> 10"
+    # /dev/zero (size 0 to stat, endless to read) and a FIFO (whose open blocks until a writer comes): not regular
+    # files, refused without reading or waiting.
+    os.mkfifo(tmp_path / "fifo")
+    for path in ("/dev/zero", tmp_path / "fifo", tmp_path):
+        with pytest.raises(NotRegularFileError, match="not a regular file"):
+            read_at_most(path, 10)
+
+
+def test_strict_json_both_ways():
+    with pytest.raises(DuplicateKeyError, match="key 'resolution' given twice"):
+        strict_loads('{"resolution": 224, "resolution": 256}')
+    for text in ('{"a": NaN}', '[Infinity]', "[" * 200_000):
+        with pytest.raises(ValueError):
+            strict_loads(text)
+    assert strict_loads(b'{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+    with pytest.raises(ValueError, match=r"^rows\[1\]\.interval\[1\] is not a finite number"):
+        strict_dumps({"rows": [{}, {"interval": [0.0, float("inf")]}]})
+    assert strict_dumps({"a": 1.5}) == '{"a": 1.5}'

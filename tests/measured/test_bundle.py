@@ -82,10 +82,10 @@ def test_an_entry_outside_the_bundle_is_refused_before_timing(tmp_path, capsys):
     # The weights file the runner would write, through a link to outside: refused too (no write outside).
     b = _hand_bundle(tmp_path / "b3")
     m = json.loads((b / "manifest.json").read_text())
-    m["models"][0]["weights"] = {"file": "models/w.weights", "seed": 1, "bytes": 0, "tensors": []}
+    m["models"][0]["weights"] = {"file": "models/w.weights", "seed": 1, "bytes": 0, "tensors": [], "sha256": _sha(b"")}
     (b / "manifest.json").write_text(json.dumps(m))
     os.symlink(tmp_path / "victim", b / "models" / "w.weights")
-    _refused(capsys, b, tmp_path / "r.csv", "models[0].weights.file: 'models/w.weights' resolves outside the bundle")
+    _refused(capsys, b, tmp_path / "r.csv", "models[0].weights.file: 'models/w.weights' is a link; remove it")
     assert not (tmp_path / "victim").exists()
 
 
@@ -99,6 +99,7 @@ def test_a_changed_model_file_is_refused_before_timing(tmp_path, capsys):
 
 GOOD = {"hash": "a" * 64, "file": "models/a.onnx", "sha256": "c" * 64, "input_shape": [1, 3, 32, 32]}
 W = {"file": "models/a.weights", "seed": 3, "bytes": 8192, "tensors": [[0, 16, 0.0, 1.0], [4096, 1024, 0.5, 0.0]]}
+W["sha256"] = _runner().weights_sha256(W)
 
 
 @pytest.mark.parametrize("manifest, says", [
@@ -112,7 +113,18 @@ W = {"file": "models/a.weights", "seed": 3, "bytes": 8192, "tensors": [[0, 16, 0
     ({"format": 2, "models": [{**GOOD, "input_shape": [1, 3, -4, 32]}]}, "models[0].input_shape: must be 4 positive"),
     ({"format": 2, "models": [{**GOOD, "file": "/etc/passwd"}]}, "models[0].file: '/etc/passwd' must be a path inside"),
     ({"format": 2, "models": [{**GOOD, "name": ["x"]}]}, "models[0].name: must be text"),
-    ({"format": 2, "protocol": {"runs": "many"}, "models": [GOOD]}, "protocol.runs: must be an integer >= 1"),
+    ({"format": 2, "protocol": {"runs": "many"}, "models": [GOOD]}, "protocol.runs: must be an integer in [1, 100000]"),
+    ({"format": 2, "protocol": {"runs": 10 ** 12}, "models": [GOOD]}, "protocol.runs: must be an integer in [1, 100000]"),
+    ({"format": 2, "models": [{**GOOD, "input_shape": [1000, 3, 1024, 1024]}]}, "models[0].input_shape: [1000, 3,"),
+    ('{"format": 2, "format": 2, "models": []}', "manifest.json: key 'format' given twice"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "sha256": None}}]}, "models[0].weights.sha256: must be the"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "file": "manifest.json"}}]},
+     "models[0].weights.file: 'manifest.json' must be models/NAME.weights"),
+    ({"format": 2, "models": [{**GOOD, "weights": {**W, "file": "models/../manifest.json"}}]}, "must be a path inside"),
+    ({"format": 2, "models": [{**GOOD, "weights": W}, {**GOOD, "hash": "d" * 64, "file": "models/d.onnx", "weights": W}]},
+     "models[1].weights.file: 'models/a.weights' is also models[0].weights.file"),
+    ({"format": 2, "models": [{**GOOD, "weights": W}, {**GOOD, "hash": "d" * 64, "file": "models/a.weights"}]},
+     "models[1].file: 'models/a.weights' is also models[0].weights.file"),
     ({"format": 2, "device_id": "../../x", "models": [GOOD]}, "device_id: '../../x' is not a device id"),
     ({"format": 2, "device_id": "Intel(R) Xeon(R)", "models": [GOOD]}, "device_id: 'Intel(R) Xeon(R)' is not a device"),
     ({"format": 2, "models": [{**GOOD, "weights": {**W, "seed": -1}}]}, "models[0].weights.seed: must be a non-negative"),
@@ -146,9 +158,14 @@ def test_generated_weights_follow_the_recipe(tmp_path):
     first, second = data[:16], data[1024:2048]
     assert np.all(np.abs(first) <= np.sqrt(3.0) + 1e-6) and np.all(second == 0.5)  # std 0: the exact constant
     assert runner.write_weights(str(tmp_path), W) == path and np.array_equal(np.fromfile(path, dtype="<f4"), data)
-    big = np.fromfile(runner.write_weights(str(tmp_path), {**W, "bytes": 4_000_000, "tensors": [[0, 1_000_000, 0.1, 0.02]]}),
-                      dtype="<f4")
+    recipe = {"file": W["file"], "seed": 3, "bytes": 4_000_000, "tensors": [[0, 1_000_000, 0.1, 0.02]]}
+    big = np.fromfile(runner.write_weights(str(tmp_path), recipe), dtype="<f4")
     assert abs(big.mean() - 0.1) < 1e-3 and abs(big.std() - 0.02) < 1e-3
+    # Generated weights that are not the bundle's (another seed, another numpy): refused before timing, and the
+    # file already there is left as it was.
+    with pytest.raises(runner.BundleError, match="the generated weights differ from the bundle's"):
+        runner.write_weights(str(tmp_path), {**W, "seed": 4})
+    assert np.array_equal(np.fromfile(path, dtype="<f4"), big) and os.listdir(tmp_path / "models") == ["a.weights"]
 
 
 def test_failed_rows_are_retried_on_rerun_unless_told_not_to(tmp_path, capsys):
@@ -272,14 +289,20 @@ def test_an_interrupted_bundle_resumes(bundles):
 
 @pytest.mark.parametrize("argv, says", [
     (["--device", "../x"], "device: '../x' is not a device id"),
-    (["--jobs", "0"], "jobs: must be >= 1 (got 0)"),
-    (["--runs", "1"], "runs: must be >= 3 (got 1)"),
+    (["--jobs", "0"], "--jobs: must be an integer in [1, 256] (got 0)"),
+    (["--runs", "1"], "--runs: must be an integer in [3, 100,000] (got 1)"),
+    (["--sample", "1000000000"], "--sample: must be an integer in [0, 100,000] (got 1000000000)"),
+    (["--warmup", "1000000000000"], "--warmup: must be an integer in [0, 10,000]"),
 ])
 def test_bundle_flags_are_checked(tmp_path, capsys, argv, says):
     from nas.cli import main
 
-    assert main(["bundle", "--model", "B0", "--out", str(tmp_path / "b"), *argv]) == 2
+    try:
+        code = main(["bundle", "--model", "B0", "--out", str(tmp_path / "b"), *argv])
+    except SystemExit as e:  # argparse's own check of the flag
+        code = e.code
     err = capsys.readouterr().err
+    assert code == 2
     assert err.count("\n") == 1 and says in err and not (tmp_path / "b").exists()
 
 
@@ -287,12 +310,105 @@ def test_an_unreadable_results_file_is_one_line(tmp_path, capsys):
     b = _hand_bundle(tmp_path / "b")
     (tmp_path / "r.csv").write_bytes(b"\xff\xfe\x00garbage")
     code, _, err = _main(capsys, b, "--out", str(tmp_path / "r.csv"))
-    assert code == 2 and err.count("\n") == 1 and "--out: cannot read" in err
+    assert code == 2 and err.count("\n") == 1 and "is not this runner's results" in err
 
 
 def test_the_weights_file_is_never_written_through_a_link(tmp_path):
     runner = _runner()
     (tmp_path / "models").mkdir()
     os.symlink(tmp_path / "victim", tmp_path / "models" / "a.weights.tmp")
-    runner.write_weights(str(tmp_path), W)
+    runner.write_weights(str(tmp_path), {k: v for k, v in W.items() if k != "sha256"})
     assert not (tmp_path / "victim").exists() and (tmp_path / "models" / "a.weights").stat().st_size == 8192
+
+
+# ---------------------------------------------------------------------------------------------- hostile bundles
+
+
+def _with_weights(b, weights):
+    m = json.loads((b / "manifest.json").read_text())
+    m["models"][0]["weights"] = weights
+    (b / "manifest.json").write_text(json.dumps(m))
+    return b
+
+
+@pytest.mark.parametrize("target", ["../results.csv", "../manifest.json", "../run_bundle.py", "a.onnx"])
+def test_a_weights_link_to_a_bundle_file_leaves_it_alone(tmp_path, capsys, target):
+    """models/<x>.weights a link to results.csv (or the manifest, the runner, a model): the runner wrote weights over
+    that file and then deleted it."""
+    b = _with_weights(_hand_bundle(tmp_path / "b"), W)
+    (b / "run_bundle.py").write_text("runner")
+    results = b / "results.csv"
+    results.write_text(",".join(_runner().FIELDS) + "\n")
+    before = {p.name: p.read_bytes() for p in (b / "results.csv", b / "manifest.json", b / "run_bundle.py",
+                                                b / "models" / "a.onnx")}
+    os.symlink(target, b / "models" / "a.weights")
+    code, _, err = _main(capsys, b, "--out", str(tmp_path / "r.csv"))
+    assert code == 2 and "models[0].weights.file: 'models/a.weights' is a link" in err and err.count("\n") == 1
+    after = {p.name: p.read_bytes() for p in (b / "results.csv", b / "manifest.json", b / "run_bundle.py",
+                                               b / "models" / "a.onnx")}
+    assert after == before
+
+
+def test_a_models_folder_that_is_a_link_is_refused(tmp_path, capsys):
+    b = _hand_bundle(tmp_path / "b")
+    (tmp_path / "elsewhere").mkdir()
+    os.rename(b / "models", tmp_path / "elsewhere" / "models")
+    os.symlink(tmp_path / "elsewhere" / "models", b / "models")
+    _with_weights(b, W)
+    code, _, err = _main(capsys, b, "--out", str(tmp_path / "r.csv"))
+    assert code == 2 and err.count("\n") == 1 and ("models is not a folder of the bundle" in err or "resolves outside" in err)
+    assert not list((tmp_path / "elsewhere" / "models").glob("*.weights"))
+
+
+@pytest.mark.parametrize("content, says", [
+    ("a,b,c\n1,2,3\n", "is not this runner's results (its first line is 'a,b,c')"),
+    (None, "is the bundle's manifest.json"),
+])
+def test_results_go_only_to_a_csv_of_this_runner(tmp_path, capsys, content, says):
+    b = _hand_bundle(tmp_path / "b")
+    out = tmp_path / "foreign.csv" if content else b / "manifest.json"
+    if content:
+        out.write_text(content)
+    before = out.read_bytes()
+    code, _, err = _main(capsys, b, "--out", str(out))
+    assert code == 2 and says in err and err.count("\n") == 1 and out.read_bytes() == before
+
+
+def test_results_into_a_missing_folder_or_a_fifo_is_one_line(tmp_path, capsys):
+    b = _hand_bundle(tmp_path / "b")
+    code, _, err = _main(capsys, b, "--out", str(tmp_path / "nonexistent" / "dir" / "r.csv"))
+    assert code == 2 and err.count("\n") == 1 and "does not exist; create it" in err
+    os.mkfifo(tmp_path / "fifo.csv")
+    code, _, err = _main(capsys, b, "--out", str(tmp_path / "fifo.csv"))
+    assert code == 2 and err.count("\n") == 1 and "is not a regular file" in err
+
+
+def test_a_fifo_manifest_is_refused_not_waited_on(tmp_path, capsys):
+    (tmp_path / "b").mkdir()
+    os.mkfifo(tmp_path / "b" / "manifest.json")
+    _refused(capsys, tmp_path / "b", tmp_path / "r.csv", "manifest.json: ")
+
+
+def test_bundle_out_refuses_another_bundle_or_unrelated_files(tmp_path):
+    from lowformer_common import UserError
+    from measured._bundle import check_out_dir
+
+    check_out_dir(str(tmp_path / "new"), {"a" * 64})  # missing: fine
+    (tmp_path / "mine" / "models").mkdir(parents=True)
+    (tmp_path / "mine" / "models" / ("a" * 16 + ".json")).write_text("{}")
+    (tmp_path / "mine" / "manifest.json").write_text(json.dumps({"format": 2, "models": [{"hash": "a" * 64}]}))
+    (tmp_path / "mine" / "results.csv").write_text("")
+    check_out_dir(str(tmp_path / "mine"), {"a" * 64})  # this bundle, again: resumed
+    with pytest.raises(UserError, match="holds another bundle"):
+        check_out_dir(str(tmp_path / "mine"), {"b" * 64})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "manifest.json").write_text('{"app": "someone else\'s"}')
+    with pytest.raises(UserError, match="holds another bundle"):
+        check_out_dir(str(tmp_path / "other"), {"a" * 64})
+    (tmp_path / "other" / "thesis.tex").write_text("x")
+    with pytest.raises(UserError, match=r"holds files that are not this bundle's \(thesis.tex\)"):
+        check_out_dir(str(tmp_path / "other"), {"a" * 64})
+    check_out_dir(str(tmp_path / "other"), {"a" * 64}, force=True)
+    os.symlink(tmp_path / "other" / "thesis.tex", tmp_path / "mine" / "run_bundle.py")
+    with pytest.raises(UserError, match=r"\(run_bundle.py\)"):
+        check_out_dir(str(tmp_path / "mine"), {"a" * 64})

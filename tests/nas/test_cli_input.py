@@ -97,7 +97,7 @@ def test_a_csv_device_id_column_is_checked(capsys, tmp_path):
 
 def test_config_from_dev_zero_is_refused_without_reading_it(capsys):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    _one_line_exit_2(run(capsys, "count", "--config", "/dev/zero"), "/dev/zero: more than 64 KiB")
+    _one_line_exit_2(run(capsys, "count", "--config", "/dev/zero"), "/dev/zero", "not a regular file")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing like 3.6 GB
 
 
@@ -105,7 +105,9 @@ def test_bad_config_files_are_one_line(capsys, tmp_path):
     cases = {
         "latin1.json": (b'{"name": "caf\xe9"}', "not UTF-8 text (byte 0xe9 at offset 13)"),
         "deep.json": (b"[" * 30_000 + b"]" * 30_000, "nested more than 16 levels deep"),
-        "nan.json": (b'{"expand_s2": NaN}', "NaN is not a JSON number"),
+        "nan.json": (b'{"expand_s2": NaN}', "NaN is not a finite JSON number"),
+        "twice.json": (b'{"resolution": 224, "resolution": 256}', "key 'resolution' given twice in one object"),
+        "two-bases.json": (b'{"base": "B0", "base": "B3"}', "key 'base' given twice in one object"),
         "big.json": (json.dumps({"depths": list(range(2_000_000))}).encode(), "more than 64 KiB"),
     }
     for name, (data, says) in cases.items():

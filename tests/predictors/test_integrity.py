@@ -102,8 +102,9 @@ def test_truncated_lightgbm_model_is_one_line_not_a_crash(home, capsys, legacy):
     text = (dst / "model.txt").read_text()
     (dst / "model.txt").write_text(text[: len(text) // 2])
     code, out, err = run(capsys, "predict", "--device", "x86_64-amd-epyc-2c-24g", "--model", "B1")
-    assert code == 2 and err.count("\n") == 1 and "model.txt" in err
-    assert ("sha256 differs" in err) != legacy
+    assert code == 2 and err.count("\n") == 1
+    # Format 1 (no digests) is refused before anything is read: verification is never skipped.
+    assert ("model.txt: sha256 differs" in err) if not legacy else ("format 1 records no digests" in err)
 
 
 def test_lightgbm_text_is_checked_before_lightgbm_sees_it():
@@ -185,11 +186,15 @@ def test_negative_or_non_finite_additive_coefficients_are_refused(home, legacy):
     with pytest.raises(PredictorError) as e:
         load_predictor("jetson_tx2")
     msg = str(e.value)
-    assert "\n" not in msg and ("sha256 differs" in msg if not legacy else "coefficient 'macs_conv' is -100" in msg)
-    if legacy:
+    assert "\n" not in msg and ("sha256 differs" in msg if not legacy else "format 1 records no digests" in msg)
+    if legacy:  # the structural checks behind the digests, on a version whose digests were added afterwards
+        add_digests(dst)
+        with pytest.raises(PredictorError, match="coefficient 'macs_conv' is -100"):
+            load_predictor("jetson_tx2")
         for bad in ("NaN", "Infinity", "-Infinity"):
             raw = (ADDITIVE / "model.json").read_text().replace('"macs_conv": ', f'"macs_conv": {bad}, "_was": ', 1)
             (dst / "model.json").write_text(raw)
+            add_digests(dst)
             with pytest.raises(PredictorError, match=f"{bad.lstrip('-')} is not a finite JSON number"):
                 load_predictor("jetson_tx2")
 
@@ -268,10 +273,12 @@ def test_predictors_written_before_identity_2_still_load_with_mapped_hashes(home
     (dst / "meta.json").write_text(json.dumps(meta))
     up = upgrade_sidecar(meta, known={old.legacy_hash: old.hash})
     assert up["training_data"]["config_hashes"] == [B1.hash] and up["config_identity_upgrade"]["merged"] == 1
-    p = load_predictor("jetson_tx2")  # format 1, no digests: read (unverified), hashes mapped from known configs
-    assert p.meta["config_identity"] == 2 and p.predict_one(B1) > 0
+    with pytest.raises(PredictorError, match="format 1 records no digests of its model files; add them"):
+        load_predictor("jetson_tx2")  # format 1, no digests: never read unverified
     add_digests(dst)
     assert json.loads((dst / "meta.json").read_text())["format"] == 2
+    p = load_predictor("jetson_tx2")  # hashes mapped from known configs
+    assert p.meta["config_identity"] == 2 and p.predict_one(B1) > 0
     load_predictor_dir(dst)
 
 
