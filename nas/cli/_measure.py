@@ -41,8 +41,8 @@ def register(sub) -> None:
                         "calibration input, recorded in each row's notes; stored and trained as its own protocol)")
     p.add_argument("--warmup", type=int_in(0, MAX_WARMUP), default=5, help="warm-up runs (default 5)")
     p.add_argument("--runs", type=int_in(1, MAX_RUNS), default=100, help="timed runs at most (default 100)")
-    p.add_argument("--min-runs", type=int_in(1, MAX_RUNS), default=10,
-                   help="timed runs at least, when adaptive (default 10; at most --runs)")
+    p.add_argument("--min-runs", type=int_in(1, MAX_RUNS), default=None,
+                   help="timed runs at least, when adaptive (default 10, or --runs when fewer; at most --runs)")
     p.add_argument("--target-ci", type=float, default=1.0, metavar="PCT",
                    help="stop timing once the median's 95%% confidence interval is within ±PCT%% (default 1; "
                         "0: always --runs timed runs)")
@@ -148,6 +148,8 @@ def _measure(args, out: list | None) -> int:
         raise UserError(f"target-ci: must be a percentage >= 0 (0: fixed --runs) (got {args.target_ci})")
     if args.export_workers is not None and args.export_workers < 1:
         raise UserError(f"export-workers: must be >= 1 (got {args.export_workers})")
+    if args.min_runs is None:  # the default follows a smaller --runs; only an explicit --min-runs is refused
+        args.min_runs = min(10, args.runs)
     if args.min_runs > args.runs:
         raise UserError(f"min-runs: must be at most --runs {args.runs} (got {args.min_runs})")
     _require_torch("measure")
