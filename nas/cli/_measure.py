@@ -31,6 +31,10 @@ def register(sub) -> None:
                         "core, at most 4; 1: export inside the timing process)")
     p.add_argument("--fresh-process", action="store_true",
                    help="one new process per config, export included (the slower protocol before workers)")
+    p.add_argument("--protocol", default="paired", choices=("paired", "alone"),
+                   help="paired (default on CPU backends): each config's runs alternate with runs of the reference "
+                        "B0 (A B | B A ...) and its ratio to B0 is stored beside its latency; alone: the config's "
+                        "runs only (the protocol before pairing)")
     p.add_argument("--busy-threshold", type=float, default=5.0, metavar="PCT",
                    help="re-measure, then mark busy, when other processes use more than PCT%% of the CPU (default 5)")
     _add_selection(p)
@@ -114,14 +118,15 @@ def cmd_measure(args) -> int:
     protocol = Protocol(
         metric=args.metric, backend=args.backend, batch=batch, threads=args.threads, precision=args.precision,
         warmup=args.warmup, runs=args.runs, min_runs=args.min_runs, target_ci_pct=args.target_ci or None,
-        busy_threshold_pct=args.busy_threshold,
+        busy_threshold_pct=args.busy_threshold, pairing="auto" if args.protocol == "paired" else "alone",
     )
     backend = get_backend(args.backend, args.threads, args.precision)  # fails fast when unavailable
     jobs = jobs_from_args(args, args.repeats)
     store = Store(args.store)
     device = resolve_local_device(store, args.device, gpu=backend.device_kind == "gpu")
+    pairing = f"paired with {protocol.reference}" if protocol.paired else "alone"
     print(f"device {device.device_id} ({device.name}); protocol {protocol.key}; warm-up {protocol.warmup}, "
-          f"{protocol_line(protocol)}, median")
+          f"{protocol_line(protocol)}, median; {pairing}")
     report = run_campaign(jobs, protocol, device, store, campaign=args.campaign, timeout_s=args.timeout,
                           retry_failed=args.retry_failed, export_workers=args.export_workers,
                           fresh_process=args.fresh_process)
@@ -134,11 +139,29 @@ def cmd_measure(args) -> int:
         m = report.measurements[0]
         unit = "ms" if m.metric == "latency_ms" else "img/s"
         print(f"{names.get(m.config_hash) or m.config_hash[:12]}: {m.value:.3f} {unit} (p10 {m.p10:.3f}, "
-              f"p90 {m.p90:.3f}, n {m.n})")
+              f"p90 {m.p90:.3f}, n {m.n}){ratio_words(m)}")
     elif len(jobs) == 1 and report.skipped:
         print(f"{jobs[0].name or jobs[0].config.hash[:12]}: already stored for {device.device_id}; "
               "`lowformer-nas data export` shows it")
     return 0
+
+
+def result_record(m) -> dict:
+    """A measured config's result fields: latency, its ratio to the reference (95 % CI) and the reference's
+    median (None when timed alone), for the per-config table and ``--json``."""
+    return {"hash": m.config_hash, "value": m.value, "metric": m.metric, "n": m.n, "status": m.status,
+            "pairing": m.pairing, "ratio": m.ratio, "ratio_ci": [m.ratio_lo, m.ratio_hi] if m.ratio else None,
+            "reference": m.reference, "reference_value": m.reference_value, "flag": m.flag}
+
+
+def ratio_words(m) -> str:
+    """``; 1.452x B0 [1.447, 1.458], B0 21.3 ms`` for a paired row, '' for one timed alone."""
+    if m.ratio is None:
+        return ""
+    unit = "ms" if m.metric == "latency_ms" else "img/s"
+    flag = f" ({m.flag}: its pairs disagreed)" if m.flag else ""
+    return (f"; {m.ratio:.4g}x the reference [{m.ratio_lo:.4g}, {m.ratio_hi:.4g}], reference "
+            f"{m.reference_value:.4g} {unit}{flag}")
 
 
 def protocol_line(protocol) -> str:
