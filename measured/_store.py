@@ -608,7 +608,8 @@ class Store:
 
     def add_anchor_timings(self, rows: Sequence[dict[str, Any]]) -> int:
         """Store anchor timings (dicts with the columns of ``anchor_timings``), insert-if-absent, one transaction."""
-        rows = [dict(r) for r in rows]
+        columns = anchor_timings_table.c.keys()
+        rows = [{c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns} for r in rows]
         if not rows:
             return 0
         for r in rows:
