@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import time
 import uuid
 from typing import Any, Callable, Iterable, Sequence
 
@@ -100,7 +101,8 @@ def session_rows(results: Sequence[dict[str, Any]], device_id: str, protocol, *,
                  ) -> list[dict[str, Any]]:
     """The store's rows of one session: each anchor's value is its ratio times the session's reference median
     (pooled over the anchors' pairs: the drift within the session cancels), plus the reference (ratio 1)."""
-    session = session or uuid.uuid4().hex
+    # Session ids sort in time order (nanoseconds first): two sessions within one second of each other keep their order.
+    session = session or f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
     ts = timestamp or utc_now()
     ok = [r for r in results if r.get("status") == "ok"]
     pooled = float(np.median([r["reference_value"] for r in ok])) if ok else None
@@ -256,7 +258,7 @@ def sessions(anchor_df: pd.DataFrame, metric: str = "latency_ms") -> list[Sessio
         out.append(Session(str(sid), str(g["timestamp"].min()), str(g["source"].iloc[0]),
                            dict(zip(map(str, ok["anchor"]), ms)),
                            {str(a): str(r) for a, r in zip(bad["anchor"], bad["reason"])}))
-    return sorted(out, key=lambda s: s.timestamp)
+    return sorted(out, key=lambda s: (s.timestamp, s.session))
 
 
 def canonical_session(series: Sequence[Session]) -> Session | None:
@@ -283,7 +285,7 @@ class PhaseSeries:
         """The phase of the latest session at or before ``timestamp`` (ISO, UTC)."""
         best = None
         for s in self.sessions:
-            if s.timestamp <= timestamp and s.session in self.phases:
+            if s.timestamp[:19] <= timestamp[:19] and s.session in self.phases:
                 best = self.phases[s.session]
         return best
 

@@ -209,3 +209,43 @@ def json_a(text):
     import json
 
     return json.loads(text)["a"]
+
+
+def test_noise_shows_canonical_and_ratio_cv_beside_the_raw_cv():
+    from measured import noise_report
+
+    # Three repeats of two configs in three phases: the raw medians move with the phase, the canonical values
+    # and the ratios do not.
+    rows = []
+    for i, (a, b) in enumerate(((0.0, 0.0), (0.3, -0.05), (0.5, -0.08))):
+        p = fit_phase(CANON, _phase_of(a, b), "loglinear")
+        for h, ms in (("x" * 64, 40.0), ("y" * 64, 90.0)):
+            rows.append({"protocol": "p", "config_hash": h, "value": float(p.apply(ms)), "metric": "latency_ms",
+                         "phase": p.to_json(), "ratio": ms / 21.3 * (1 + 0.001 * i), "n": 20, "notes": None})
+    r = noise_report(pd.DataFrame(rows))["p"]
+    assert r["cv_median_pct"] > 5
+    assert r["canonical"]["cv_median_pct"] < 0.01 and r["canonical"]["raw_cv_median_pct"] == pytest.approx(r["cv_median_pct"])
+    assert r["ratio"]["cv_median_pct"] < 0.2 and r["ratio"]["configs"] == 2
+
+
+def test_data_phase_prints_the_series_and_writes_an_offline_chart(tmp_path, capsys):
+    from nas.cli import main
+
+    url = tmp_path / "s.sqlite"
+    store = Store(url, seed=False)
+    dev = local_device()
+    store.add_device(dev)
+    _session(store, CANON, "2026-12-03T07:00:00+00:00")
+    _session(store, _phase_of(0.4, -0.07), "2026-12-03T08:00:00+00:00", failed=("E2",))
+    html = tmp_path / "phase.html"
+    assert main(["data", "phase", "--device", dev.device_id, "--store", str(url), "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "2 anchor sessions; phase model loglinear" in out and "failed" in out and "B3" in out
+    assert html.exists() and "cdn.plot.ly" not in html.read_text()
+    assert main(["data", "phase", "--device", dev.device_id, "--store", str(url), "--json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["sessions"][0]["canonical"] and data["sessions"][1]["a"] == pytest.approx(0.4, abs=0.05)
+    assert main(["data", "phase", "--device", "other-dev", "--store", str(url)]) == 2
+    assert "no anchor timings of 'other-dev'" in capsys.readouterr().err
