@@ -201,3 +201,30 @@ def test_a_store_without_the_paired_columns_is_upgraded_in_place(tmp_path):
         assert s.anchor_timings().empty
     with Store(url, seed=False) as s:
         assert len(s.measurements()) == 2
+
+
+def test_the_bundle_runner_pairs_with_the_same_interval_and_warns_when_the_reference_moves(capsys):
+    import importlib.util
+    import pathlib
+    import types
+
+    import measured
+
+    spec = importlib.util.spec_from_file_location("run_bundle", pathlib.Path(measured.__file__).parent / "bundle_runner.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    from measured._harness import median_ci
+
+    x = sorted(np.linspace(1.0, 2.0, 37))
+    assert runner._order_ci(x) == median_ci(x)  # the same order statistics as the harness
+    a, b = types.SimpleNamespace(run=lambda: sum(range(3000))), types.SimpleNamespace(run=lambda: sum(range(1000)))
+    out = runner.measure_paired(a, b, 1, 12)
+    assert len(out) == 8 and out[5] <= out[4] <= out[6] and out[7] > 0
+    first = runner._phase_warning({"status": "ok", "reference_value": 20.0}, None)
+    assert first == 20.0 and runner._phase_warning({"status": "ok", "reference_value": 21.0}, first) == 20.0
+    assert "warning" not in capsys.readouterr().out
+    runner._phase_warning({"status": "ok", "reference_value": 23.0}, first)
+    assert "the device's phase moved" in capsys.readouterr().out
+    manifest = {"models": [{"name": "B0", "input_shape": [1, 3, 64, 64]}, {"name": "B0", "input_shape": [1, 3, 224, 224]}]}
+    assert runner.reference_entry(manifest)["input_shape"][2] == 224
+    assert "pairing" in runner.FIELDS and "ratio" in runner.FIELDS
