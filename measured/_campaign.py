@@ -65,6 +65,7 @@ class PhaseTracker:
         self.last: float | None = None
         self.since = 0
         self.phase = None
+        self.canonical_ref: float | None = None  # the reference's time in the canonical session (ms)
         self.sessions = 0
         self.words: str | None = None
 
@@ -85,15 +86,25 @@ class PhaseTracker:
         self.sessions += 1
         series = load_series(self.store, self.device_id, self.protocol.key)
         self.phase = series.phases.get(rows[0]["session"]) if rows else None
+        self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
         failed = [r["anchor"] for r in results if r.get("status") != "ok"]
         self.words = describe(self.phase, series.canonical.values if series.canonical else None) + (
             f", {len(failed)} anchors failed ({', '.join(failed)})" if failed else "")
 
     def stamp(self, m: Measurement) -> Measurement:
+        """``m`` with its phase: the latest session's, its level moved to the reference's median timed with ``m``
+        itself (:func:`measured._phase.at_reference`): the session gives the shape, the pairs the moment."""
+        from ._phase import at_reference
+
         self.since += 1
-        if m.status == "ok" and self.phase is not None:
-            return dataclasses.replace(m, phase=self.phase.to_json())
-        return m
+        if m.status != "ok" or self.phase is None:
+            return m
+        phase = self.phase
+        ref0 = self.canonical_ref
+        if m.reference_value is not None and ref0 is not None:
+            ref = m.reference_value if m.metric == "latency_ms" else 1e3 / m.reference_value
+            phase = at_reference(phase, ref, ref0)
+        return dataclasses.replace(m, phase=phase.to_json())
 
 
 def pending(store, jobs: Sequence[Job], protocol: Protocol, device_id: str, retry_failed: bool = False) -> list[Job]:

@@ -169,6 +169,15 @@ class Phase:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
 
+def at_reference(phase: Phase, ref_ms: float, ref0_ms: float) -> Phase:
+    """``phase`` with its level ``a`` set so that it maps the reference's canonical time ``ref0_ms`` onto
+    ``ref_ms``, the reference's median timed in pairs with a config: the slope ``b`` (the shape, which needs the
+    anchors) stays the session's, the level follows the host to the minute. A config's canonical value is then
+    ref0 * ratio^(1 / (1 + b)): the session's shape applied to the config's own ratio."""
+    a = math.log(ref_ms) - (1 + phase.b) * math.log(ref0_ms)
+    return dataclasses.replace(phase, a=a)
+
+
 def _design(x: np.ndarray, model: str) -> np.ndarray:
     return np.ones((len(x), 1)) if model == "scale" else np.column_stack([np.ones(len(x)), x])
 

@@ -249,3 +249,16 @@ def test_data_phase_prints_the_series_and_writes_an_offline_chart(tmp_path, caps
     assert data["sessions"][0]["canonical"] and data["sessions"][1]["a"] == pytest.approx(0.4, abs=0.05)
     assert main(["data", "phase", "--device", "other-dev", "--store", str(url)]) == 2
     assert "no anchor timings of 'other-dev'" in capsys.readouterr().err
+
+
+def test_a_paired_row_carries_the_phase_at_its_own_moment():
+    from measured._phase import at_reference
+
+    # The session says small models slow most (b < 0); the host slowed by a further 20 % when the config ran:
+    # B0 timed in its pairs says so, and the row's canonical value stays put.
+    session = fit_phase(CANON, _phase_of(0.3, -0.05), "loglinear")
+    later = _phase_of(0.3 + math.log(1.2), -0.05)
+    moment = at_reference(session, later["B0"], CANON["B0"])
+    config_now = math.exp(math.log(50.0) + 0.3 + math.log(1.2) - 0.05 * math.log(50.0))
+    assert moment.invert(config_now) == pytest.approx(50.0, rel=1e-9) and moment.b == session.b
+    assert abs(session.invert(config_now) / 50.0 - 1) > 0.15  # the session alone is 20 % off
