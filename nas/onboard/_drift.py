@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lowformer_common import home_dir, read_at_most, utc_now, write_json
+from lowformer_common import UserError, home_dir, read_at_most, utc_now, write_json
 from search_spaces import LowFormerConfig, get_variant
 
 from ._common import ANCHORS
@@ -150,7 +150,13 @@ def phase_drift_check(device_id: str, predictor, store, protocol, *, time_sessio
     from measured import PhaseError, fit_phase, load_series, session_rows
     from measured._phase import NOW_MAX_AGE_S, age_s
 
+    from ._phase import check_anchors
+
     name = f"{predictor.model_type} v{predictor.version}"
+    try:
+        check_anchors(predictor)
+    except UserError as e:  # other anchors than this version times: no phase can be compared, say so
+        return PhaseDriftReport(device_id, name, {}, None, {}, True, onboard_command, str(e).removeprefix("phase: "))
     series = load_series(store, device_id, protocol.key)
     latest = series.sessions[-1] if series.sessions else None
     cached = latest is not None and age_s(latest.timestamp) <= NOW_MAX_AGE_S

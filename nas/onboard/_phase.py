@@ -42,7 +42,8 @@ def check_anchors(pred, force: bool = False) -> str | None:
     if not trained or trained == anchor_hashes():
         return None
     differ = sorted(k for k in set(trained) | set(anchor_hashes()) if trained.get(k) != anchor_hashes().get(k))
-    why = (f"the {pred.device} predictor was trained against other anchors/reference than this version times "
+    who = getattr(pred, "device", None) or "device's"
+    why = (f"the {who} predictor was trained against other anchors/reference than this version times "
            f"({', '.join(differ)})")
     if not force:
         raise UserError(f"phase: {why}; retrain it (lowformer-nas onboard) or pass --force to use it anyway")

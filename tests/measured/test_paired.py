@@ -228,3 +228,11 @@ def test_the_bundle_runner_pairs_with_the_same_interval_and_warns_when_the_refer
     manifest = {"models": [{"name": "B0", "input_shape": [1, 3, 64, 64]}, {"name": "B0", "input_shape": [1, 3, 224, 224]}]}
     assert runner.reference_entry(manifest)["input_shape"][2] == 224
     assert "pairing" in runner.FIELDS and "ratio" in runner.FIELDS
+
+
+def test_measure_protocol_flag():
+    from nas.cli import build_parser
+
+    args = build_parser().parse_args(["measure", "--model", "B0", "--protocol", "alone"])
+    assert args.protocol == "alone"
+    assert build_parser().parse_args(["measure", "--model", "B0"]).protocol == "paired"

@@ -140,3 +140,12 @@ def test_anchors_that_no_phase_fits_propose_onboarding(tmp_path):
     r2 = drift_check(dev, store=store2, predictor=pred2,
                      time_session=lambda p, d: results2(canon2, fail=("B0@160", "B1-unfused", "B1", "E2")))
     assert r2.phase is None and r2.drifted and "needs at least 3" in r2.lines()[0] and "crashed" in r2.lines()[0]
+
+
+def test_a_predictor_of_other_anchors_is_not_phase_checked(tmp_path):
+    from measured import anchor_hashes, local_device
+
+    store, canon, results, pred = _phased_store(tmp_path)
+    pred.meta = dict(pred.meta, phase=dict(pred.meta["phase"], anchors=anchor_hashes() | {"E2": "e" * 64}))
+    r = drift_check(local_device().device_id, store=store, predictor=pred, time_session=lambda p, d: results(canon))
+    assert r.drifted and r.phase is None and "other anchors/reference" in r.lines()[0]
