@@ -28,8 +28,7 @@ from lowformer_common import atomic_write, utc_now
 from search_spaces import PAPER_ALIASES, VARIANTS, Variant
 
 from ._io import arch_columns, read_rows, records_frame, write_table
-from ._records import PHASE_FIELDS
-from ._records import ACCURACY_DEVICE, Architecture, Device, Measurement, RecordError, out_of_space_hash
+from ._records import ACCURACY_DEVICE, PHASE_FIELDS, Architecture, Device, Measurement, RecordError, out_of_space_hash
 from ._store import DATA_DIR, MANIFEST, StoreError
 
 PAPER_CSV = "paper_measurements.csv"
