@@ -353,10 +353,24 @@ def row_phase(text) -> Phase | None:
         return None
 
 
-def canonical_value(value: float, metric: str, phase: Phase | None) -> float:
-    """A row's value in the canonical phase (as measured when it carries no phase). Throughput: via the time."""
+def paired_value(value: float, ratio, reference_value, metric: str) -> float:
+    """A paired row's value as its median pair ratio times the reference's median (``value`` for a row timed
+    alone): on a host whose load changes within a timing, the median of the ratios holds where the ratio of the
+    two medians does not, and the row's phase level is set by that reference median (:func:`at_reference`)."""
+    ok = all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0 for x in (ratio, reference_value))
+    if not ok:
+        return value
+    if metric == "throughput_img_s":
+        return float(reference_value / ratio)  # img/s: the time ratio inverted
+    return float(ratio * reference_value)
+
+
+def canonical_value(value: float, metric: str, phase: Phase | None, ratio=None, reference_value=None) -> float:
+    """A row's value in the canonical phase (as measured when it carries no phase). Throughput: via the time.
+    ``ratio``/``reference_value``: a paired row's (see :func:`paired_value`)."""
     if phase is None or value is None or not np.isfinite(value):
         return value
+    value = paired_value(value, ratio, reference_value, metric)
     if metric == "throughput_img_s":
         return float(1e3 / phase.invert(1e3 / value))  # the phase maps ms: ms per image
     return float(phase.invert(value))
@@ -369,10 +383,12 @@ def canonical_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["measured_value"] = out["value"]
     flags, values = [], []
-    for v, metric, ph in zip(out["value"], out["metric"], out.get("phase", pd.Series([None] * len(out)))):
+    empty = pd.Series([None] * len(out), index=out.index)
+    for v, metric, ph, r, ref in zip(out["value"], out["metric"], out.get("phase", empty), out.get("ratio", empty),
+                                     out.get("reference_value", empty)):
         p = row_phase(ph)
         flags.append(p is not None)
-        values.append(canonical_value(v, metric, p))
+        values.append(canonical_value(v, metric, p, r, ref))
     out["value"] = pd.Series(values, index=out.index, dtype="float64")
     out["phase_normalised"] = pd.Series(flags, index=out.index, dtype=bool)
     return out

@@ -107,7 +107,7 @@ def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, co
     from nas.onboard._phase import PhaseChoice, in_phase
 
     _, nlo, nhi = in_phase([pred], [lo], [hi], metric, PhaseChoice("now", phase, ""), coverage or 0.9)
-    canon = canonical_value(value, metric, phase)
+    canon = canonical_value(value, metric, phase, getattr(m, "ratio", None), getattr(m, "reference_value", None))
     return {"measured_canonical": canon, "inside_canonical": bool(lo <= canon <= hi),
             "interval_now": [float(nlo[0]), float(nhi[0])], "inside_now": bool(nlo[0] <= value <= nhi[0])}
 

@@ -262,3 +262,14 @@ def test_a_paired_row_carries_the_phase_at_its_own_moment():
     config_now = math.exp(math.log(50.0) + 0.3 + math.log(1.2) - 0.05 * math.log(50.0))
     assert moment.invert(config_now) == pytest.approx(50.0, rel=1e-9) and moment.b == session.b
     assert abs(session.invert(config_now) / 50.0 - 1) > 0.15  # the session alone is 20 % off
+
+
+def test_a_paired_row_is_normalised_through_its_pair_ratio():
+    from measured._phase import at_reference
+
+    # The load changed within the timing: the medians of config and reference come from different halves, their
+    # ratio is off; the median of the pair ratios (2.0) is not. The canonical value uses the latter.
+    p = at_reference(fit_phase(CANON, CANON, "scale"), 25.0, CANON["B0"])
+    df = pd.DataFrame({"value": [60.0], "metric": ["latency_ms"], "phase": [p.to_json()], "ratio": [2.0],
+                       "reference_value": [25.0]})
+    assert canonical_frame(df)["value"].iloc[0] == pytest.approx(2.0 * CANON["B0"])
