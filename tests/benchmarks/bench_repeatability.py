@@ -9,7 +9,8 @@ minutes (the script waits between them), and repeat ``--burn`` (default: the las
 every core (the busy threshold is set to 100 % so that its rows are kept: the point is how much of the load the
 pairing cancels). Per config, the coefficient of variation over the repeats of: the raw medians (what a store
 without pairing holds), the pair ratios to B0, and the canonical values (raw medians mapped to the device's
-canonical phase by the phase fitted at each repeat). Goal: ratio / canonical CV median <= 1 %, p90 <= 2 %.
+canonical phase by the phase fitted at each repeat), with the rows flagged because their pairs disagreed (left
+out of the CVs, as of training) and the anchor timings that failed. Goal: ratio / canonical CV median <= 1 %, p90 <= 2 %.
 A throw-away store; the last line is a JSON object.
 """
 
@@ -102,10 +103,14 @@ def main() -> None:
                          "canonical_cv": _cv(g.loc[g["phase_normalised"], "value"]),
                          "burn_raw_slowdown": float(g["measured_value"].iloc[-1] / g["measured_value"].iloc[0])})
         series_note = store.anchor_timings(device=device.device_id)["session"].nunique()
+        everything = store.measurements(device=device.device_id, status=None, include_flagged=True)
+        flagged = int(everything["flag"].notna().sum())  # pairs that disagreed twice: stored, never trained on
+        failed_anchors = int((store.anchor_timings(device=device.device_id)["status"] != "ok").sum())
     print(f"{'config':12s} {'raw CV':>8s} {'ratio CV':>9s} {'canon CV':>9s}")
     for r in rows:
         print(f"{r['hash']:12s} {r['raw_cv']:7.2f}% {r['ratio_cv']:8.2f}% {r['canonical_cv']:8.2f}%")
     out = {"configs": len(rows), "repeats": args.repeats, "burn_repeat": burn, "anchor_sessions": int(series_note),
+           "rows_flagged": flagged, "anchor_timings_failed": failed_anchors,
            "minutes": round((time.time() - t0) / 60, 1), "raw_cv_pct": _summary(r["raw_cv"] for r in rows),
            "ratio_cv_pct": _summary(r["ratio_cv"] for r in rows),
            "canonical_cv_pct": _summary(r["canonical_cv"] for r in rows)}
