@@ -16,12 +16,14 @@ applies to the ratio's interval. ``pairing="alone"`` keeps the unpaired protocol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 import time
@@ -507,11 +509,53 @@ def reference_runner(protocol: Protocol, name: str | None = None, config: LowFor
         try:
             cfg = config or get_variant(name).config
             backend = get_backend(protocol.backend, protocol.threads, protocol.precision)
-            run = backend.load_config(cfg, protocol.batch)  # the backend stays open with the process
+            if backend.runs_onnx:
+                r = cfg.resolution
+                with cached_graph(cfg, name, protocol.batch) as path:
+                    run = backend.load_onnx(path, (protocol.batch, 3, r, r))
+            else:
+                run = backend.load_config(cfg, protocol.batch)  # the backend stays open with the process
         except Exception as e:  # noqa: BLE001 (any failure of the reference fails the config, with its reason)
             raise ReferenceFailed(_failure(name, e)) from None
         _LOADED[key] = (_named_failures(run, name), cfg.hash, name)
     return _LOADED[key]
+
+
+@contextlib.contextmanager
+def cached_graph(cfg: LowFormerConfig, name: str, batch: int):
+    """The path of ``cfg``'s ONNX file with weights, for as long as the block runs (a session loads it).
+
+    The reference and the anchors are timed by every measuring process; exporting them each time (seconds per
+    model, tens for the six) would make a quick anchor timing slow. Their graphs are kept without weight data in
+    ``$LOWFORMER_NAS_HOME/cache/anchors/`` (a bundle's format, measured/_bundle.py: a few MB for all), written
+    once per torch version and batch; the weights are generated from the graph's recipe into a private folder
+    (latency depends on the weights' shapes, not their values) and deleted when the block ends."""
+    import fcntl
+    import shutil
+    import tempfile
+
+    import torch
+
+    from lowformer_common import home_dir
+
+    from ._bundle import _export_one, _reusable
+    from .bundle_runner import write_weights
+
+    folder = home_dir() / "cache" / "anchors" / f"b{batch}-torch{torch.__version__.split('+')[0]}"
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes never export one graph at once (they share a temporary)
+        entry = _reusable(str(folder), cfg.hash, False) or _export_one(
+            {"config_json": cfg.canonical_json(), "name": name, "out_dir": str(folder), "batch": batch,
+             "full_weights": False})
+    private = tempfile.mkdtemp(prefix="lowformer-anchor-")
+    try:
+        os.makedirs(os.path.join(private, "models"))
+        shutil.copyfile(folder / entry["file"], os.path.join(private, entry["file"]))
+        write_weights(private, entry["weights"])
+        yield os.path.join(private, entry["file"])
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _failure(name: str, e: BaseException) -> str:
