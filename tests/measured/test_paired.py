@@ -132,6 +132,8 @@ def test_a_reference_that_fails_fails_the_config(monkeypatch):
     from measured import _harness
 
     class Broken:
+        runs_onnx = False
+
         def load_config(self, config, batch):
             raise RuntimeError("refused by the backend")
 
@@ -141,6 +143,8 @@ def test_a_reference_that_fails_fails_the_config(monkeypatch):
         reference_runner(Protocol())
 
     class Crashing:
+        runs_onnx = False
+
         def load_config(self, config, batch):
             def run():
                 raise RuntimeError("crashed mid-run")
