@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--wait", type=float, default=30.0, help="minutes between onboarding and the hold-out (default 30)")
     ap.add_argument("--holdout", type=int, default=60)
     ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--busy-threshold", type=float, default=5.0,
+                    help="as measure --busy-threshold (default 5; 100 only for a smoke run on a busy machine)")
     args = ap.parse_args()
 
     home = tempfile.mkdtemp(prefix="lowformer-bench-phase-")
@@ -39,17 +41,18 @@ def main() -> None:
 
     store = Store(os.path.join(home, "store.sqlite"), seed=True)
     t0 = time.time()
-    res = onboard_local(OnboardSettings(configs=args.configs, minutes=args.minutes, holdout=0, progress=False), store,
-                        log=print)
+    protocol = Protocol(busy_threshold_pct=args.busy_threshold)
+    res = onboard_local(OnboardSettings(configs=args.configs, minutes=args.minutes, holdout=0, progress=False,
+                                        protocol=protocol), store, log=print)
     onboard_s = time.time() - t0
     print(f"onboarded in {onboard_s:.0f} s: {res.chosen}, {res.n_train} configs; waiting {args.wait:g} min", flush=True)
     time.sleep(args.wait * 60)
     dev = local_device()
     jobs = [Job(c) for c in sample_configs(args.holdout, seed=args.seed)]
-    rep = run_campaign(jobs, Protocol(), dev, store, campaign="bench-holdout", progress=False)
+    rep = run_campaign(jobs, protocol, dev, store, campaign="bench-holdout", progress=False)
     print(rep.line(), flush=True)
     r = evaluate_campaign(store, dev.device_id, "bench-holdout")
-    series = load_series(store, dev.device_id, Protocol().key)
+    series = load_series(store, dev.device_id, protocol.key)
     first, last = series.canonical, series.sessions[-1]
     moved = {k: round((last.values[k] / first.values[k] - 1) * 100, 1) for k in first.values if k in last.values}
     out = {"onboard_s": round(onboard_s, 1), "wait_min": args.wait, "holdout": r.get("n"),
