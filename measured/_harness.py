@@ -489,6 +489,9 @@ def measure_config(
     return m, Architecture.from_config(config, name)
 
 
+ANCHOR_CACHE_ENV = "LOWFORMER_NAS_ANCHOR_CACHE"  # where the graph cache lives (default: the home's cache/anchors)
+
+
 class ReferenceFailed(RuntimeError):
     """The reference (or an anchor) could not be built or run: the config it was to pair with fails with this."""
 
@@ -527,10 +530,11 @@ def cached_graph(cfg: LowFormerConfig, name: str, batch: int):
 
     The reference and the anchors are timed by every measuring process; exporting them each time (seconds per
     model, tens for the six) would make a quick anchor timing slow. Their graphs are kept without weight data in
-    ``$LOWFORMER_NAS_HOME/cache/anchors/`` (a bundle's format, measured/_bundle.py: a few MB for all), written
+    ``$LOWFORMER_NAS_ANCHOR_CACHE``, else ``$LOWFORMER_NAS_HOME/cache/anchors/`` (a bundle's format, measured/_bundle.py: a few MB for all), written
     once per torch version and batch; the weights are generated from the graph's recipe into a private folder
     (latency depends on the weights' shapes, not their values) and deleted when the block ends."""
     import fcntl
+    import pathlib
     import shutil
     import tempfile
 
@@ -541,7 +545,8 @@ def cached_graph(cfg: LowFormerConfig, name: str, batch: int):
     from ._bundle import _export_one, _reusable
     from .bundle_runner import write_weights
 
-    folder = home_dir() / "cache" / "anchors" / f"b{batch}-torch{torch.__version__.split('+')[0]}"
+    root = os.environ.get(ANCHOR_CACHE_ENV) or home_dir() / "cache" / "anchors"
+    folder = pathlib.Path(root) / f"b{batch}-torch{torch.__version__.split('+')[0]}"
     (folder / "models").mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes never export one graph at once (they share a temporary)
