@@ -71,8 +71,9 @@ def time_anchor_session(protocol, *, load: Callable | None = None, **timer) -> l
     """Time every anchor paired with the reference, in this process; one result per anchor (ok with the ratio,
     its CI and the reference's median, or failed with the reason). ``load(protocol, name, config)`` gives
     (runner, hash, name) (default: :func:`measured._harness.reference_runner`); ``timer``: clock/monitor."""
-    from ._harness import measure_runner, pairing_fields, reference_runner
+    from ._harness import _LOADED, measure_runner, pairing_fields, reference_runner
 
+    own = load is None
     load = load or (lambda p, name=None, config=None: reference_runner(p, name, config))
     p = dataclasses.replace(protocol, runs=min(protocol.runs, ANCHOR_MAX_PAIRS), retries=0, pairing="paired")
     out = []
@@ -93,6 +94,9 @@ def time_anchor_session(protocol, *, load: Callable | None = None, **timer) -> l
             row.update(status="ok", n=timing.n, **{k: fields[k] for k in ("ratio", "ratio_lo", "ratio_hi", "reference",
                                                                           "reference_value")})
         out.append(row)
+    if own:  # the anchors' sessions (over 1 GB in all) are not kept beside the configs; the reference's is
+        for key in [k for k in _LOADED if k[-1] in {n for n, _ in anchor_configs()}]:
+            del _LOADED[key]
     return out
 
 
