@@ -273,3 +273,19 @@ def test_a_paired_row_is_normalised_through_its_pair_ratio():
     df = pd.DataFrame({"value": [60.0], "metric": ["latency_ms"], "phase": [p.to_json()], "ratio": [2.0],
                        "reference_value": [25.0]})
     assert canonical_frame(df)["value"].iloc[0] == pytest.approx(2.0 * CANON["B0"])
+
+
+def test_the_worker_times_anchors_on_request(monkeypatch):
+    import dataclasses
+    import json
+
+    from measured import Measurer, _phase
+    from measured._worker import serve
+
+    monkeypatch.setattr(_phase, "time_anchor_session", lambda protocol: [{"anchor": "B1", "status": "ok",
+                                                                           "runs": protocol.runs}])
+    replies = []
+    request = {"op": "anchors", "id": 7, "protocol": dataclasses.asdict(Protocol(runs=17))}
+    serve([json.dumps(request)], replies.append)
+    assert replies == [{"id": 7, "anchors": [{"anchor": "B1", "status": "ok", "runs": 17}]}]
+    assert Measurer(Protocol(), "dev", fresh_process=True).time_anchors() is None  # no worker to time them in
