@@ -209,8 +209,8 @@ def measure_configs(
 ) -> list[Measurement | None]:
     """Measure configs on this machine (stored, resumable): one entry per config, in order.
 
-    Each entry is the config's ok measurement under ``protocol`` on this device, else its failed or busy one
-    (with the reason), else None. Results already stored are reused. Used by ``search --verify``.
+    Each entry is the config's ok measurement under ``protocol`` on this device (an unflagged one first, else one
+    flagged ``suspect`` because its pairs disagreed), else its failed or busy one (with the reason), else None. Results already stored are reused. Used by ``search --verify``.
     ``campaign_options``: those of :func:`run_campaign` (``export_workers``, ``timeout_s``, ...).
     """
     protocol = protocol or Protocol()
@@ -218,10 +218,11 @@ def measure_configs(
     jobs = [Job(c, (names[i] if names else None)) for i, c in enumerate(configs)]
     run_campaign(jobs, protocol, device, store, campaign=campaign, progress=progress, **campaign_options)
     df = full_results(store.measurements(device=device.device_id, metric=protocol.metric, status=None,
-                                         protocol=protocol.key))
+                                         protocol=protocol.key, include_flagged=True))
     df = df[df["config_hash"].isin({c.hash for c in configs})].copy()
-    # Per config: ok before failed before busy, then the latest (UTC ISO timestamps sort as text).
-    df["_rank"] = df["status"].map({"ok": 0, "failed": 1, "busy": 2})
+    # Per config: ok before failed before busy, a flagged ok row (its pairs disagreed) after an unflagged one,
+    # then the latest (UTC ISO timestamps sort as text).
+    df["_rank"] = df["status"].map({"ok": 0, "failed": 2, "busy": 3}) + (df["status"].eq("ok") & df["flag"].notna())
     best = df.sort_values(["_rank", "timestamp"], ascending=[True, False]).drop_duplicates("config_hash")
     by_hash = {r["config_hash"]: r for r in best.drop(columns="_rank").to_dict("records")}
     return [Measurement.from_mapping(by_hash[c.hash]) if c.hash in by_hash else None for c in configs]

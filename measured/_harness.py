@@ -212,11 +212,16 @@ class PairedTiming(Timing):
 
     @property
     def disagreement_pct(self) -> float:
-        """How far the median ratio of the first half of the pairs is from that of the second half, in %: a
-        neighbour that started (or a governor that stepped) mid-way moves one half only."""
+        """How far the median ratio of the first half of the pairs is from that of the second half, in %, when
+        the two halves' 95 % intervals (order statistics; their ranges for a few pairs) do not overlap; 0 when
+        they do. A neighbour that started (or a governor that stepped) mid-way moves one half only, as a whole;
+        pair-to-pair jitter on a busy host widens both intervals instead."""
         r = self.ratios
         h = len(r) // 2
         if h < 2:
+            return 0.0
+        (alo, ahi), (blo, bhi) = median_ci(r[:h]), median_ci(r[h:])
+        if ahi >= blo and bhi >= alo:
             return 0.0
         a, b = float(np.median(r[:h])), float(np.median(r[h:]))
         return abs(a / b - 1) * 100

@@ -148,7 +148,7 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
             inside = bool(lo <= value <= hi)
         out.append({"rank": None if pd.isna(r.get("rank")) else int(r["rank"]), "hash": r["hash"], "metric": o["metric"],
                     "predicted": float(r[key]), "interval": [lo, hi], "measured": value, "inside": inside,
-                    "known": known, **_phase_coverage(m, value, float(r[key]), lo, hi, o["metric"], res.confidence,
+                    "known": known, "flag": getattr(m, "flag", None), **_phase_coverage(m, value, float(r[key]), lo, hi, o["metric"], res.confidence,
                                                       phased and inside is not None),
                     "status": getattr(m, "status", "ok") if m is not None else "missing",
                     "reason": getattr(m, "reason", None) if m is not None else "no measurement stored",
@@ -181,7 +181,7 @@ def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str
         lo, hi = r["interval"]
         iv = f"[{lo:9.3f}, {hi:9.3f}]" if lo < hi else f"{'-':>21s}"
         flags = ("  OVER BUDGET" if r["over_budget"] else "") + ("  outside interval" if r["inside"] is False else "") + (
-            "  (measured before)" if r.get("known") else "")
+            "  (measured before)" if r.get("known") else "") + ("  (suspect: its pairs disagreed)" if r.get("flag") else "")
         rank = f"{r['rank']:3d}" if r["rank"] is not None else "  -"
         log(f"{rank} {r['hash'][:12]} {r['predicted']:10.3f} {iv} {meas}{flags}")
 

@@ -240,3 +240,13 @@ def test_measure_protocol_flag():
     args = build_parser().parse_args(["measure", "--model", "B0", "--protocol", "alone"])
     assert args.protocol == "alone"
     assert build_parser().parse_args(["measure", "--model", "B0"]).protocol == "paired"
+
+
+def test_pair_jitter_on_a_busy_host_is_not_a_disagreement():
+    rng = np.random.default_rng(4)
+    jitter = rng.uniform(0.8, 1.2, 400)  # every run ±20 %, at random: wide intervals, no step between the halves
+    host = _Host(lambda i: jitter[i % 400])
+    p = Protocol(runs=10, warmup=0, target_ci_pct=None)
+    timing, status, _ = measure_runner(host.model("A", 0.02), p, reference=_reference(host), clock=host.clock,
+                                       monitor=_Quiet)
+    assert timing.remeasured == 0 and make_measurement("a" * 64, 224, p, "dev", timing=timing).flag is None
