@@ -64,6 +64,19 @@ _STORE_API = {
     "local_device": "._fingerprint",
     "local_device_id": "._fingerprint",
     "LoadMonitor": "._fingerprint",
+    # phases
+    "Phase": "._phase",
+    "PhaseError": "._phase",
+    "PhaseSeries": "._phase",
+    "PHASE_CHOICES": "._phase",
+    "anchor_configs": "._phase",
+    "anchor_hashes": "._phase",
+    "canonical_frame": "._phase",
+    "fit_phase": "._phase",
+    "load_series": "._phase",
+    "session_rows": "._phase",
+    "time_anchor_session": "._phase",
+    "ReferenceFailed": "._harness",
 }
 
 

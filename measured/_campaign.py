@@ -38,12 +38,73 @@ class CampaignReport:
     busy: int = 0
     seconds: float = 0.0
     measurements: list[Measurement] = dataclasses.field(default_factory=list)
+    anchor_sessions: int = 0  # times the phase anchors were timed (paired timing only)
+    phase: str | None = None  # the latest session's phase, in words
 
     def line(self) -> str:
+        anchors = (f"; anchors timed {self.anchor_sessions}x, phase {self.phase}" if self.anchor_sessions else "")
         return (
             f"{self.planned} planned, {self.skipped} already stored, {self.ok} measured, "
-            f"{self.failed} failed, {self.busy} marked busy in {self.seconds:.0f} s"
+            f"{self.failed} failed, {self.busy} marked busy in {self.seconds:.0f} s{anchors}"
         )
+
+
+# Anchors are timed again during a campaign after this many seconds or configs, whichever comes first.
+ANCHORS_EVERY_S = 300.0
+ANCHORS_EVERY_CONFIGS = 50
+
+
+class PhaseTracker:
+    """Times the phase anchors during a campaign (at its start, then every ``every_s`` seconds or ``every_n``
+    configs), stores each session and stamps every ok row with the phase of the latest one."""
+
+    def __init__(self, store, device_id: str, protocol: Protocol, engine, *, campaign: str | None, source: str,
+                 every_s: float, every_n: int, clock: Callable[[], float]):
+        self.store, self.device_id, self.protocol, self.engine = store, device_id, protocol, engine
+        self.campaign, self.source, self.every_s, self.every_n, self.clock = campaign, source, every_s, every_n, clock
+        self.last: float | None = None
+        self.since = 0
+        self.phase = None
+        self.canonical_ref: float | None = None  # the reference's time in the canonical session (ms)
+        self.sessions = 0
+        self.words: str | None = None
+
+    def due(self) -> bool:
+        return self.last is None or self.since >= self.every_n or self.clock() - self.last >= self.every_s
+
+    def refresh(self) -> None:
+        """Time the anchors now (the timing worker is idle between configs), store them, fit the phase."""
+        from ._phase import describe, load_series, session_rows
+
+        self.last, self.since = self.clock(), 0
+        results = self.engine.time_anchors()
+        if results is None:
+            self.every_s, self.every_n = float("inf"), 1 << 62  # this engine cannot time anchors
+            return
+        rows = session_rows(results, self.device_id, self.protocol, source=self.source, campaign=self.campaign)
+        self.store.add_anchor_timings(rows)
+        self.sessions += 1
+        series = load_series(self.store, self.device_id, self.protocol.key)
+        self.phase = series.phases.get(rows[0]["session"]) if rows else None
+        self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
+        failed = [r["anchor"] for r in results if r.get("status") != "ok"]
+        self.words = describe(self.phase, series.canonical.values if series.canonical else None) + (
+            f", {len(failed)} anchors failed ({', '.join(failed)})" if failed else "")
+
+    def stamp(self, m: Measurement) -> Measurement:
+        """``m`` with its phase: the latest session's, its level moved to the reference's median timed with ``m``
+        itself (:func:`measured._phase.at_reference`): the session gives the shape, the pairs the moment."""
+        from ._phase import at_reference
+
+        self.since += 1
+        if m.status != "ok" or self.phase is None:
+            return m
+        phase = self.phase
+        ref0 = self.canonical_ref
+        if m.reference_value is not None and ref0 is not None:
+            ref = m.reference_value if m.metric == "latency_ms" else 1e3 / m.reference_value
+            phase = at_reference(phase, ref, ref0)
+        return dataclasses.replace(m, phase=phase.to_json())
 
 
 def pending(store, jobs: Sequence[Job], protocol: Protocol, device_id: str, retry_failed: bool = False) -> list[Job]:
@@ -78,6 +139,9 @@ def run_campaign(
     on_result: Callable[[Job, Measurement], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     measurer: Callable[..., Measurer] = Measurer,
+    anchors_every_s: float | None = ANCHORS_EVERY_S,
+    anchors_every: int = ANCHORS_EVERY_CONFIGS,
+    anchor_source: str = "campaign",
 ) -> CampaignReport:
     """Measure every job not yet stored for ``device`` under ``protocol``; store each result as it comes.
 
@@ -85,7 +149,9 @@ def run_campaign(
     ``max_seconds``: stop starting new configs after this long (what was measured stays stored; the rest
     is measured by the next run). ``on_result(job, measurement)`` is called after each result is stored.
     ``measurer``: what measures (a :class:`measured.Measurer` by default; tests pass a fake with its
-    constructor's signature).
+    constructor's signature). With paired timing and a measurer that can (``time_anchors``), the phase anchors
+    are timed at the start and every ``anchors_every_s`` seconds or ``anchors_every`` configs (None: never), stored
+    as a session (source ``anchor_source``) and every ok row carries the latest session's phase.
     """
     from tqdm import tqdm
 
@@ -99,9 +165,16 @@ def run_campaign(
               dynamic_ncols=True) as bar, \
             measurer(protocol, device.device_id, campaign=campaign, timeout_s=timeout_s, export_workers=export_workers,
                      fresh_process=fresh_process) as engine:
+        tracker = None
+        if todo and protocol.paired and anchors_every_s is not None and hasattr(engine, "time_anchors"):
+            tracker = PhaseTracker(store, device.device_id, protocol, engine, campaign=campaign, source=anchor_source,
+                                   every_s=anchors_every_s, every_n=anchors_every, clock=clock)
+            tracker.refresh()
         results = engine.measure(todo)
         try:
             for job, m in results:
+                if tracker is not None:
+                    m = tracker.stamp(m)
                 store.add_measurements([m], archs=[Architecture.from_config(job.config, job.name)])
                 report.measurements.append(m)
                 setattr(report, m.status, getattr(report, m.status) + 1)
@@ -113,8 +186,12 @@ def run_campaign(
                     on_result(job, m)
                 if max_seconds is not None and clock() - t0 >= max_seconds:
                     break
+                if tracker is not None and tracker.due() and len(report.measurements) < len(todo):
+                    tracker.refresh()  # between configs: the timing worker is idle while this generator waits
         finally:
             results.close()  # stops whatever is still running
+    if tracker is not None:
+        report.anchor_sessions, report.phase = tracker.sessions, tracker.words
     report.seconds = clock() - t0
     return report
 
@@ -132,8 +209,8 @@ def measure_configs(
 ) -> list[Measurement | None]:
     """Measure configs on this machine (stored, resumable): one entry per config, in order.
 
-    Each entry is the config's ok measurement under ``protocol`` on this device, else its failed or busy one
-    (with the reason), else None. Results already stored are reused. Used by ``search --verify``.
+    Each entry is the config's ok measurement under ``protocol`` on this device (an unflagged one first, else one
+    flagged ``suspect`` because its pairs disagreed), else its failed or busy one (with the reason), else None. Results already stored are reused. Used by ``search --verify``.
     ``campaign_options``: those of :func:`run_campaign` (``export_workers``, ``timeout_s``, ...).
     """
     protocol = protocol or Protocol()
@@ -141,10 +218,11 @@ def measure_configs(
     jobs = [Job(c, (names[i] if names else None)) for i, c in enumerate(configs)]
     run_campaign(jobs, protocol, device, store, campaign=campaign, progress=progress, **campaign_options)
     df = full_results(store.measurements(device=device.device_id, metric=protocol.metric, status=None,
-                                         protocol=protocol.key))
+                                         protocol=protocol.key, include_flagged=True))
     df = df[df["config_hash"].isin({c.hash for c in configs})].copy()
-    # Per config: ok before failed before busy, then the latest (UTC ISO timestamps sort as text).
-    df["_rank"] = df["status"].map({"ok": 0, "failed": 1, "busy": 2})
+    # Per config: ok before failed before busy, a flagged ok row (its pairs disagreed) after an unflagged one,
+    # then the latest (UTC ISO timestamps sort as text).
+    df["_rank"] = df["status"].map({"ok": 0, "failed": 2, "busy": 3}) + (df["status"].eq("ok") & df["flag"].notna())
     best = df.sort_values(["_rank", "timestamp"], ascending=[True, False]).drop_duplicates("config_hash")
     by_hash = {r["config_hash"]: r for r in best.drop(columns="_rank").to_dict("records")}
     return [Measurement.from_mapping(by_hash[c.hash]) if c.hash in by_hash else None for c in configs]

@@ -6,16 +6,24 @@ Timed runs are adaptive by default: after ``min_runs`` the harness stops as soon
 confidence interval (distribution-free, from order statistics) is within ``target_ci_pct`` of the median,
 and after ``runs`` at the latest. A quiet machine and a fast model stop after 10-20 runs where the fixed
 protocol took 100; a noisy one keeps going. ``target_ci_pct=None`` restores the fixed count.
+
+CPU and edge timing is paired by default (``Protocol.pairing``): the config's runs alternate with runs of a
+reference model (B0) in the order A B | B A | A B ..., each adjacent pair giving one ratio config / reference.
+A host that slows down by 40 % within minutes (measured/README.md, Paired timing) moves both halves of a pair
+alike, so the median of the pair ratios holds still where the absolute median does not; the adaptive stop then
+applies to the ratio's interval. ``pairing="alone"`` keeps the unpaired protocol.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 import time
@@ -26,11 +34,12 @@ import numpy as np
 from lowformer_common import UserError, utc_now
 from search_spaces import LowFormerConfig
 
-from ._backends import Backend, Runner, get_backend, precision_note
+from ._backends import BACKENDS, Backend, Runner, get_backend, precision_note
 from ._fingerprint import LoadMonitor, package_versions
 from ._records import MIN_TIMED_RUNS, Architecture, Measurement, protocol_key
 
 HARNESS_METRICS = ("latency_ms", "throughput_img_s")
+PAIRING_CHOICES = ("auto", "paired", "alone")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,13 @@ class Protocol:
     busy_threshold_pct: float = 5.0
     retries: int = 2
     retry_pause_s: float = 5.0
+    # Paired timing: "auto" (paired on CPU and edge backends, alone on GPUs, whose clocks are fixed by the
+    # runtime and whose runs are microseconds apart), "paired" or "alone"; the reference (a named variant);
+    # the bound on the disagreement of the pairs' first and second halves (a neighbour that started mid-way):
+    # above it a row is measured again once, then stored flagged "suspect".
+    pairing: str = "auto"
+    reference: str = "B0"
+    pair_bound_pct: float = 5.0
 
     def __post_init__(self):
         if self.metric not in HARNESS_METRICS:
@@ -66,6 +82,13 @@ class Protocol:
         t = self.target_ci_pct
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 100):
             raise UserError(f"target_ci_pct: must be a percentage in (0, 100], or None for a fixed run count (got {t!r})")
+        if self.pairing not in PAIRING_CHOICES:
+            raise UserError(f"pairing: must be one of {'|'.join(PAIRING_CHOICES)} (got {self.pairing!r})")
+        if not isinstance(self.reference, str) or not self.reference:
+            raise UserError(f"reference: must be a named variant (got {self.reference!r})")
+        b = self.pair_bound_pct
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b <= 100:
+            raise UserError(f"pair_bound_pct: must be a percentage in (0, 100] (got {b!r})")
         if self.adaptive and self.min_runs < MIN_TIMED_RUNS:
             # A median of fewer runs is a smoke test (never trained on): an adaptive stop must not produce one.
             raise UserError(f"min_runs: must be >= {MIN_TIMED_RUNS} when timing adaptively (got {self.min_runs})")
@@ -74,6 +97,14 @@ class Protocol:
     def adaptive(self) -> bool:
         """Whether timing may stop before ``runs`` (a target CI and room between min_runs and runs)."""
         return self.target_ci_pct is not None and self.min_runs < self.runs
+
+    @property
+    def paired(self) -> bool:
+        """Whether configs are timed paired with the reference (see the module doc)."""
+        if self.pairing == "auto":
+            cls = BACKENDS.get(self.backend)
+            return cls is None or cls.device_kind != "gpu"
+        return self.pairing == "paired"
 
     @property
     def key(self) -> str:
@@ -148,6 +179,96 @@ class Timing:
         return ci_half_width_pct(self.times_s)
 
 
+@dataclasses.dataclass
+class PairedTiming(Timing):
+    """A config timed in adjacent pairs with a reference: ``times_s`` the config's runs, ``ref_times_s`` the
+    reference's, ``ratios`` config / reference per pair (pair k: runs 2k and 2k+1 of the A B | B A order)."""
+
+    ref_times_s: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    reference: str | None = None  # the reference's config hash
+    reference_name: str | None = None
+    remeasured: int = 0  # times the row was timed again because its pairs disagreed
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return self.times_s / self.ref_times_s
+
+    @property
+    def ratio(self) -> float:
+        return float(np.median(self.ratios))
+
+    @property
+    def ratio_ci(self) -> tuple[float, float]:
+        """The 95 % confidence interval of the median pair ratio (order statistics)."""
+        return median_ci(self.ratios)
+
+    @property
+    def ratio_ci_half_pct(self) -> float:
+        return ci_half_width_pct(self.ratios)
+
+    @property
+    def ref_median_s(self) -> float:
+        return float(np.median(self.ref_times_s))
+
+    @property
+    def disagreement_pct(self) -> float:
+        """How far the median ratio of the first half of the pairs is from that of the second half, in %, when
+        the two halves' 95 % intervals (order statistics; their ranges for a few pairs) do not overlap; 0 when
+        they do. A neighbour that started (or a governor that stepped) mid-way moves one half only, as a whole;
+        pair-to-pair jitter on a busy host widens both intervals instead."""
+        r = self.ratios
+        h = len(r) // 2
+        if h < 2:
+            return 0.0
+        (alo, ahi), (blo, bhi) = median_ci(r[:h]), median_ci(r[h:])
+        if ahi >= blo and bhi >= alo:
+            return 0.0
+        a, b = float(np.median(r[:h])), float(np.median(r[h:]))
+        return abs(a / b - 1) * 100
+
+
+def time_paired(
+    runner: Runner,
+    reference: Runner,
+    warmup: int,
+    runs: int,
+    *,
+    min_runs: int | None = None,
+    target_ci_pct: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    monitor: Callable[[], LoadMonitor] = LoadMonitor,
+) -> PairedTiming:
+    """Time ``runner`` (A) and ``reference`` (B) in adjacent pairs, A B | B A | A B ... (each pair's order the
+    reverse of the last: a linear drift and an order effect cancel over two pairs), with the garbage collector
+    paused: ``runs`` pairs, or, with ``target_ci_pct``, as few as ``min_runs`` once the 95 % CI of the median
+    pair ratio is within that % of it. ``clock`` and ``monitor`` are injectable (tests)."""
+    for _ in range(warmup):
+        runner()
+        reference()
+    adaptive = target_ci_pct is not None and min_runs is not None and min_runs < runs
+    floor = min(min_runs, runs) if adaptive else runs
+    a, b = np.empty(runs), np.empty(runs)
+    n = 0
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with monitor() as mon:
+            while n < runs:
+                first, second = ((runner, a), (reference, b)) if n % 2 == 0 else ((reference, b), (runner, a))
+                for fn, out in (first, second):
+                    t0 = clock()
+                    fn()
+                    out[n] = clock() - t0
+                n += 1
+                if adaptive and n >= floor and ci_half_width_pct(a[:n] / b[:n]) <= target_ci_pct:
+                    break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return PairedTiming(a[:n].copy(), mon.other_pct, ref_times_s=b[:n].copy())
+
+
 def time_runner(
     runner: Runner,
     warmup: int,
@@ -200,13 +321,28 @@ def measurement_id(
     return hashlib.sha256(f"{device_id}|{protocol}|{config_hash}|{repeat}|{status}{smoke}".encode()).hexdigest()
 
 
-def measure_runner(runner: Runner, protocol: Protocol, **timer) -> tuple[Timing, str, str | None]:
+def _time_once(runner: Runner, protocol: Protocol, reference, timer: dict) -> Timing:
+    kw = dict(min_runs=protocol.min_runs, target_ci_pct=protocol.target_ci_pct if protocol.adaptive else None, **timer)
+    if reference is None:
+        return time_runner(runner, protocol.warmup, protocol.runs, **kw)
+    ref_runner, ref_hash, ref_name = reference
+    t = time_paired(runner, ref_runner, protocol.warmup, protocol.runs, **kw)
+    t.reference, t.reference_name = ref_hash, ref_name
+    # Pairs that disagree (a neighbour started mid-way): timed once more; the row keeps the second timing and
+    # is flagged by make_measurement if that one disagrees too.
+    if t.disagreement_pct > protocol.pair_bound_pct:
+        t = time_paired(runner, ref_runner, protocol.warmup, protocol.runs, **kw)
+        t.reference, t.reference_name, t.remeasured = ref_hash, ref_name, 1
+    return t
+
+
+def measure_runner(runner: Runner, protocol: Protocol, *, reference=None, **timer) -> tuple[Timing, str, str | None]:
     """Time a runner; re-measure while the machine is busy. Returns (timing, status, reason).
+    ``reference``: (runner, config hash, name) of the reference to pair with (None: timed alone).
     ``timer``: ``clock``/``monitor`` for :func:`time_runner` (tests)."""
     attempts = protocol.retries + 1
     for attempt in range(attempts):
-        timing = time_runner(runner, protocol.warmup, protocol.runs, min_runs=protocol.min_runs,
-                             target_ci_pct=protocol.target_ci_pct if protocol.adaptive else None, **timer)
+        timing = _time_once(runner, protocol, reference, timer)
         if timing.other_pct <= protocol.busy_threshold_pct:
             return timing, "ok", (f"re-measured {attempt}x: machine was busy" if attempt else None)
         if attempt + 1 < attempts:
@@ -243,10 +379,14 @@ def make_measurement(
     """A measurement row with the harness's provenance (versions, OS, time, load). ``n`` is the number of
     timed runs taken; the median's 95 % CI goes into ``notes`` after the variant name (:func:`ci_note`)."""
     value = p10 = p90 = busy = None
+    paired = {}
     if timing is not None:
         value, p10, p90 = timing_to_values(timing, protocol)
         busy = round(timing.other_pct, 2)
         notes = "; ".join(s for s in (notes, ci_note(timing, protocol)) if s)
+        paired = pairing_fields(timing, protocol)
+        if paired.get("flag"):
+            notes = f"{notes}; {paired.pop('flag_note')}"
     notes = "; ".join(s for s in (notes, precision_note(protocol.precision)) if s) or None  # how int8 was made
     return Measurement(
         device_id=device_id,
@@ -274,7 +414,25 @@ def make_measurement(
         campaign=campaign,
         notes=notes,
         id=measurement_id(device_id, protocol.key, config_hash, repeat, status, protocol.runs),
+        **{k: v for k, v in paired.items() if k != "flag_note"},
     ).validate()
+
+
+def pairing_fields(timing: Timing, protocol: Protocol) -> dict:
+    """The paired-timing columns of a row: ``pairing``, and for a paired timing the ratio, its CI, the
+    reference and its median (in the metric's unit), and ``flag`` "suspect" when its pairs disagreed beyond
+    ``protocol.pair_bound_pct`` twice."""
+    if not isinstance(timing, PairedTiming):
+        return {"pairing": "alone"}
+    lo, hi = timing.ratio_ci
+    ref = timing.ref_median_s
+    out = {"pairing": "paired", "ratio": timing.ratio, "ratio_lo": lo, "ratio_hi": hi, "reference": timing.reference,
+           "reference_value": ref * 1e3 if protocol.metric == "latency_ms" else protocol.batch / ref}
+    if timing.disagreement_pct > protocol.pair_bound_pct:
+        out["flag"] = "suspect"
+        out["flag_note"] = (f"pairs disagree: first and second half {timing.disagreement_pct:.1f}% apart "
+                            f"(bound {protocol.pair_bound_pct:g}%), after {timing.remeasured} re-measurement")
+    return out
 
 
 def ci_note(timing: Timing, protocol: Protocol) -> str:
@@ -286,6 +444,11 @@ def ci_note(timing: Timing, protocol: Protocol) -> str:
     else:
         lo, hi, unit = protocol.batch / hi_s, protocol.batch / lo_s, "img/s"
     how = f"adaptive, target ±{protocol.target_ci_pct:g}%" if protocol.adaptive else "fixed"
+    if isinstance(timing, PairedTiming):
+        rlo, rhi = timing.ratio_ci
+        return (f"median 95% CI ±{timing.ci_half_pct:.2f}% [{lo:.4g}, {hi:.4g}] {unit}, {timing.n} pairs with "
+                f"{timing.reference_name} ({how} on the ratio); ratio 95% CI ±{timing.ratio_ci_half_pct:.2f}% "
+                f"[{rlo:.4g}, {rhi:.4g}]")
     return f"median 95% CI ±{timing.ci_half_pct:.2f}% [{lo:.4g}, {hi:.4g}] {unit}, {timing.n} runs ({how})"
 
 
@@ -315,12 +478,14 @@ def measure_config(
     building and exporting it again (backends that run ONNX files)."""
     backend = backend or get_backend(protocol.backend, protocol.threads, protocol.precision)
     try:
+        # The reference first: a reference that cannot run fails the config (never a ratio to nothing).
+        reference = reference_runner(protocol) if protocol.paired else None
         if onnx_path is not None:
             r = config.resolution
             runner = backend.load_onnx(onnx_path, (protocol.batch, 3, r, r))
         else:
             runner = backend.load_config(config, protocol.batch)
-        timing, status, reason = measure_runner(runner, protocol)
+        timing, status, reason = measure_runner(runner, protocol, reference=reference)
     finally:
         backend.close()
     m = make_measurement(
@@ -328,6 +493,94 @@ def measure_config(
         backend_version=backend.version(), repeat=repeat, campaign=campaign, notes=name,
     )
     return m, Architecture.from_config(config, name)
+
+
+ANCHOR_CACHE_ENV = "LOWFORMER_NAS_ANCHOR_CACHE"  # where the graph cache lives (default: the home's cache/anchors)
+
+
+class ReferenceFailed(RuntimeError):
+    """The reference (or an anchor) could not be built or run: the config it was to pair with fails with this."""
+
+
+# Per process: (backend, threads, precision, batch, model) -> (runner, config hash, name). A measuring worker
+# exports the reference once and keeps its session for the configs it times (up to MAX_JOBS_PER_WORKER).
+_LOADED: dict[tuple, tuple[Runner, str, str]] = {}
+
+
+def reference_runner(protocol: Protocol, name: str | None = None, config: LowFormerConfig | None = None):
+    """(runner, config hash, name) of the reference (or of ``name``/``config``: an anchor) under ``protocol``,
+    loaded once per process; ReferenceFailed with the reason when it cannot be loaded."""
+    from search_spaces import get_variant
+
+    name = name or protocol.reference
+    key = (protocol.backend, protocol.threads, protocol.precision, protocol.batch, name)
+    if key not in _LOADED:
+        try:
+            cfg = config or get_variant(name).config
+            backend = get_backend(protocol.backend, protocol.threads, protocol.precision)
+            if backend.runs_onnx:
+                r = cfg.resolution
+                with cached_graph(cfg, name, protocol.batch) as path:
+                    run = backend.load_onnx(path, (protocol.batch, 3, r, r))
+            else:
+                run = backend.load_config(cfg, protocol.batch)  # the backend stays open with the process
+        except Exception as e:  # noqa: BLE001 (any failure of the reference fails the config, with its reason)
+            raise ReferenceFailed(_failure(name, e)) from None
+        _LOADED[key] = (_named_failures(run, name), cfg.hash, name)
+    return _LOADED[key]
+
+
+@contextlib.contextmanager
+def cached_graph(cfg: LowFormerConfig, name: str, batch: int):
+    """The path of ``cfg``'s ONNX file with weights, for as long as the block runs (a session loads it).
+
+    The reference and the anchors are timed by every measuring process; exporting them each time (seconds per
+    model, tens for the six) would make a quick anchor timing slow. Their graphs are kept without weight data in
+    ``$LOWFORMER_NAS_ANCHOR_CACHE``, else ``$LOWFORMER_NAS_HOME/cache/anchors/`` (a bundle's format, measured/_bundle.py: a few MB for all), written
+    once per torch version and batch; the weights are generated from the graph's recipe into a private folder
+    (latency depends on the weights' shapes, not their values) and deleted when the block ends."""
+    import fcntl
+    import pathlib
+    import shutil
+    import tempfile
+
+    import torch
+
+    from lowformer_common import home_dir
+
+    from ._bundle import _export_one, _reusable
+    from .bundle_runner import write_weights
+
+    root = os.environ.get(ANCHOR_CACHE_ENV) or home_dir() / "cache" / "anchors"
+    folder = pathlib.Path(root) / f"b{batch}-torch{torch.__version__.split('+')[0]}"
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes never export one graph at once (they share a temporary)
+        entry = _reusable(str(folder), cfg.hash, False) or _export_one(
+            {"config_json": cfg.canonical_json(), "name": name, "out_dir": str(folder), "batch": batch,
+             "full_weights": False})
+    private = tempfile.mkdtemp(prefix="lowformer-anchor-")
+    try:
+        os.makedirs(os.path.join(private, "models"))
+        shutil.copyfile(folder / entry["file"], os.path.join(private, entry["file"]))
+        write_weights(private, entry["weights"])
+        yield os.path.join(private, entry["file"])
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _failure(name: str, e: BaseException) -> str:
+    return f"reference {name} failed: {type(e).__name__}: {e}".replace("\n", " ")[:400]
+
+
+def _named_failures(run: Runner, name: str) -> Runner:
+    """``run``, whose failures say that the reference (not the config) failed."""
+    def call():
+        try:
+            return run()
+        except Exception as e:  # noqa: BLE001
+            raise ReferenceFailed(_failure(name, e)) from None
+    return call
 
 
 def measure_onnx(path: str, input_shape: tuple[int, ...], protocol: Protocol) -> Timing:

@@ -437,6 +437,24 @@ class Measurer:
             return Measurement(**reply["measurement"]).validate()
         return failed(job, self.protocol, self.device_id, self.campaign, what + str(reply.get("error", "no result")))
 
+    def time_anchors(self) -> list[dict] | None:
+        """Time the phase anchors (each paired with the reference) in the timing worker, between configs (the
+        other workers are idle then); one result per anchor (:func:`measured._phase.time_anchor_session`), or
+        None with the one-process-per-config protocol, which keeps no worker."""
+        if self.fresh_process:
+            return None
+        from ._phase import anchor_configs
+
+        task = _Task("anchors", {"op": "anchors", "protocol": dataclasses.asdict(self.protocol)})
+        # Several models, each exported once per worker: a budget of a config's timeout per anchor.
+        for _, reply in _run_tasks([task], self._pool()[:1], self.timeout_s * len(anchor_configs())):
+            if isinstance(reply, dict) and "anchors" in reply:
+                return reply["anchors"]
+            reason = reply if isinstance(reply, str) else str(reply.get("error", "no result"))
+            return [{"anchor": n, "config_hash": c.hash, "status": "failed", "reason": reason}
+                    for n, c in anchor_configs()]
+        return None
+
     def measure(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Measurement]]:
         """Measure every job; yield (job, measurement) as each is done (failures as failed measurements)."""
         jobs = list(jobs)

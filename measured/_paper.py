@@ -28,7 +28,7 @@ from lowformer_common import atomic_write, utc_now
 from search_spaces import PAPER_ALIASES, VARIANTS, Variant
 
 from ._io import arch_columns, read_rows, records_frame, write_table
-from ._records import ACCURACY_DEVICE, Architecture, Device, Measurement, RecordError, out_of_space_hash
+from ._records import ACCURACY_DEVICE, PHASE_FIELDS, Architecture, Device, Measurement, RecordError, out_of_space_hash
 from ._store import DATA_DIR, MANIFEST, StoreError
 
 PAPER_CSV = "paper_measurements.csv"
@@ -301,7 +301,8 @@ def write(conv: Conversion, out_dir: str | pathlib.Path = DATA_DIR) -> None:
     out_dir = pathlib.Path(out_dir)
     devices = sorted(conv.devices.values(), key=lambda d: (d.kind == "dataset", d.device_id))
     atomic_write(out_dir / DEVICES_FILE, json.dumps([d.__dict__ for d in devices], indent=2, sort_keys=True) + "\n")
-    write_table(records_frame(conv.records), out_dir / ROWS_FILE)
+    # The paper's rows were never paired or phased: the file keeps the columns it always had.
+    write_table(records_frame(conv.records).drop(columns=list(PHASE_FIELDS)), out_dir / ROWS_FILE)
     _update_manifest(out_dir / MANIFEST.name)
     atomic_write(out_dir / REPORT_FILE, report(conv))
 

@@ -20,6 +20,7 @@ from lowformer_common import UserError, utc_now
 from search_spaces import LowFormerConfig, count
 
 STATUSES = ("ok", "failed", "busy")
+PAIRINGS = ("paired", "alone")
 PRECISIONS = ("fp32", "fp16", "int8", "unknown")
 SOURCES = ("harness", "paper", "bundle", "import")
 DEVICE_KINDS = ("cpu", "gpu", "edge", "mobile", "dataset")
@@ -176,6 +177,19 @@ class Measurement:
     campaign: str | None = None
     notes: str | None = None
     flag: str | None = None  # "anomaly" / "suspect": never train on it
+    # Paired timing (measured/README.md, Paired timing): how the runs were ordered ("paired" with a reference
+    # model, "alone"; None: before pairing existed), the median of the adjacent pairs' ratios config/reference
+    # and its 95 % CI, the reference's config hash and its median (in the metric's unit).
+    pairing: str | None = None
+    ratio: float | None = None
+    ratio_lo: float | None = None
+    ratio_hi: float | None = None
+    reference: str | None = None
+    reference_value: float | None = None
+    # The device's phase when it was measured (JSON: the anchor session and the phase model's parameters
+    # against the device's canonical session); None: not phase-normalised (measured before phases existed,
+    # imported without anchor timings).
+    phase: str | None = None
     id: str = dataclasses.field(default_factory=new_id)
 
     @property
@@ -228,8 +242,32 @@ class Measurement:
             raise RecordError("timestamp", f"must be an ISO 8601 time (got {self.timestamp!r})") from None
         if ts.tzinfo is None:
             raise RecordError("timestamp", f"must carry a time zone, e.g. 2026-11-21T10:00:00+00:00 (got {self.timestamp!r})")
+        self._validate_pairing()
         _require_id("id", self.id)
         return self
+
+    def _validate_pairing(self) -> None:
+        if self.pairing is not None:
+            _choice("pairing", self.pairing, PAIRINGS)
+        for f in ("ratio", "ratio_lo", "ratio_hi", "reference_value"):
+            v = getattr(self, f)
+            if v is not None and (not _is_number(v) or v <= 0):
+                raise RecordError(f, f"must be a positive finite number or empty (got {v!r})")
+        if self.ratio is not None:
+            # Never a ratio to nothing: a ratio names its reference and the reference's median.
+            if self.reference is None or self.reference_value is None:
+                raise RecordError("reference", "a ratio needs its reference's config hash and median")
+            lo, hi = self.ratio_lo, self.ratio_hi
+            if lo is not None and hi is not None and not lo <= self.ratio <= hi:
+                raise RecordError("ratio", f"must lie in [ratio_lo, ratio_hi] (got {self.ratio} in [{lo}, {hi}])")
+        if self.reference is not None:
+            _require_hash("reference", self.reference)
+        if self.phase is not None:
+            try:
+                if not isinstance(json.loads(self.phase), dict):
+                    raise ValueError
+            except (ValueError, TypeError):
+                raise RecordError("phase", "must be a JSON object (the anchor session and the phase parameters)") from None
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> "Measurement":
@@ -258,7 +296,10 @@ class Measurement:
 
 
 _INT_FIELDS = {"batch", "resolution", "threads", "warmup", "n"}
-_FLOAT_FIELDS = {"value", "p10", "p90", "busy_pct"}
+_FLOAT_FIELDS = {"value", "p10", "p90", "busy_pct", "ratio", "ratio_lo", "ratio_hi", "reference_value"}
+# Fields added with paired timing and phases: left out of a row's content id while empty, so the ids of rows
+# imported before they existed stay what they were.
+PHASE_FIELDS = ("pairing", "ratio", "ratio_lo", "ratio_hi", "reference", "reference_value", "phase")
 _DEFAULTED = {f.name for f in dataclasses.fields(Measurement) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}  # type: ignore[misc]
 
 
@@ -333,6 +374,9 @@ def content_id(m: Measurement, timestamp_given: bool = True) -> str:
     """
     d = m.to_dict()
     d.pop("id")
+    for f in PHASE_FIELDS:
+        if d.get(f) is None:
+            d.pop(f, None)
     if not timestamp_given:
         d.pop("timestamp")
     return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

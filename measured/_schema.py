@@ -78,6 +78,34 @@ sa.Index("ix_measurements_device_metric_status", measurements_table.c.device_id,
          measurements_table.c.status)
 sa.Index("ix_measurements_device_hash", measurements_table.c.device_id, measurements_table.c.config_hash)
 
+# The device's state over time: each timing of an anchor (paired with the reference) at one moment. One
+# ``session`` is one timing of the whole anchor set; a phase is fitted from a session (measured._phase).
+anchor_timings_table = sa.Table(
+    "anchor_timings",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("device_id", sa.String(200), sa.ForeignKey("devices.device_id"), nullable=False),
+    sa.Column("protocol", sa.String(200), nullable=False),
+    sa.Column("session", sa.String(64), nullable=False),
+    sa.Column("timestamp", sa.String(40), nullable=False),
+    sa.Column("anchor", sa.String(80), nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # ok | failed
+    sa.Column("reason", sa.Text),
+    sa.Column("value", sa.Double),  # the anchor's median, in the metric's unit
+    sa.Column("ratio", sa.Double),
+    sa.Column("ratio_lo", sa.Double),
+    sa.Column("ratio_hi", sa.Double),
+    sa.Column("reference", sa.String(64)),
+    sa.Column("reference_value", sa.Double),
+    sa.Column("n", sa.Integer),
+    sa.Column("source", sa.String(40), nullable=False),  # campaign | drift | verify | onboard | bundle | phase
+    sa.Column("campaign", sa.Text),
+)
+sa.Index("ix_anchor_timings_device", anchor_timings_table.c.device_id, anchor_timings_table.c.protocol,
+         anchor_timings_table.c.timestamp)
+ANCHOR_COLUMNS = tuple(c.name for c in anchor_timings_table.columns)
+
 meta_table = sa.Table(
     "meta",
     metadata,

@@ -36,6 +36,7 @@ from ._schema import (
     ARCH_COLUMNS,
     StoreError,
     _column,
+    anchor_timings_table,
     architectures_table,
     devices_table,
     measurements_table,
@@ -52,6 +53,9 @@ _BUSY_TIMEOUT_S = 30
 # Any constant works: it only has to be the same for every process that creates or seeds the schema.
 _PG_LOCK_KEY = 0x10F0_4E45
 _SEED_PREFIX = "seeded:"
+# meta: the store has the paired-timing columns and the anchor_timings table (added in place to an older store,
+# its rows kept with those columns empty: not phase-normalised).
+PHASE_KEY = "schema:paired_timing"
 
 
 # ---------------------------------------------------------------------------------------------- URLs
@@ -226,6 +230,16 @@ def load_devices_file(path: pathlib.Path) -> list[Device]:
         raise StoreError(f"{path}: not a JSON list of devices ({one_line(e)})", "devices") from None
 
 
+def _add_missing_columns(conn: Connection) -> None:
+    """Add the measurement columns a store written by an earlier version lacks (ALTER TABLE ... ADD COLUMN, in
+    the caller's transaction): its rows keep every value, the new columns empty."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("measurements")}
+    for col in measurements_table.columns:
+        if col.name not in have:
+            kind = col.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE measurements ADD COLUMN "{col.name}" {kind}')
+
+
 # ---------------------------------------------------------------------------------------------- the store
 
 
@@ -333,7 +347,8 @@ class Store:
             meta = {}
         if meta:
             self._check_version(meta)
-            if not _identity.needs_upgrade(meta) and (not seed or not self._pending_datasets(meta)):
+            if (not _identity.needs_upgrade(meta) and PHASE_KEY in meta
+                    and (not seed or not self._pending_datasets(meta))):
                 return
         with self._transaction(write=True) as conn:
             if self.dialect == "postgresql":
@@ -345,9 +360,14 @@ class Store:
             if "schema_version" not in meta:
                 conn.execute(meta_table.insert(), [{"key": "schema_version", "value": SCHEMA_VERSION},
                                                    {"key": _identity.IDENTITY_KEY, "value": str(CONFIG_IDENTITY)},
-                                                   {"key": "created_at", "value": utc_now()}])
+                                                   {"key": "created_at", "value": utc_now()},
+                                                   {"key": PHASE_KEY, "value": utc_now()}])
             else:
                 self._check_version(meta)
+                # The paired-timing columns first: the identity upgrade below moves rows with every column.
+                if PHASE_KEY not in meta:
+                    _add_missing_columns(conn)
+                    conn.execute(meta_table.insert(), [{"key": PHASE_KEY, "value": utc_now()}])
                 # Hashes written before identity version 2 move to the new ones, in this transaction.
                 _identity.upgrade_store(conn, meta, SCHEMA_VERSION)
             if seed:
@@ -609,6 +629,38 @@ class Store:
         for c in ("configs", "measurements", "failed", "busy", "flagged"):
             df[c] = df[c].astype("int64")
         return df
+
+    def add_anchor_timings(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Store anchor timings (dicts with the columns of ``anchor_timings``), insert-if-absent, one transaction."""
+        columns = anchor_timings_table.c.keys()
+        rows = [{c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns} for r in rows]
+        if not rows:
+            return 0
+        for r in rows:
+            missing = [c for c in ("id", "device_id", "protocol", "session", "timestamp", "anchor", "config_hash",
+                                   "status", "source") if not r.get(c)]
+            if missing:
+                raise StoreError(f"an anchor timing needs {missing[0]}", missing[0])
+            unknown = set(r) - set(anchor_timings_table.c.keys())
+            if unknown:
+                raise StoreError(f"unknown anchor timing column {sorted(unknown)[0]!r}", "anchor_timings")
+        with self._write() as conn:
+            if self._known_devices(conn, {r["device_id"] for r in rows}) != {r["device_id"] for r in rows}:
+                raise StoreError("unknown device; add it first (Store.add_device)", "device_id")
+            stmt = self._insert_ignore(anchor_timings_table).returning(anchor_timings_table.c.id)
+            return len(conn.execute(stmt, rows).all())
+
+    def anchor_timings(self, device: str | None = None, protocol: str | None = None) -> pd.DataFrame:
+        """The anchor timings (the device's state over time), oldest first."""
+        t = anchor_timings_table
+        q = sa.select(t).order_by(t.c.device_id, t.c.protocol, t.c.timestamp, t.c.anchor, t.c.id)
+        if device is not None:
+            q = q.where(t.c.device_id == device)
+        if protocol is not None:
+            q = q.where(t.c.protocol == protocol)
+        with self._read() as conn:
+            result = conn.execute(q)
+            return pd.DataFrame(result.all(), columns=list(result.keys()))
 
     def count(self) -> int:
         """Number of stored measurements (any status)."""

@@ -12,6 +12,8 @@ Requests:
   ``{"id", "ok": true, "seconds"}``;
 - ``{"op": "measure", "id", "config", "protocol", "device_id", "name", "repeat", "campaign", "onnx"}``:
   load the exported file (``onnx``) or build the config, time it and reply ``{"id", "measurement": {...}}``;
+- ``{"op": "anchors", "id", "protocol"}``: time the phase anchors, each paired with the reference, and reply
+  ``{"id", "anchors": [...]}`` (:func:`measured._phase.time_anchor_session`);
 - ``{"op": "exit"}``.
 
 A failure replies ``{"id", "error": "<one line>"}``; the campaign then replaces the worker, so a config
@@ -78,7 +80,14 @@ def _measure(req: dict) -> dict:
     return {"measurement": m.to_dict()}
 
 
-_OPS = {"export": _export, "measure": _measure}
+def _anchors(req: dict) -> dict:
+    from ._harness import Protocol
+    from ._phase import time_anchor_session
+
+    return {"anchors": time_anchor_session(Protocol(**req["protocol"]))}
+
+
+_OPS = {"export": _export, "measure": _measure, "anchors": _anchors}
 
 
 def serve(requests, reply) -> None:

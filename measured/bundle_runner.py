@@ -41,7 +41,14 @@ FIELDS = [
     "precision", "batch", "resolution", "threads", "warmup", "n", "p10", "p90", "busy_pct", "source",
     "source_ref", "versions", "os", "timestamp", "campaign", "notes", "config_json", "name", "family",
     "device_name", "device_kind", "device_fingerprint",
+    "pairing", "ratio", "ratio_lo", "ratio_hi", "reference", "reference_value",
 ]
+# Paired timing (lowformer-nas measured/README.md, Paired timing): each model's runs alternate with runs of the
+# reference, a model of the bundle of this name at 224 px, in the order A B | B A ...; the rows carry the median
+# pair ratio. A reference median that moves by more than PHASE_WARN_PCT from the run's first is reported: the
+# device's state changed mid-run (throttling, a governor, a neighbour).
+REFERENCE_NAME = "B0"
+PHASE_WARN_PCT = 10.0
 BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 MAX_MANIFEST_BYTES = 256 * 2 ** 20
 MAX_WEIGHTS_BYTES = 16 * 2 ** 30  # a weights file the runner writes: bounded, so a manifest cannot fill the disk
@@ -457,6 +464,61 @@ def measure(model, warmup, runs):
     return pct(50), pct(10), pct(90), busy
 
 
+def _order_ci(values):
+    """The 95 % order-statistic confidence interval of the median of ``values`` (sorted): the largest j with
+    P(Binomial(n, 1/2) <= j - 1) <= 2.5 %, as the harness computes it."""
+    n = len(values)
+    cdf, j = 0.0, 0
+    for k in range(n + 1):
+        cdf += math.comb(n, k) / 2.0 ** n
+        if cdf > 0.025:
+            j = k
+            break
+    if j == 0:
+        return values[0], values[-1]
+    return values[j - 1], values[n - j]
+
+
+def measure_paired(model, reference, warmup, runs):
+    """(median, p10, p90, busy, ratio, ratio_lo, ratio_hi, reference median) of ``model`` timed in adjacent pairs
+    with ``reference`` (A B | B A ...), seconds; the ratio is the median of the pairs' ratios and its 95 % CI."""
+    for _ in range(warmup):
+        model.run()
+        reference.run()
+    a, b = [], []
+    sys0, own0, wall0 = _cpu_busy_seconds(), _own_seconds(), time.time()
+    for i in range(runs):
+        order = ((model, a), (reference, b)) if i % 2 == 0 else ((reference, b), (model, a))
+        for m, out in order:
+            t0 = time.perf_counter()
+            m.run()
+            out.append(time.perf_counter() - t0)
+    sys1, own1, wall = _cpu_busy_seconds(), _own_seconds(), time.time() - wall0
+    busy = None
+    if sys0 is not None and sys1 is not None:
+        busy = min(100.0, max(0.0, (sys1 - sys0) - (own1 - own0)) / max(wall * (os.cpu_count() or 1), 1e-9) * 100.0)
+    ratios = sorted(x / y for x, y in zip(a, b))
+    lo, hi = _order_ci(ratios)
+    a.sort()
+    b.sort()
+    return (_pct(a, 50), _pct(a, 10), _pct(a, 90), busy, _pct(ratios, 50), lo, hi, _pct(b, 50))
+
+
+def _pct(times, q):  # linear interpolation of sorted values, as numpy.percentile
+    k = (len(times) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(times) - 1)
+    return times[lo] + (times[hi] - times[lo]) * (k - lo)
+
+
+def reference_entry(manifest):
+    """The manifest's model of the reference (B0 at 224 px), or None: the bundle is then timed alone."""
+    for m in manifest.get("models", []):
+        if m.get("name") == REFERENCE_NAME and list(m.get("input_shape", []))[2:] == [224, 224]:
+            return m
+    return None
+
+
 def time_model(bundle, entry, settings, keep_weights=False):
     """(median, p10, p90, busy, backend version) of one model in seconds, writing its weights first."""
     path = inside(bundle, entry["file"], "file")
@@ -464,11 +526,15 @@ def time_model(bundle, entry, settings, keep_weights=False):
     written = write_weights(bundle, weights) if weights else None
     try:
         model = Model(path, entry["input_shape"], settings["backend"], settings["threads"], settings["precision"])
+        reference = settings.get("reference_model")
         for _ in range(3):  # a busy machine is measured again, twice
-            med, p10, p90, busy = measure(model, settings["warmup"], settings["runs"])
-            if busy is None or busy <= settings["busy_threshold"]:
+            if reference is not None:
+                out = measure_paired(model, reference, settings["warmup"], settings["runs"])
+            else:
+                out = measure(model, settings["warmup"], settings["runs"])
+            if out[3] is None or out[3] <= settings["busy_threshold"]:
                 break
-        return med, p10, p90, busy, model.version
+        return out + (model.version,)
     finally:
         if written and not keep_weights and os.path.exists(written):
             os.unlink(written)
@@ -496,6 +562,9 @@ def parse_args(argv):
     ap.add_argument("--no-retry-failed", action="store_true",
                     help="skip models whose earlier run failed (default: measure them again)")
     ap.add_argument("--keep-weights", action="store_true", help="keep the weights files written for timing")
+    ap.add_argument("--protocol", default="paired", choices=("paired", "alone"),
+                    help="paired (default): each model's runs alternate with runs of the bundle's B0, and the rows "
+                         "carry their ratio to it; alone: each model's runs only")
     args = ap.parse_args(argv)
     if (args.threads < 1 or (args.warmup is not None and not 0 <= args.warmup <= MAX_RUNS)
             or (args.runs is not None and not 3 <= args.runs <= MAX_RUNS)):
@@ -603,11 +672,16 @@ def measure_entry(bundle, entry, s, device, manifest, versions, keep_weights):
                os=platform.platform(), config_json=entry.get("config_json"), name=entry.get("name"),
                family=entry.get("family"), notes=entry.get("name"))
     try:
-        med, p10, p90, busy, version = time_model(bundle, entry, s, keep_weights)
+        out = time_model(bundle, entry, s, keep_weights)
+        med, p10, p90, busy, version = out[0], out[1], out[2], out[3], out[-1]
         status = "ok" if busy is None or busy <= s["busy_threshold"] else "busy"
         row.update(value=med * 1e3, p10=p10 * 1e3, p90=p90 * 1e3, n=s["runs"], status=status, backend_version=version,
                    busy_pct=None if busy is None else round(busy, 2),
-                   reason=None if status == "ok" else "machine busy: %.1f%% of the CPU used by others" % busy)
+                   reason=None if status == "ok" else "machine busy: %.1f%% of the CPU used by others" % busy,
+                   pairing="alone")
+        if len(out) == 9:  # paired: ratio, its CI and the reference's median
+            row.update(pairing="paired", ratio=out[4], ratio_lo=out[5], ratio_hi=out[6], reference=s["reference_hash"],
+                       reference_value=out[7] * 1e3)
         versions["backend"] = version
     except (KeyboardInterrupt, BundleError):
         raise
@@ -630,6 +704,7 @@ def run_all(args, manifest, todo, s, device):
         pass
     new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
     t_start = time.time()
+    first_ref = None
     with open(args.out, "a", newline="") as out:
         writer = csv.DictWriter(out, FIELDS)
         if new_file:
@@ -646,12 +721,44 @@ def run_all(args, manifest, todo, s, device):
             writer.writerow({k: _cell(v) for k, v in row.items()})
             out.flush()
             os.fsync(out.fileno())
+            first_ref = _phase_warning(row, first_ref)
             left = (time.time() - t_start) / (i + 1) * (len(todo) - i - 1)
             value = "%.2f ms" % row["value"] if row.get("value") else row["status"] + ": " + str(row.get("reason"))[:80]
             print("[%d/%d] %s %s  (ETA %.0f min)" % (i + 1, len(todo), entry.get("name") or entry["hash"][:12],
                                                      value, left / 60))
     print("done: import it with  lowformer-nas import %s --device %s" % (args.out, device["device_id"]))
     return 0
+
+
+def _phase_warning(row, first_ref):
+    """Warn when the reference's median moved by more than PHASE_WARN_PCT from the run's first: the device's state
+    (its phase) changed; the rows' ratios hold through it, their absolute medians do not. Returns the first."""
+    ref = row.get("reference_value") if row.get("status") == "ok" else None
+    if ref is None:
+        return first_ref
+    if first_ref is None:
+        return ref
+    moved = (ref / first_ref - 1) * 100
+    if abs(moved) > PHASE_WARN_PCT:
+        print("warning: the reference %s now runs %.2f ms, %+.0f%% from %.2f ms at the start of this run: the device's "
+              "phase moved (throttling? another process?); the ratios stay comparable, the absolute times do not"
+              % (REFERENCE_NAME, ref, moved, first_ref))
+    return first_ref
+
+
+def setup_reference(args, manifest, s):
+    """Load the bundle's reference for paired timing (``--protocol paired``, the default), or time alone."""
+    entry = reference_entry(manifest) if args.protocol == "paired" else None
+    if entry is None:
+        if args.protocol == "paired":
+            print("note: the bundle has no %s model at 224 px to pair with: timing each model alone" % REFERENCE_NAME)
+        return None
+    check_files(args.bundle, [entry], {m["hash"]: i for i, m in enumerate(manifest["models"])})  # its sha256 too
+    path = inside(args.bundle, entry["file"], "file")
+    written = write_weights(args.bundle, entry["weights"]) if entry.get("weights") else None
+    s["reference_model"] = Model(path, entry["input_shape"], s["backend"], s["threads"], s["precision"])
+    s["reference_hash"] = entry["hash"]
+    return written
 
 
 def main(argv=None):
@@ -668,7 +775,20 @@ def main(argv=None):
         print("run_bundle.py: error: %s" % e, file=sys.stderr)
         return 2
     print("%d models to measure (%d rows already in %s) with %s" % (len(todo), n_rows, args.out, args.backend))
-    return run_all(args, manifest, todo, s, device)
+    try:
+        written = setup_reference(args, manifest, s) if todo else None
+    except BundleError as e:
+        print("run_bundle.py: error: %s" % e, file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 (a reference that cannot run: nothing is stored as a ratio to nothing)
+        print("run_bundle.py: error: the reference %s cannot run here (%s); run with --protocol alone"
+              % (REFERENCE_NAME, ("%s: %s" % (type(e).__name__, e)).replace("\n", " ")[:300]), file=sys.stderr)
+        return 2
+    try:
+        return run_all(args, manifest, todo, s, device)
+    finally:
+        if written and not args.keep_weights and os.path.exists(written):
+            os.unlink(written)
 
 
 if __name__ == "__main__":

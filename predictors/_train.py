@@ -75,6 +75,8 @@ class TrainingData:
     repeat_sd: np.ndarray | None = None
     within_sd: np.ndarray | None = None
     rounding: np.ndarray | None = None
+    # The phase the values were normalised to (measured._phase; None: every value as measured).
+    phase: dict[str, Any] | None = None
 
     @property
     def n_configs(self) -> int:
@@ -168,6 +170,7 @@ def training_data(df: pd.DataFrame, device: str, metric: str, protocol: str | No
     elif protocol not in set(d["_protocol"]):
         raise PredictorError(f"protocol: {protocol!r} has no rows; {device} has: {', '.join(sorted(set(d['_protocol'])))}")
     d = d[d["_protocol"] == protocol]
+    d, phase = _canonical(d)
     in_space = d["config_json"].notna()
     n_rows = len(d)
 
@@ -203,7 +206,25 @@ def training_data(df: pd.DataFrame, device: str, metric: str, protocol: str | No
         repeat_sd=noise["sd"].to_numpy(float),
         within_sd=noise["within_sd"].to_numpy(float),
         rounding=noise["rounding"].to_numpy(float),
+        phase=phase,
     )
+
+
+def _canonical(d: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """Rows carrying a phase (measured.Measurement.phase) converted to the device's canonical phase, and what the
+    predictor records of it: the canonical session, the anchors' and reference's hashes, and how many rows were
+    normalised and how many kept as measured (rows without a phase, or of another canonical session)."""
+    if "phase" not in d or not d["phase"].notna().any():
+        return d, None
+    from measured._phase import anchor_hashes, canonical_frame, row_phase
+
+    sessions = pd.Series([getattr(row_phase(p), "canonical", None) for p in d["phase"]], index=d.index)
+    canon = sessions.dropna().mode().iloc[0]
+    keep = sessions == canon
+    c = canonical_frame(d.assign(phase=d["phase"].where(keep)))
+    info = {"canonical_session": str(canon), "anchors": anchor_hashes(), "normalised_rows": int(keep.sum()),
+            "not_normalised_rows": int((~keep).sum())}
+    return c.drop(columns=["measured_value", "phase_normalised"]), info
 
 
 # Median of n draws: its sd is about 1.2533 sigma / sqrt(n); p90 - p10 of a normal spans 2.563 sigma.
@@ -376,6 +397,7 @@ def build_meta(data: TrainingData, model_name: str, results: dict[str, dict], de
             "sources": data.sources,
             "config_hashes": [c.hash for c in data.configs],
         },
+        **({"phase": data.phase} if data.phase else {}),
         "validation": {
             "method": cv_method(data.n_configs),
             "chosen": model_name,

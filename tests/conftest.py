@@ -25,10 +25,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def _anchor_cache(tmp_path_factory):
+    """One cache of the reference's and anchors' graphs for the whole session (measured._harness.cached_graph):
+    exported once, not once per test."""
+    return str(tmp_path_factory.mktemp("anchor-cache"))
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
+def _isolated_home(tmp_path, monkeypatch, _anchor_cache):
     """Every test gets its own LOWFORMER_NAS_HOME: no test reads or writes the user's store."""
     monkeypatch.setenv("LOWFORMER_NAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LOWFORMER_NAS_ANCHOR_CACHE", _anchor_cache)
     monkeypatch.chdir(tmp_path)
     yield
 

@@ -133,13 +133,12 @@ def check_drift(args, log=None) -> None:
         for device in _command_devices(args):
             if not _has_predictor(device):
                 continue
-            if not is_this_machine(device):
-                if store is None:
-                    from measured import Store
+            if store is None:  # the phase check stores its anchor session there
+                from measured import Store
 
-                    store = Store(getattr(args, "store", None))
-                if not is_this_machine(device, store):
-                    continue
+                store = Store(getattr(args, "store", None))
+            if not is_this_machine(device, store):
+                continue
             report = drift_check(device, store=store, progress=not getattr(args, "quiet", False),
                                  onboard_command=_onboard_command(args, device), log=log)
             if report is not None and (report.drifted or not report.cached):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from lowformer_common import UserError
 from measured import DEVICE_KINDS
 
 from ._common import add_store_arg, device_id, print_json, records
@@ -33,6 +34,14 @@ def register(sub) -> None:
     n.add_argument("--json", action="store_true", help="print JSON")
     add_store_arg(n)
     n.set_defaults(func=cmd_noise)
+
+    ph = actions.add_parser("phase", help="the device's state over time: its anchor sessions and fitted phases")
+    ph.add_argument("--device", required=True, type=device_id, help="device id (local: this machine)")
+    ph.add_argument("--protocol", metavar="KEY", help="protocol key (default: the device's with the most sessions)")
+    ph.add_argument("--html", metavar="FILE", help="also write a chart (HTML that opens offline)")
+    ph.add_argument("--json", action="store_true", help="print JSON")
+    add_store_arg(ph)
+    ph.set_defaults(func=cmd_phase)
 
     i = sub.add_parser("import", help="import measurements from CSV, CSV.gz or Parquet into the store")
     i.add_argument("file", help="input file: .csv, .csv.gz or .parquet (the columns of `data dump`)")
@@ -104,4 +113,72 @@ def cmd_noise(args) -> int:
         print(f"{args.device}  {protocol}: {r['configs']} configs x {r['repeats_per_config']:.1f} repeats; CV of "
               f"medians: median {r['cv_median_pct']:.2f}%, mean {r['cv_mean_pct']:.2f}%, p90 {r['cv_p90_pct']:.2f}%, "
               f"max {r['cv_max_pct']:.2f}%; {r['share_within_3pct']:.0%} of configs within 3%")
+        for key, words in (("canonical", "canonical values (phase-normalised)"), ("ratio", "ratios to the reference")):
+            c = r.get(key)
+            if c:
+                print(f"{'':{len(args.device)}s}  {words}: {c['configs']} configs; CV median {c['cv_median_pct']:.2f}%, "
+                      f"p90 {c['cv_p90_pct']:.2f}%, max {c['cv_max_pct']:.2f}% (raw medians of the same configs: "
+                      f"median {c['raw_cv_median_pct']:.2f}%, p90 {c['raw_cv_p90_pct']:.2f}%)")
     return 0
+
+
+def cmd_phase(args) -> int:
+    from measured import load_series
+
+    store = _open(args)
+    at = store.anchor_timings(device=args.device)
+    if at.empty:
+        raise UserError(f"device: no anchor timings of {args.device!r}; a paired campaign (`lowformer-nas measure`), "
+                        "the drift check or `search --verify` times them")
+    key = args.protocol or at.groupby("protocol")["session"].nunique().idxmax()
+    if key not in set(at["protocol"]):
+        raise UserError(f"protocol: {args.protocol!r} has no anchor timings of {args.device}; allowed: "
+                        f"{', '.join(sorted(set(at['protocol'])))}")
+    series = load_series(store, args.device, key)
+    rows = phase_table(series)
+    if args.json:
+        print(json.dumps({"device": args.device, "protocol": key, "model": series.model,
+                          "model_errors": series.model_errors, "sessions": rows}, indent=2))
+    else:
+        print_phase_table(series, rows)
+    if args.html:
+        from nas._html import write_html
+
+        print(f"chart -> {write_html(phase_figure(series, rows), args.html)}")
+    return 0
+
+
+def phase_table(series) -> list[dict]:
+    from measured._phase import iter_phase_rows
+
+    return list(iter_phase_rows(series))
+
+
+def print_phase_table(series, rows: list[dict]) -> None:
+    import math
+
+    anchors = sorted({a for r in rows for a in r["values"]}, key=lambda a: series.canonical.values.get(a, 0)
+                     if series.canonical else 0)
+    errs = ", ".join(f"{m} {math.expm1(e) * 100:.2f}%" for m, e in series.model_errors.items()) or "no second session yet"
+    print(f"{series.device}  {series.protocol}: {len(rows)} anchor sessions; phase model {series.model} (held-out "
+          f"error per anchor: {errs}); times in ms, a/b against the canonical session (*)")
+    print(f"{'time (UTC)':20s} {'source':9s} " + " ".join(f"{a:>10s}" for a in anchors) + f" {'a':>7s} {'b':>7s} {'±':>6s}")
+    for r in rows:
+        cells = " ".join(f"{r['values'][a]:10.3f}" if a in r["values"] else f"{'failed':>10s}" for a in anchors)
+        fit = (f"{r['a']:+7.3f} {r['b']:+7.3f} {math.expm1(r['sd']) * 100:5.1f}%" if r["a"] is not None
+               else f"{'-':>7s} {'-':>7s} {'-':>6s}")
+        star = "*" if r["canonical"] else " "
+        print(f"{r['timestamp'][:19]:19s}{star} {r['source'][:9]:9s} {cells} {fit}")
+
+
+def phase_figure(series, rows: list[dict]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    anchors = sorted({a for r in rows for a in r["values"]})
+    for a in anchors:
+        pts = [(r["timestamp"], r["values"][a]) for r in rows if a in r["values"]]
+        fig.add_trace(go.Scatter(x=[t for t, _ in pts], y=[v for _, v in pts], mode="lines+markers", name=a))
+    fig.update_layout(title=f"{series.device}: anchors over time ({series.protocol}; phase model {series.model})",
+                      xaxis_title="time (UTC)", yaxis_title="median (ms)", yaxis_type="log")
+    return fig

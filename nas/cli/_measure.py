@@ -51,6 +51,10 @@ def register(sub) -> None:
                         "core, at most 4; 1: export inside the timing process)")
     p.add_argument("--fresh-process", action="store_true",
                    help="one new process per config, export included (the slower protocol before workers)")
+    p.add_argument("--protocol", default="paired", choices=("paired", "alone"),
+                   help="paired (default on CPU backends): each config's runs alternate with runs of the reference "
+                        "B0 (A B | B A ...) and its ratio to B0 is stored beside its latency; alone: the config's "
+                        "runs only (the protocol before pairing)")
     p.add_argument("--busy-threshold", type=float, default=5.0, metavar="PCT",
                    help="re-measure, then mark busy, when other processes use more than PCT%% of the CPU (default 5)")
     _add_selection(p)
@@ -157,14 +161,15 @@ def _measure(args, out: list | None) -> int:
     protocol = Protocol(
         metric=args.metric, backend=args.backend, batch=batch, threads=args.threads, precision=args.precision,
         warmup=args.warmup, runs=args.runs, min_runs=args.min_runs, target_ci_pct=args.target_ci or None,
-        busy_threshold_pct=args.busy_threshold,
+        busy_threshold_pct=args.busy_threshold, pairing="auto" if args.protocol == "paired" else "alone",
     )
     backend = get_backend(args.backend, args.threads, args.precision)  # fails fast when unavailable
     jobs = jobs_from_args(args, args.repeats)
     store = Store(args.store)
     device = resolve_local_device(store, args.device, gpu=backend.device_kind == "gpu")
+    pairing = f"paired with {protocol.reference}" if protocol.paired else "alone"
     print(f"device {device.device_id} ({device.name}); protocol {protocol.key}; warm-up {protocol.warmup}, "
-          f"{protocol_line(protocol)}, median")
+          f"{protocol_line(protocol)}, median; {pairing}")
     report = run_campaign(jobs, protocol, device, store, campaign=args.campaign, timeout_s=args.timeout,
                           retry_failed=args.retry_failed, export_workers=args.export_workers,
                           fresh_process=args.fresh_process)
@@ -206,8 +211,21 @@ def results_rows(store, jobs, protocol, device_id: str, report) -> list[dict]:
                      "ci_pct": None if r is None else ci_from_notes(r["notes"]),
                      "status": "missing" if r is None else r["status"], "reason": None if r is None else r["reason"],
                      "stored": "now" if h in now else ("before" if r is not None else None),
+                     # paired timing: the ratio to the reference (B0) timed beside it, its 95 % CI, the reference
+                     "pairing": _cell(r, "pairing"), "ratio": num("ratio") if r is not None and "ratio" in r else None,
+                     "ratio_ci": [num("ratio_lo"), num("ratio_hi")] if _cell(r, "ratio") is not None else None,
+                     "reference_value": num("reference_value") if _cell(r, "reference_value") is not None else None,
+                     "flag": _cell(r, "flag"),
                      "repeats": len(ok) if len(mine) else 0})
     return rows
+
+
+def _cell(r, key):
+    """A stored row's cell, None when missing (NaN, or a column an older store lacks)."""
+    if r is None or key not in r:
+        return None
+    v = r[key]
+    return None if v is None or (isinstance(v, float) and v != v) else v
 
 
 def results_table(rows: list[dict]) -> str:
@@ -216,7 +234,7 @@ def results_table(rows: list[dict]) -> str:
         return "-" if v is None else format(v, spec)
 
     unit = rows[0]["unit"] if rows else "ms"
-    lines = [f"{'config':14s} {'id':12s} {unit:>10s} {'p10-p90':>19s} {'runs':>5s} {'CI95':>7s}  stored"]
+    lines = [f"{'config':14s} {'id':12s} {unit:>10s} {'p10-p90':>19s} {'runs':>5s} {'CI95':>7s} {'x ref':>7s}  stored"]
     for r in rows:
         val = f(r["value"]) if r["status"] == "ok" else r["status"]
         spread = f"{f(r['p10'])}-{f(r['p90'])}" if r["p10"] is not None else "-"
@@ -224,8 +242,11 @@ def results_table(rows: list[dict]) -> str:
         when = {"now": "measured now", "before": "stored before"}.get(r["stored"], "-")
         when += f" ({r['repeats']} repeats)" if r["repeats"] > 1 else ""
         when += f": {r['reason']}" if r["status"] != "ok" and r["reason"] else ""
+        ratio = f(r.get("ratio"), ".4f") + ("!" if r.get("flag") else "")
         lines.append(f"{(r['name'] or '-')[:14]:14s} {r['id']:12s} {val:>10s} {spread:>19s} {f(r['runs'], 'd'):>5s} "
-                     f"{ci:>7s}  {when}")
+                     f"{ci:>7s} {ratio:>7s}  {when}")
+    if any(r.get("ratio") is not None for r in rows):
+        lines.append("x ref: the median ratio to the reference (B0) timed alternately beside it; '!' its pairs disagreed")
     return "\n".join(lines)
 
 

@@ -85,6 +85,12 @@ def register(sub) -> None:
     pr.add_argument("--resolution", type=int, metavar="R", help="input resolution (default: the variant's)")
     pr.add_argument("--confidence", type=float, default=0.9, metavar="C",
                     help="coverage of the prediction interval, in (0.5, 0.999) (default 0.9)")
+    pr.add_argument("--phase", default="now", choices=("now", "typical", "slow", "canonical"),
+                    help="the device's phase to predict for (phase-normalised predictors): now (default; on this "
+                         "machine a quick anchor timing), typical, slow (its 90th-percentile session) or canonical")
+    pr.add_argument("--force", action="store_true",
+                    help="use a predictor trained against other anchors/reference than this version times (recorded)")
+    add_store_arg(pr)
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(func=cmd_predict)
 
@@ -439,6 +445,7 @@ def cmd_fewshot(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from nas.onboard._phase import in_phase
     from predictors import check_coverage, load_predictor
     from search_spaces import resolve
 
@@ -458,13 +465,19 @@ def cmd_predict(args) -> int:
             iv.in_domain[0])
     else:
         value, lo, hi, measured, inside = pred.predict_one(cfg), None, None, False, pred.in_domain(cfg)
+    choice = _phase_choice(args, pred)
+    if choice is not None and choice.phase is not None:
+        v, a, b = in_phase([value], [lo if lo is not None else value], [hi if hi is not None else value], pred.metric,
+                           choice, coverage)
+        value, lo, hi = float(v[0]), (float(a[0]) if lo is not None else None), (float(b[0]) if hi is not None else None)
     if not inside and not measured:
         why = "; ".join(pred.domain_violations(cfg)[:3])
         print(f"lowformer-nas: warning: {name} lies outside what the {pred.device} {pred.metric} predictor was trained on "
               f"({why}); the prediction is an extrapolation", file=sys.stderr)
     out = {"device": pred.device, "metric": pred.metric, "value": value,
            "interval": None if lo is None else [lo, hi], "coverage": coverage if lo is not None else None,
-           "measured": measured, "model_type": pred.model_type, "predictor_version": pred.version, "in_domain": inside}
+           "measured": measured, "model_type": pred.model_type, "predictor_version": pred.version, "in_domain": inside,
+           "phase": choice.to_dict() if choice is not None else None}
     if args.json:
         print_json(out, indent=None)
         return 0
@@ -474,4 +487,17 @@ def cmd_predict(args) -> int:
     iv_text = "" if lo is None else f", {coverage:.0%} interval [{lo:.4g}, {hi:.4g}]"
     print(f"{name} on {pred.device}: {value:.4g} {unit}{iv_text}{note}  [{pred.model_type} predictor v{pred.version}"
           f"{'' if inside else ', out of domain'}{'' if pred.calibrated else ', no calibration data'}]")
+    if choice is not None:
+        print(f"phase {choice.words}" + (f"; --force: {choice.forced}" if choice.forced else ""))
     return 0
+
+
+def _phase_choice(args, pred):
+    """The phase the prediction is for (None for metrics without a time: accuracy)."""
+    from nas.onboard._phase import predictor_phase
+
+    if pred.metric not in ("latency_ms", "throughput_img_s"):
+        return None
+    if not pred.meta.get("phase"):
+        return predictor_phase(None, pred, args.phase)
+    return predictor_phase(_open_store(args.store), pred, args.phase, force=args.force)

@@ -6,6 +6,13 @@ has a predictor, the anchors (named variants) are measured, once per host and da
 ``$LOWFORMER_NAS_HOME/drift/``), and compared with the predictor: outside its prediction interval where
 the predictor has one (``predict_interval``), else beyond ±10 %, it says so and proposes onboarding.
 The measurements are not stored: they check the predictor; they are not data for it.
+
+A predictor trained on phase-normalised rows (``meta["phase"]``) is checked differently: the phase anchors are
+timed (paired; a session younger than 10 minutes is reused) and stored as a session of the device's series, the
+phase is fitted against the canonical session, and the check reports how far each anchor moved and the fitted
+parameters. A phase that fits its anchors (held-out error within ``PHASE_FIT_BOUND``) is simply the device's
+new state: predictions "now" use it, nothing to re-onboard. Only anchors that the phase model cannot fit (the
+cost structure changed: a new onnxruntime, another thread count) propose re-onboarding.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lowformer_common import home_dir, read_at_most, strict_loads, utc_now, write_json
+from lowformer_common import UserError, home_dir, read_at_most, strict_loads, utc_now, write_json
 from search_spaces import LowFormerConfig, get_variant
 
 from ._common import ANCHORS
 
 TOLERANCE = 0.10  # without a prediction interval: measured within ±10 % of the prediction
+# A phase whose leave-one-anchor-out error exceeds this no longer describes the device: propose re-onboarding.
+PHASE_FIT_BOUND = 0.05
 COVERAGE = 0.9
 ENV = "LOWFORMER_NAS_DRIFT_CHECK"  # "0" / "off" / "no": never check
 _MAX_CACHE_BYTES = 1 << 20
@@ -90,6 +99,91 @@ class DriftReport:
         return {"device": self.device, "predictor": self.predictor, "metric": self.metric, "band": self.band,
                 "cached": self.cached, "drifted": self.drifted,
                 "rows": [dataclasses.asdict(r) | {"inside": r.inside} for r in self.rows]}
+
+
+@dataclasses.dataclass
+class PhaseDriftReport:
+    """The drift check of a phase-normalised predictor: the device's phase now against its canonical session."""
+
+    device: str
+    predictor: str
+    moved: dict[str, float]  # anchor -> now / canonical
+    phase: Any  # measured.Phase, None when no phase could be fitted
+    failed: dict[str, str]  # anchor -> reason
+    cached: bool  # a recent session was reused
+    onboard_command: str = "lowformer-nas onboard --device local"
+    reason: str | None = None  # why no phase could be fitted
+
+    @property
+    def drifted(self) -> bool:
+        """The anchors do not fit the phase model (or no phase could be fitted): the cost structure changed."""
+        return self.phase is None or self.phase.sd > np.log1p(PHASE_FIT_BOUND)
+
+    def lines(self) -> list[str]:
+        moved = ", ".join(f"{k} {(v - 1) * 100:+.1f}%" for k, v in self.moved.items())
+        failed = f"; failed: {', '.join(f'{k} ({v})' for k, v in self.failed.items())}" if self.failed else ""
+        if self.phase is None:
+            return [f"drift: no phase of {self.device} could be fitted ({self.reason}){failed}",
+                    f"drift: predictions use the canonical phase; onboard this machine: {self.onboard_command}"]
+        fit = (f"phase {self.phase.model} a={self.phase.a:+.3f} b={self.phase.b:+.3f}, held-out error per anchor "
+               f"±{np.expm1(self.phase.sd) * 100:.1f}%")
+        if not self.drifted:
+            return [f"drift check: {self.device} anchors moved against the canonical phase: {moved}{failed}; {fit}: "
+                    "phase updated, predictions with --phase now use it"]
+        return [f"drift: the anchors of {self.device} no longer fit one phase ({moved}; {fit}, bound "
+                f"±{PHASE_FIT_BOUND:.0%}){failed}: the cost structure changed (a new runtime, other threads?)",
+                f"drift: the {self.predictor} predictor's costs no longer transfer by a phase; onboard this machine: "
+                f"{self.onboard_command}"]
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.phase
+        return {"device": self.device, "predictor": self.predictor, "moved": self.moved, "failed": self.failed,
+                "cached": self.cached, "drifted": self.drifted, "reason": self.reason,
+                "phase": None if p is None else {"model": p.model, "a": p.a, "b": p.b, "sd": p.sd, "n": p.n,
+                                                 "session": p.session, "timestamp": p.timestamp}}
+
+
+def phase_drift_check(device_id: str, predictor, store, protocol, *, time_session=None,
+                      onboard_command: str = "lowformer-nas onboard --device local") -> PhaseDriftReport:
+    """Time the anchors now (unless a session younger than 10 minutes exists), store them, fit the phase.
+    ``time_session(protocol, device_id)``: the anchors' results (default: a measuring worker; tests inject)."""
+    from measured import PhaseError, fit_phase, load_series, session_rows
+    from measured._phase import NOW_MAX_AGE_S, age_s
+
+    from ._phase import check_anchors
+
+    name = f"{predictor.model_type} v{predictor.version}"
+    try:
+        check_anchors(predictor)
+    except UserError as e:  # other anchors than this version times: no phase can be compared, say so
+        return PhaseDriftReport(device_id, name, {}, None, {}, True, onboard_command, str(e).removeprefix("phase: "))
+    series = load_series(store, device_id, protocol.key)
+    latest = series.sessions[-1] if series.sessions else None
+    cached = latest is not None and age_s(latest.timestamp) <= NOW_MAX_AGE_S
+    if not cached:
+        results = (time_session or _time_session)(protocol, device_id)
+        store.add_anchor_timings(session_rows(results, device_id, protocol, source="drift"))
+        series = load_series(store, device_id, protocol.key)
+        latest = series.sessions[-1]
+    canon = series.canonical
+    if canon is None or canon.session != (predictor.meta.get("phase") or {}).get("canonical_session"):
+        return PhaseDriftReport(device_id, name, {}, None, latest.failed, cached, onboard_command,
+                                "no canonical session of its predictor in this store")
+    moved = {k: latest.values[k] / canon.values[k] for k in canon.values if k in latest.values}
+    try:
+        # The check judges the fit of the two-parameter model (the most a phase can explain).
+        phase = fit_phase(canon.values, latest.values, "loglinear", session=latest.session,
+                          canonical_session=canon.session, timestamp=latest.timestamp)
+    except PhaseError as e:
+        return PhaseDriftReport(device_id, name, moved, None, latest.failed, cached, onboard_command, str(e))
+    return PhaseDriftReport(device_id, name, moved, phase, latest.failed, cached, onboard_command)
+
+
+def _time_session(protocol, device_id: str) -> list[dict]:
+    from measured import Measurer
+
+    with Measurer(protocol, device_id) as m:
+        return m.time_anchors() or []
 
 
 def drift_disabled() -> bool:
@@ -178,7 +272,8 @@ def drift_check(
     progress: bool = False,
     onboard_command: str | None = None,
     log: Callable[[str], None] | None = None,
-) -> DriftReport | None:
+    time_session: Callable[[Any, str], list[dict]] | None = None,
+) -> DriftReport | PhaseDriftReport | None:
     """Compare this machine's anchors with ``device_id``'s predictor (None when the device is not this
     machine, has no predictor, or its protocol cannot run here). ``predictor``, ``measure(protocol,
     device_id)`` and ``today`` (YYYY-MM-DD, UTC) are injectable (tests); ``log`` gets one line before the anchors
@@ -195,11 +290,14 @@ def drift_check(
     protocol = _protocol_of(predictor)
     if protocol is None:
         return None
-    if measure is None:
+    if measure is None and time_session is None:
         from measured import BACKENDS
 
         if not BACKENDS[protocol.backend].available():
             return None  # its runtime is not installed here: nothing to compare
+    if predictor.meta.get("phase") and store is not None and protocol.paired:
+        return phase_drift_check(device_id, predictor, store, protocol, time_session=time_session,
+                                 onboard_command=onboard_command or "lowformer-nas onboard --device local")
     day = today or _dt.datetime.now(_dt.timezone.utc).date().isoformat()
     path = _cache_path(device_id, protocol.key, day)
     values = _read_cache(path)

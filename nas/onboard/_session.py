@@ -172,9 +172,19 @@ def holdout_configs(n: int, seed: int, exclude: set[str]) -> list[LowFormerConfi
 # ---------------------------------------------------------------------------------------------- training
 
 
+def _canonical(df):
+    """``df`` with values in the device's canonical phase where rows carry a phase (measured._phase)."""
+    if not len(df) or "phase" not in df or not df["phase"].notna().any():
+        return df
+    from measured import canonical_frame
+
+    return canonical_frame(df)
+
+
 def _rank(device_id: str, metric: str, anchor_hashes: Sequence[str], df) -> list[dict]:
     from predictors import featurize, rank_sources, to_cost
 
+    df = _canonical(df)  # sources are ranked on canonical costs: one phase for every anchor
     d = df[df["config_hash"].isin(set(anchor_hashes)) & (df["status"] == "ok")]
     d = d.groupby("config_hash", sort=True).agg(value=("value", "median"), config_json=("config_json", "first"))
     if len(d) < 2:
@@ -222,7 +232,7 @@ def train_best(data, source_name: str | None, source, progress=None) -> tuple[An
 def _holdout_figures(pred, df, hold_hashes: Sequence[str]) -> dict | None:
     from predictors import regression_report
 
-    d = df[df["config_hash"].isin(set(hold_hashes)) & (df["status"] == "ok")]
+    d = _canonical(df[df["config_hash"].isin(set(hold_hashes)) & (df["status"] == "ok")])
     if not len(d):
         return None
     d = d.groupby("config_hash", sort=True).agg(value=("value", "median"), config_json=("config_json", "first"))
@@ -533,6 +543,25 @@ def evaluate_campaign(store, device_id: str, campaign: str, metric: str | None =
     if not len(d):
         raise UserError(f"campaign: every config of {campaign!r} is in the predictor's training data; measure others")
     configs = [LowFormerConfig.from_json(j) for j in d["config_json"]]
-    rep = regression_report(d["value"].to_numpy(float), pred.predict(configs))
-    return {"device": device_id, "metric": pred.metric, "campaign": campaign, "predictor": str(pred.path),
-            "model_type": pred.model_type, "left_out_trained": overlap, **rep}
+    predicted = np.asarray(pred.predict(configs), dtype=float)
+    out = {"device": device_id, "metric": pred.metric, "campaign": campaign, "predictor": str(pred.path),
+           "model_type": pred.model_type, "left_out_trained": overlap}
+    phases = df[df["config_hash"].isin(d.index)].groupby("config_hash")["phase"].first().reindex(d.index) \
+        if "phase" in df else None
+    if pred.meta.get("phase") and phases is not None and phases.notna().all():
+        # A phase-normalised predictor predicts canonical costs: scored as absolute latencies in the phase each
+        # config was measured in (the phase of its row), and in the canonical phase (the predictor's own quality).
+        from measured._phase import canonical_value, row_phase
+
+        ph = [row_phase(p) for p in phases]
+        def mapped(p, v):  # the phase maps times (ms); throughput through its time per image
+            if p is None:
+                return v
+            return float(p.apply(v)) if pred.metric != "throughput_img_s" else float(1e3 / p.apply(1e3 / v))
+
+        now = np.array([mapped(p, v) for p, v in zip(ph, predicted)])
+        canon = np.array([canonical_value(v, pred.metric, p) for v, p in zip(d["value"].to_numpy(float), ph)])
+        return out | regression_report(d["value"].to_numpy(float), now) | {
+            "phase": "as measured (predictions mapped into each row's phase)",
+            "canonical": regression_report(canon, predicted)}
+    return out | regression_report(d["value"].to_numpy(float), predicted)

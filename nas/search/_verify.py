@@ -30,7 +30,9 @@ def store_measurer(store, protocol=None, progress: bool = True) -> MeasureFn:
     def measure(configs, device_id):
         from measured import measure_configs
 
-        return measure_configs(list(configs), store=store, device_id=device_id, protocol=protocol, progress=progress)
+        # The campaign times the phase anchors first (before verify) and stamps every row with its phase.
+        return measure_configs(list(configs), store=store, device_id=device_id, protocol=protocol, progress=progress,
+                               anchor_source="verify")
 
     return measure
 
@@ -48,6 +50,13 @@ class VerifySummary:
     # predictors/README.md): their "prediction" is that measurement, which the harness then returns again, so they
     # test nothing and stay out of the coverage.
     known: int = 0
+    # With a phase-normalised predictor (its predictions are canonical-phase costs) and rows that carry the phase
+    # they were measured in: inside the interval in the canonical phase (the measurement mapped back: the
+    # predictor's own quality) and in the phase of the measurement (the interval mapped into it, widened by the
+    # phase's uncertainty: what a prediction "now" promises). None otherwise.
+    inside_canonical: int | None = None
+    inside_now: int | None = None
+    phased: int | None = None  # the predicted rows that carry a phase
 
     @property
     def predicted(self) -> int:
@@ -61,6 +70,10 @@ class VerifySummary:
         if self.inside is not None and self.predicted:
             parts.append(f"{self.inside} of {self.predicted} measured values lie inside their predicted "
                          f"{self.coverage:.0%} intervals ({self.inside / self.predicted * 100:.0f}%)")
+        if self.phased:
+            parts.append(f"in the canonical phase {self.inside_canonical} of {self.phased} inside "
+                         f"({self.inside_canonical / self.phased * 100:.0f}%), in the phase they were measured in "
+                         f"{self.inside_now} of {self.phased} ({self.inside_now / self.phased * 100:.0f}%)")
         if self.known:
             parts.append(f"{self.known} of the {self.measured} had been measured before (their value in the study is "
                          "that measurement): left out of the coverage")
@@ -84,8 +97,37 @@ def device_objective(res: StudyResults, device: str | None) -> dict[str, Any]:
     return o
 
 
-def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measure: MeasureFn) -> list[dict[str, Any]]:
-    """Measure ``rows`` (of the study's table) as device ``o`` and compare with their predictions."""
+def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, coverage: float, use: bool) -> dict:
+    """``inside_canonical`` / ``inside_now`` of one measured row (see VerifySummary); {} when not applicable."""
+    from measured._phase import canonical_value, row_phase
+
+    phase = row_phase(getattr(m, "phase", None)) if use else None
+    if phase is None:
+        return {}
+    from nas.onboard._phase import PhaseChoice, in_phase
+
+    _, nlo, nhi = in_phase([pred], [lo], [hi], metric, PhaseChoice("now", phase, ""), coverage or 0.9)
+    canon = canonical_value(value, metric, phase, getattr(m, "ratio", None), getattr(m, "reference_value", None))
+    return {"measured_canonical": canon, "inside_canonical": bool(lo <= canon <= hi),
+            "interval_now": [float(nlo[0]), float(nhi[0])], "inside_now": bool(nlo[0] <= value <= nhi[0])}
+
+
+def predictor_is_phased(device: str, metric: str) -> bool:
+    """Whether the device's newest predictor learnt canonical-phase costs (its predictions are canonical)."""
+    from predictors import PredictorError, load_predictor
+
+    try:
+        return bool(load_predictor(device, metric).meta.get("phase"))
+    except (PredictorError, ValueError, OSError):
+        return False
+
+
+def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measure: MeasureFn,
+                 phased: bool | None = None) -> list[dict[str, Any]]:
+    """Measure ``rows`` (of the study's table) as device ``o`` and compare with their predictions. ``phased``:
+    whether the predictions are canonical-phase costs (default: the device's predictor says)."""
+    if phased is None:
+        phased = predictor_is_phased(o["device"], o["metric"])
     configs = [LowFormerConfig.from_dict(c) for c in rows["config"]]
     # One entry per config, aligned: a config without a usable result says why instead of shifting the rest.
     measured = list(measure(configs, o["device"]))
@@ -106,7 +148,8 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
             inside = bool(lo <= value <= hi)
         out.append({"rank": None if pd.isna(r.get("rank")) else int(r["rank"]), "hash": r["hash"], "metric": o["metric"],
                     "predicted": float(r[key]), "interval": [lo, hi], "measured": value, "inside": inside,
-                    "known": known,
+                    "known": known, "flag": getattr(m, "flag", None), **_phase_coverage(m, value, float(r[key]), lo, hi, o["metric"], res.confidence,
+                                                      phased and inside is not None),
                     "status": getattr(m, "status", "ok") if m is not None else "missing",
                     "reason": getattr(m, "reason", None) if m is not None else "no measurement stored",
                     "over_budget": over})
@@ -117,6 +160,7 @@ def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) 
     budget = res.budget_on(o["key"])
     got = [r for r in rows if r["measured"] is not None]
     with_iv = [r for r in got if r["inside"] is not None]
+    phased = [r for r in with_iv if r.get("inside_canonical") is not None]
     return VerifySummary(
         measured=len(got),
         over_budget=sum(bool(r["over_budget"]) for r in got) if budget is not None else None,
@@ -124,6 +168,9 @@ def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) 
         budget=budget.label if budget is not None else None,
         coverage=res.confidence if with_iv else None,
         known=sum(bool(r.get("known")) for r in got),
+        inside_canonical=sum(r["inside_canonical"] for r in phased) if phased else None,
+        inside_now=sum(r["inside_now"] for r in phased) if phased else None,
+        phased=len(phased) or None,
     )
 
 
@@ -134,7 +181,7 @@ def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str
         lo, hi = r["interval"]
         iv = f"[{lo:9.3f}, {hi:9.3f}]" if lo < hi else f"{'-':>21s}"
         flags = ("  OVER BUDGET" if r["over_budget"] else "") + ("  outside interval" if r["inside"] is False else "") + (
-            "  (measured before)" if r.get("known") else "")
+            "  (measured before)" if r.get("known") else "") + ("  (suspect: its pairs disagreed)" if r.get("flag") else "")
         rank = f"{r['rank']:3d}" if r["rank"] is not None else "  -"
         log(f"{rank} {r['hash'][:12]} {r['predicted']:10.3f} {iv} {meas}{flags}")
 
@@ -156,11 +203,13 @@ def verify_markdown(rows: list[dict[str, Any]], o: dict[str, Any], summary: Veri
 
 
 def verify_front(res: StudyResults, n: int, folder, *, store=None, device: str | None = None, protocol=None,
-                 log: Callable[[str], None] = print, measure: MeasureFn | None = None) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print, measure: MeasureFn | None = None,
+                 phased: bool | None = None) -> list[dict[str, Any]]:
     """Measure the top-``n`` front configs on this machine (as the study's device) and compare.
 
     ``measure``: how to measure (default: the harness on this machine, results kept in ``store``, a
     ``measured.Store``; ``protocol``: how to time, default ``measured.Protocol()``, the paper's CPU protocol).
+    ``phased``: whether the predictions are canonical-phase costs (default: the device's predictor says).
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise SearchError("verify", f"must be a positive number of configs (got {n!r})")
@@ -171,7 +220,7 @@ def verify_front(res: StudyResults, n: int, folder, *, store=None, device: str |
         if store is None:
             raise SearchError("verify", "needs a measurement store or a measuring function")
         measure = store_measurer(store, protocol)
-    rows = measure_rows(res, res.front.head(n), o, measure)
+    rows = measure_rows(res, res.front.head(n), o, measure, phased)
     print_rows(rows, o, log)
     summary = summarise(res, rows, o)
     log(summary.line())

@@ -45,7 +45,9 @@ def test_predict_json_and_domain_warning(capsys, tmp_path):
     d = json.loads(out)
     assert code == 0 and err == ""
     assert set(d) == {"device", "metric", "value", "interval", "coverage", "measured", "model_type", "predictor_version",
-                      "in_domain"}
+                      "in_domain", "phase"}
+    # Trained on values without phases (the paper's): predicted as measured, and said so.
+    assert d["phase"]["fit"] is None and "not phase-normalised" in d["phase"]["words"]
     assert d["device"] == "jetson_tx2" and d["metric"] == "latency_ms" and d["in_domain"] is True and d["value"] > 0
     # B1 was measured on the Jetson (the paper prints 11.7 ms): the measurement, not a prediction.
     assert d["measured"] is True and d["value"] == 11.7 and d["coverage"] == 0.9
