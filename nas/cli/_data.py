@@ -137,8 +137,8 @@ def cmd_phase(args) -> int:
     series = load_series(store, args.device, key)
     rows = phase_table(series)
     if args.json:
-        print(json.dumps({"device": args.device, "protocol": key, "model": series.model,
-                          "model_errors": series.model_errors, "sessions": rows}, indent=2))
+        print_json({"device": args.device, "protocol": key, "model": series.model,
+                    "model_errors": series.model_errors, "sessions": rows}, indent=2)
     else:
         print_phase_table(series, rows)
     if args.html:
