@@ -76,6 +76,13 @@ _STORE_API = {
     "load_series": "._phase",
     "session_rows": "._phase",
     "time_anchor_session": "._phase",
+    "NOW_MAX_AGE_S": "._phase",
+    "age_s": "._phase",
+    "describe_phase": "._phase",
+    "fold_uncertainty": "._phase",
+    "row_phase": "._phase",
+    "iter_phase_rows": "._phase",
+    "canonical_value": "._phase",
     "ReferenceFailed": "._harness",
 }
 

@@ -548,7 +548,7 @@ def cached_graph(cfg: LowFormerConfig, name: str, batch: int):
 
     from lowformer_common import home_dir
 
-    from ._bundle import _export_one, _reusable
+    from ._graphs import _export_one, _reusable
     from .bundle_runner import write_weights
 
     root = os.environ.get(ANCHOR_CACHE_ENV) or home_dir() / "cache" / "anchors"

@@ -434,3 +434,7 @@ def iter_phase_rows(series: PhaseSeries) -> Iterable[dict[str, Any]]:
                "failed": s.failed, "values": s.values, "model": p.model if p else None,
                "a": p.a if p else None, "b": p.b if p else None, "sd": p.sd if p else None,
                "canonical": series.canonical is not None and s.session == series.canonical.session}
+
+
+# The public name (measured.describe_phase): "describe" alone says nothing outside this module.
+describe_phase = describe

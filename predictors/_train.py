@@ -216,7 +216,7 @@ def _canonical(d: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     normalised and how many kept as measured (rows without a phase, or of another canonical session)."""
     if "phase" not in d or not d["phase"].notna().any():
         return d, None
-    from measured._phase import anchor_hashes, canonical_frame, row_phase
+    from measured import anchor_hashes, canonical_frame, row_phase
 
     sessions = pd.Series([getattr(row_phase(p), "canonical", None) for p in d["phase"]], index=d.index)
     canon = sessions.dropna().mode().iloc[0]

@@ -149,7 +149,7 @@ def cmd_phase(args) -> int:
 
 
 def phase_table(series) -> list[dict]:
-    from measured._phase import iter_phase_rows
+    from measured import iter_phase_rows
 
     return list(iter_phase_rows(series))
 

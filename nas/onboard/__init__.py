@@ -2,7 +2,8 @@
 the drift check that proposes it when this machine no longer runs as its predictor says."""
 
 from ._common import ANCHORS, anchor_jobs, known_sources
-from ._drift import DriftReport, DriftRow, drift_check, drift_disabled, is_this_machine
+from ._common import is_this_machine
+from ._drift import DriftReport, DriftRow, drift_check, drift_disabled
 from ._session import (
     DESIGNS,
     OnboardResult,

@@ -117,3 +117,31 @@ def save_plan(plan: dict[str, Any]) -> pathlib.Path:
 def campaign_name(round_: int, part: str = "") -> str:
     """The campaign stored with an onboarding round's measurements (the hold-out has its own)."""
     return f"onboard-r{round_}{'-' + part if part else ''}"
+
+def is_this_machine(device_id: str, store=None) -> bool:
+    """Whether ``device_id`` names this machine: its own id, or a stored device with its CPU identity."""
+    from measured import local_device_id, same_machine
+
+    if device_id in (local_device_id(), local_device_id(gpu=True)):
+        return True
+    if store is None:
+        return False
+    existing = store.device(device_id)
+    return existing is not None and existing.source == "harness" and same_machine(existing)
+
+
+def protocol_of(pred):
+    """The protocol the predictor was trained on, to measure the anchors the same way (None: not here)."""
+    from measured import BACKENDS, Protocol
+
+    p = pred.meta.get("protocol", {}) or {}
+    backend = p.get("backend") or "onnxruntime"
+    if backend not in BACKENDS:
+        return None
+    kw = dict(backend=backend, batch=int(p.get("batch") or 1), threads=int(p.get("threads") or 1),
+              precision=p.get("precision") or "fp32")
+    if pred.metric == "throughput_img_s":
+        return Protocol.throughput(**kw)
+    if pred.metric != "latency_ms":
+        return None
+    return Protocol(**kw)

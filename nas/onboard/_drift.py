@@ -29,7 +29,7 @@ import numpy as np
 from lowformer_common import UserError, home_dir, read_at_most, strict_loads, utc_now, write_json
 from search_spaces import LowFormerConfig, get_variant
 
-from ._common import ANCHORS
+from ._common import ANCHORS, is_this_machine, protocol_of
 
 TOLERANCE = 0.10  # without a prediction interval: measured within ±10 % of the prediction
 # A phase whose leave-one-anchor-out error exceeds this no longer describes the device: propose re-onboarding.
@@ -148,7 +148,7 @@ def phase_drift_check(device_id: str, predictor, store, protocol, *, time_sessio
     """Time the anchors now (unless a session younger than 10 minutes exists), store them, fit the phase.
     ``time_session(protocol, device_id)``: the anchors' results (default: a measuring worker; tests inject)."""
     from measured import PhaseError, fit_phase, load_series, session_rows
-    from measured._phase import NOW_MAX_AGE_S, age_s
+    from measured import NOW_MAX_AGE_S, age_s
 
     from ._phase import check_anchors
 
@@ -191,16 +191,6 @@ def drift_disabled() -> bool:
     return os.environ.get(ENV, "").strip().lower() in ("0", "off", "no", "false")
 
 
-def is_this_machine(device_id: str, store=None) -> bool:
-    """Whether ``device_id`` names this machine: its own id, or a stored device with its CPU identity."""
-    from measured import local_device_id, same_machine
-
-    if device_id in (local_device_id(), local_device_id(gpu=True)):
-        return True
-    if store is None:
-        return False
-    existing = store.device(device_id)
-    return existing is not None and existing.source == "harness" and same_machine(existing)
 
 
 def _cache_path(device_id: str, protocol_key: str, day: str):
@@ -229,21 +219,6 @@ def _read_cache(path) -> dict[str, float] | None:
     return out if set(out) == set(ANCHORS) else None
 
 
-def _protocol_of(pred):
-    """The protocol the predictor was trained on, to measure the anchors the same way (None: not here)."""
-    from measured import BACKENDS, Protocol
-
-    p = pred.meta.get("protocol", {}) or {}
-    backend = p.get("backend") or "onnxruntime"
-    if backend not in BACKENDS:
-        return None
-    kw = dict(backend=backend, batch=int(p.get("batch") or 1), threads=int(p.get("threads") or 1),
-              precision=p.get("precision") or "fp32")
-    if pred.metric == "throughput_img_s":
-        return Protocol.throughput(**kw)
-    if pred.metric != "latency_ms":
-        return None
-    return Protocol(**kw)
 
 
 def measure_anchors(protocol, device_id: str, *, progress: bool = False) -> dict[str, float | None]:
@@ -287,7 +262,7 @@ def drift_check(
             predictor = load_predictor(device_id)
         except PredictorError:
             return None
-    protocol = _protocol_of(predictor)
+    protocol = protocol_of(predictor)
     if protocol is None:
         return None
     if measure is None and time_session is None:

@@ -55,7 +55,7 @@ def predictor_phase(store, pred, which: str = "now", *, force: bool = False,
     """The phase ``pred``'s predictions are mapped into (see the module doc). ``refresh(protocol, device)``: times
     the anchors now when the latest session is too old (default: on this machine, a worker; tests inject)."""
     from measured import PHASE_CHOICES, load_series
-    from measured._phase import NOW_MAX_AGE_S, age_s, describe
+    from measured import NOW_MAX_AGE_S, age_s, describe_phase as describe
 
     if which not in PHASE_CHOICES:
         raise UserError(f"phase: must be one of {'|'.join(PHASE_CHOICES)} (got {which!r})")
@@ -85,14 +85,14 @@ def predictor_phase(store, pred, which: str = "now", *, force: bool = False,
 
 def _protocol(pred):
     """The protocol the predictor was trained on (None: it cannot run here), to time the anchors the same way."""
-    from ._drift import _protocol_of
+    from ._common import protocol_of
 
-    return _protocol_of(pred)
+    return protocol_of(pred)
 
 
 def _local_refresh(store, device_id: str):
     """A quick anchor session on this machine (stored, source "phase"), or None for another device."""
-    from ._drift import is_this_machine
+    from ._common import is_this_machine
 
     if not is_this_machine(device_id, store):
         return None
@@ -112,7 +112,7 @@ def _local_refresh(store, device_id: str):
 def in_phase(values, lo, hi, metric: str, choice: PhaseChoice, coverage: float = 0.9):
     """(values, lo, hi) mapped into ``choice``'s phase, the interval widened by its uncertainty (times are mapped;
     throughput through its time per image)."""
-    from measured._phase import fold_uncertainty
+    from measured import fold_uncertainty
 
     v, a, b = (np.asarray(x, dtype=float) for x in (values, lo, hi))
     if choice.phase is None:

@@ -551,7 +551,7 @@ def evaluate_campaign(store, device_id: str, campaign: str, metric: str | None =
     if pred.meta.get("phase") and phases is not None and phases.notna().all():
         # A phase-normalised predictor predicts canonical costs: scored as absolute latencies in the phase each
         # config was measured in (the phase of its row), and in the canonical phase (the predictor's own quality).
-        from measured._phase import canonical_value, row_phase
+        from measured import canonical_value, row_phase
 
         ph = [row_phase(p) for p in phases]
         def mapped(p, v):  # the phase maps times (ms); throughput through its time per image

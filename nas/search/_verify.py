@@ -99,7 +99,7 @@ def device_objective(res: StudyResults, device: str | None) -> dict[str, Any]:
 
 def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, coverage: float, use: bool) -> dict:
     """``inside_canonical`` / ``inside_now`` of one measured row (see VerifySummary); {} when not applicable."""
-    from measured._phase import canonical_value, row_phase
+    from measured import canonical_value, row_phase
 
     phase = row_phase(getattr(m, "phase", None)) if use else None
     if phase is None:
