@@ -70,6 +70,7 @@ GROWTH_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_COVERAGE = 0.9
 COVERAGE_RANGE = (0.5, 0.999)  # exclusive bounds
 _SPACE_SAMPLE = 2000
+_ROUNDING = 5e-4  # relative rounding of a stored key-feature point (4 significant digits)
 _MAX_ROWS = 1_000_000  # a sidecar with more calibration rows than this was not written by us
 
 _F = FEATURE_INDEX
@@ -306,7 +307,10 @@ class Calibration:
         self.outside_d = np.zeros(len(self.residuals)) if outside is None else np.asarray(outside, float)
         self.beta, self.kappa, self.ref = float(beta), None if kappa is None else float(kappa), float(ref)
         self.points, self.scale = np.asarray(points, float), np.asarray(scale, float)
-        self.box_lo, self.box_hi = self.points.min(axis=0), self.points.max(axis=0)
+        # The stored points are rounded to 4 significant digits (to_json): widen the box by that rounding, or every
+        # config on an edge of the training range (the deepest, the widest) would count as a little outside it.
+        lo, hi = self.points.min(axis=0), self.points.max(axis=0)
+        self.box_lo, self.box_hi = lo - _ROUNDING * np.abs(lo), hi + _ROUNDING * np.abs(hi)
         self.far_sd = float(far_sd)
         self.feature_lo, self.feature_hi = np.asarray(feature_lo, float), np.asarray(feature_hi, float)
         self.noise = noise

@@ -182,6 +182,17 @@ def test_calibration_round_trips_through_the_sidecar(paper_data):
     assert (a.pessimistic(True) == a.lo).all() and (a.optimistic(True) == a.hi).all()
 
 
+def test_training_configs_are_inside_the_stored_range(paper_data):
+    """The sidecar stores the key-feature points rounded to 4 digits: a training config on an edge of the range (the
+    deepest, the widest) still lies inside it after loading, and one beyond the range does not."""
+    data = paper_data("jetson_tx2")
+    pred, _ = train(data, "additive")
+    X = data.X[: data.n_configs]
+    assert (pred.calibration.outside(X) == 0).all()
+    assert pred.calibration.outside(featurize([get_variant("B3").config]))[0] == 0
+    assert (pred.calibration.outside(featurize(list(sample_configs(50, seed=5)))) > 0).any()
+
+
 @pytest.mark.parametrize("bad", [0.5, 0.999, 1.2, -1, True, "0.9"])
 def test_coverage_outside_the_allowed_range(bad):
     with pytest.raises(PredictorError, match=r"^coverage: must be a number in \(0.5, 0.999\)"):
