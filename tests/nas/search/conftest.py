@@ -3,6 +3,12 @@ PostgreSQL server of tests/conftest.py."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
 import numpy as np
 import pytest
 
@@ -85,3 +91,62 @@ def settings(**kw) -> SearchSettings:
     base = dict(trials=120, study="s", seed=0, budgets_ms=[12.0], population_size=20, runs_dir="runs")
     base.update(kw)
     return SearchSettings(**base)
+
+
+# A search process of its own (a worker sharing a study): argv storage ("" for the journal file), runs folder,
+# this worker's and the other's names, trials, sampler ("" for the default), seed, study.
+_WORKER = textwrap.dedent("""
+    import os, sys, time
+    from nas.search import CountObjective, FunctionObjective, SearchSettings, run_search
+    from search_spaces import count
+
+    storage = sys.argv[1] or None
+    me, other = os.path.join(sys.argv[2], "ready-" + sys.argv[3]), os.path.join(sys.argv[2], "ready-" + sys.argv[4])
+
+    def slow(cs):
+        # Both workers overlap however fast each one starts: the first batch waits until the other is scoring too.
+        if not os.path.exists(me):
+            open(me, "w").close()
+            deadline = time.monotonic() + 600
+            while not os.path.exists(other) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return [1.0 + count(c).macs / 1.5e8 for c in cs]
+
+    objs = [CountObjective("params"), FunctionObjective("jetson_tx2:latency_ms", "minimize", slow,
+                                                        device="jetson_tx2", metric="latency_ms")]
+    r = run_search(SearchSettings(trials=int(sys.argv[5]), study=sys.argv[8], seed=int(sys.argv[7]), budgets_ms=[12.0],
+                                  sampler=sys.argv[6] or None, population_size=20, storage=storage,
+                                  runs_dir=sys.argv[2]),
+                   objectives=objs, progress=False, outputs=False)
+    print("ran", r.ran)
+""")
+
+
+def run_two_workers(storage: str, runs: str, study: str, trials: int, seeds=(7, 7), sampler: str = "") -> list[int]:
+    """Two search processes on one study (the second started once the first has created it); the trials each ran."""
+    def start(me: str, other: str, seed: int):
+        return subprocess.Popen([sys.executable, "-c", _WORKER, storage, runs, me, other, str(trials), sampler,
+                                 str(seed), study], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start("1", "2", seeds[0])
+    deadline = time.monotonic() + 600  # catches a hang only: the second worker starts once the study exists
+    while not _study_exists(storage, runs, study):
+        assert first.poll() is None, first.stderr.read()
+        assert time.monotonic() < deadline, "the first worker created no study in 600 s"
+        time.sleep(0.05)
+    second = start("2", "1", seeds[1])
+    outs = [p.communicate(timeout=900) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], [o[1][-2000:] for o in outs]
+    return [int(o[0].split()[-1]) for o in outs]
+
+
+def _study_exists(storage: str, runs: str, study: str) -> bool:
+    if not storage:
+        journal = os.path.join(runs, study, "study.journal")
+        return os.path.exists(journal) and os.path.getsize(journal) > 0
+    from nas.search import open_storage
+
+    try:
+        return any(s.study_name == study for s in open_storage(storage, None, create=False).get_all_studies())
+    except Exception:  # noqa: BLE001 (the SQLite file is being created)
+        return False
