@@ -245,27 +245,19 @@ def time_paired(
     for _ in range(warmup):
         runner()
         reference()
-    adaptive = target_ci_pct is not None and min_runs is not None and min_runs < runs
-    floor = min(min_runs, runs) if adaptive else runs
+    adaptive, floor = _adaptive_floor(runs, min_runs, target_ci_pct)
     a, b = np.empty(runs), np.empty(runs)
     n = 0
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with monitor() as mon:
-            while n < runs:
-                first, second = ((runner, a), (reference, b)) if n % 2 == 0 else ((reference, b), (runner, a))
-                for fn, out in (first, second):
-                    t0 = clock()
-                    fn()
-                    out[n] = clock() - t0
-                n += 1
-                if adaptive and n >= floor and ci_half_width_pct(a[:n] / b[:n]) <= target_ci_pct:
-                    break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    with _gc_paused(), monitor() as mon:
+        while n < runs:
+            first, second = ((runner, a), (reference, b)) if n % 2 == 0 else ((reference, b), (runner, a))
+            for fn, out in (first, second):
+                t0 = clock()
+                fn()
+                out[n] = clock() - t0
+            n += 1
+            if adaptive and n >= floor and ci_half_width_pct(a[:n] / b[:n]) <= target_ci_pct:
+                break
     return PairedTiming(a[:n].copy(), mon.other_pct, ref_times_s=b[:n].copy())
 
 
@@ -284,27 +276,38 @@ def time_runner(
     median. ``clock`` and ``monitor`` are injectable (tests)."""
     for _ in range(warmup):
         runner()
-    adaptive = target_ci_pct is not None and min_runs is not None and min_runs < runs
-    floor = min(min_runs, runs) if adaptive else runs
+    adaptive, floor = _adaptive_floor(runs, min_runs, target_ci_pct)
     times = np.empty(runs)
     n = 0
+    with _gc_paused(), monitor() as mon:
+        while n < runs:
+            t0 = clock()
+            runner()
+            times[n] = clock() - t0
+            n += 1
+            # Between runs, outside the timed window: the check costs microseconds of n <= 100 values.
+            if adaptive and n >= floor and ci_half_width_pct(times[:n]) <= target_ci_pct:
+                break
+    return Timing(times[:n].copy(), mon.other_pct)
+
+
+def _adaptive_floor(runs: int, min_runs: int | None, target_ci_pct: float | None) -> tuple[bool, int]:
+    """(whether timing stops on the CI, the fewest runs before it may): fixed ``runs`` unless both are set."""
+    adaptive = target_ci_pct is not None and min_runs is not None and min_runs < runs
+    return adaptive, (min(min_runs, runs) if adaptive else runs)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """The garbage collector collected once, then off while timing (a collection inside a timed run is noise)."""
     gc.collect()
-    gc_was_enabled = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with monitor() as mon:
-            while n < runs:
-                t0 = clock()
-                runner()
-                times[n] = clock() - t0
-                n += 1
-                # Between runs, outside the timed window: the check costs microseconds of n <= 100 values.
-                if adaptive and n >= floor and ci_half_width_pct(times[:n]) <= target_ci_pct:
-                    break
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
-    return Timing(times[:n].copy(), mon.other_pct)
 
 
 def measurement_id(
