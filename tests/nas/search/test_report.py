@@ -81,8 +81,13 @@ def test_png_charts_with_a_browser(capfd, monkeypatch):
     res = load_results(open_study("s"))
     paths, notes = write_charts(res, pathlib.Path("runs/s"), png=True)
     pngs = [p for p in paths if p.endswith(".png")]
+    assert capfd.readouterr().err == ""  # the browser's log stays out of stderr, whether it rendered or not
+    if not pngs and notes and "kaleido could not render" in str(notes):
+        # A browser is installed but cannot run here (CI's container refused it once): the contract is then a
+        # one-line note and no half-written file, which test_html covers; say why rather than fail.
+        assert not list(pathlib.Path("runs/s").glob("*.png")) and not list(pathlib.Path("runs/s").glob(".*.tmp"))
+        pytest.skip(f"this host's Chromium cannot render for kaleido: {notes}")
     assert len(pngs) == 3 and not notes
-    assert capfd.readouterr().err == ""  # the browser's log stays out of stderr
     for p in pngs:
         assert pathlib.Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
