@@ -3,18 +3,18 @@ import pathlib
 import optuna
 import pytest
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from nas.search import SearchError, check_study_name, open_storage, open_study, run_search
-from nas.search._storage import mask_url
+from nas.search._storage import SyncLaterJournalBackend, mask_url
 
 from .conftest import proxy_objectives, settings
 
 
 def test_journal_is_optunas_format():
-    """The study file opens with Optuna's own journal backend (dashboards, other tools)."""
+    """The study file is an Optuna journal: Optuna's JournalStorage opens it through the study's backend (which puts
+    back the distributions later records refer to; a plain copy for other tools: test_journal_size.py)."""
     run_search(settings(trials=30), objectives=proxy_objectives(), progress=False, outputs=False)
-    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend("runs/s/study.journal")))
+    study = optuna.load_study(study_name="s", storage=JournalStorage(SyncLaterJournalBackend("runs/s/study.journal")))
     assert len(study.trials) == 30 and all("hash" in t.user_attrs for t in study.trials)
 
 
@@ -51,7 +51,8 @@ def journal():
 
 
 def _plain_optuna_load():
-    return optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(JOURNAL))))
+    """Optuna reading the file without the repair (what `search` and `plot` did before it)."""
+    return optuna.load_study(study_name="s", storage=JournalStorage(SyncLaterJournalBackend(str(JOURNAL))))
 
 
 def _backups():
