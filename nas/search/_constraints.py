@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import optuna
 
 from ._objectives import Evaluation, Objective
-from ._storage import SearchError
+from ._errors import SearchError
 
 # Feature detection, once: the per-trial API of Optuna >= 5.
 HAS_TRIAL_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
