@@ -29,7 +29,7 @@ from search_spaces import SPACE, config_to_knobs, knobs_to_config, named_series
 
 from . import _constraints
 from ._attrs import HASH, HI, LO, MACS, MEASURED, NAMED, OOD, PARAMS, PRED, ROUND, SETTINGS_ATTR, WORKER
-from ._constraints import make_constraints
+from ._constraints import SIZE_LIMITS, make_constraints
 from ._objectives import (
     ACCURACY_OBJECTIVES,
     DEFAULT_CONFIDENCE,
@@ -174,8 +174,9 @@ class _Run:
         if not s.devices:
             s.devices = [o.device for o in self.objectives if o.is_time]
         self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
-        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs, s.risk, s.confidence,
-                                            extrapolate=s.extrapolate)
+        # Every size limit is the settings field named by its SIZE_LIMITS key.
+        self.constraints = make_constraints(self.objectives, self.budgets, risk=s.risk, confidence=s.confidence,
+                                            extrapolate=s.extrapolate, **{k: getattr(s, k) for k in SIZE_LIMITS})
         self.described = [o.describe() for o in self.objectives]
         self.notes = [o.note for o in self.objectives if o.note]
         if self.storage is not None:  # a repaired journal is said in the result and report.md, not just on stderr

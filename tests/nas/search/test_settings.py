@@ -90,3 +90,15 @@ def test_a_study_written_before_keeps_its_fixed_settings(tmp_path, change, start
         run_search(SearchSettings(study="old", runs_dir=runs, **change), objectives=proxy_objectives(),
                    progress=False, png=False)
     assert str(e.value).startswith(starts)
+
+
+def test_every_size_limit_is_a_settings_field_of_its_name():
+    # make_constraints receives the settings' size limits by their SIZE_LIMITS key: a new limit is a field and a row.
+    from nas._search_settings import option_name
+    from nas.search._constraints import SIZE_LIMITS, make_constraints
+
+    fields = {f.name for f in dataclasses.fields(SearchSettings)}
+    for key, limit in SIZE_LIMITS.items():
+        assert key in fields and option_name(key) == limit.flag
+    with pytest.raises(TypeError, match="unknown size limit 'max_bytes'"):
+        make_constraints([], {}, max_bytes=1e6)
