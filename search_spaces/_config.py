@@ -116,6 +116,17 @@ def _canonical_number(x: Any) -> Any:
     return x
 
 
+# The searchable input resolutions (px).
+RESOLUTIONS = tuple(range(160, 289, 16))
+
+
+def _knob(default: Any, domain: tuple, doc: Any, *, flat: tuple[str, int] | None = None) -> Any:
+    """A knob of the search space: the field's ``default`` (B1's value), its searchable ``domain`` and ``doc`` (a
+    few words for the docs). A tuple field gives one domain and one doc per element and ``flat``, its flat names'
+    stem and first index (``("mlp", 3)``: ``mlp3``, ``mlp4``). ``_space.SPACE`` is read off these fields."""
+    return dataclasses.field(default=default, metadata={"domain": domain, "doc": doc, "flat": flat})
+
+
 @dataclasses.dataclass(frozen=True)
 class LowFormerConfig:
     """One point of the LowFormer design space (see search_spaces/README.md, "Knobs").
@@ -123,22 +134,36 @@ class LowFormerConfig:
     Stage-3/4 knobs are pairs ``(stage 3, stage 4)``. Defaults reproduce LowFormer-B1.
     """
 
-    resolution: int = 224
-    widths: tuple[int, int, int, int, int] = (16, 32, 64, 128, 256)
-    depths: tuple[int, int, int, int, int] = (0, 1, 1, 5, 5)
-    expand_stem: float | None = 4.0
-    expand_s2: float = 6.0
-    expand_s1: float | None = 4.0
-    expand_local: float | None = 4.0
-    fused_blocks: bool = True
-    fusion_threshold: int | None = 256
-    attention: tuple[str | None, str | None] = ("lowtention", "lowtention")
-    att_stride: tuple[int | None, int | None] = (2, 1)
-    compression: float | None = 0.5
-    split_proj: bool | None = False
-    mlp: tuple[bool | None, bool | None] = (True, True)
-    mlp_ratio: tuple[float | None, float | None] = (4.0, 4.0)
-    head_widths: tuple[int, int] = (1536, 1600)
+    resolution: int = _knob(224, RESOLUTIONS, "input resolution (px)")
+    widths: tuple[int, int, int, int, int] = _knob(
+        (16, 32, 64, 128, 256),
+        ((16, 20, 24, 32), (32, 40, 48, 64), (64, 80, 96, 128), tuple(range(96, 321, 32)), tuple(range(192, 513, 64))),
+        ("stem width", "stage-1 width", "stage-2 width", "stage-3 width", "stage-4 width"), flat=("width", 0))
+    depths: tuple[int, int, int, int, int] = _knob(
+        (0, 1, 1, 5, 5), ((0, 1, 2), (1, 2, 3), (1, 2, 3, 4), tuple(range(0, 9)), tuple(range(0, 9))),
+        ("extra stem blocks", "stage-1 blocks incl. the stride-2 block", "stage-2 blocks incl. the stride-2 block",
+         "stage-3 LowFormer blocks", "stage-4 LowFormer blocks"), flat=("depth", 0))
+    expand_stem: float | None = _knob(4.0, (2.0, 4.0), "expansion of stem blocks")
+    expand_s2: float = _knob(6.0, (4.0, 6.0), "expansion of stride-2 blocks")
+    expand_s1: float | None = _knob(4.0, (2.0, 4.0, 6.0), "expansion of stride-1 blocks in stages 1-2")
+    expand_local: float | None = _knob(4.0, (2.0, 3.0, 4.0, 6.0), "expansion of the local conv in LowFormer blocks")
+    fused_blocks: bool = _knob(True, (True, False), "stand-alone blocks fused (FusedMBConv) or not (MBConv)")
+    fusion_threshold: int | None = _knob(256, (0, 128, 192, 256, 320, 384, 512, 1024), "local conv fused when width < T")
+    attention: tuple[str | None, str | None] = _knob(("lowtention", "lowtention"), (ATTENTION_TYPES, ATTENTION_TYPES),
+                                                     ("stage-3 attention", "stage-4 attention"), flat=("attention", 3))
+    att_stride: tuple[int | None, int | None] = _knob(
+        (2, 1), ((1, 2, 4), (1, 2)), ("stage-3 Lowtention downsampling", "stage-4 Lowtention downsampling"),
+        flat=("att_stride", 3))
+    compression: float | None = _knob(0.5, (0.25, 0.5, 1.0), "Lowtention channel compression")
+    split_proj: bool | None = _knob(False, (False, True), "Lowtention output: 1x1 conv + depthwise transposed conv")
+    mlp: tuple[bool | None, bool | None] = _knob(
+        (True, True), ((True, False), (True, False)),
+        ("stage-3 MLP (and attention pre-norm)", "stage-4 MLP (and attention pre-norm)"), flat=("mlp", 3))
+    mlp_ratio: tuple[float | None, float | None] = _knob(
+        (4.0, 4.0), ((2.0, 3.0, 4.0), (2.0, 3.0, 4.0)), ("stage-3 MLP hidden ratio", "stage-4 MLP hidden ratio"),
+        flat=("mlp_ratio", 3))
+    head_widths: tuple[int, int] = _knob((1536, 1600), ((1024, 1536, 2304), (1280, 1600, 2560)),
+                                         ("head conv width", "head hidden width"), flat=("head", 0))
     num_classes: int = 1000
 
     def __post_init__(self) -> None:

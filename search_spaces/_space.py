@@ -1,5 +1,7 @@
 """The searchable domain of every knob, flat: one table read by the random sampler, the Optuna search
-and the docs. Every named B/E variant is a point of this domain, so searches can enqueue them.
+and the docs, derived from the config's fields (each knob's field declares its domain: ``_config._knob``), so a
+new knob is a field of ``LowFormerConfig``, not a line here too. Every named B/E variant is a point of this
+domain, so searches can enqueue them.
 
 Flat and unconditional on purpose: a search suggests every knob on every trial and the config ignores
 those whose parent is off. NSGA-II's crossover then always sees the same parameters (conditional
@@ -10,10 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import types
 from typing import Any, Iterator, Mapping, Sequence
 
-from ._config import ATTENTION_TYPES, ConfigError, LowFormerConfig
+from ._config import ConfigError, LowFormerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,46 +35,29 @@ class Knob:
         return c[0], c[-1], step
 
 
-RESOLUTIONS = tuple(range(160, 289, 16))
+def _knobs_of(cls) -> Iterator[tuple[Knob, str, int | None]]:
+    """Every knob of the config's fields in field order (``_config._knob``), with its place: (field, index in a
+    tuple field or None)."""
+    for f in dataclasses.fields(cls):
+        domain = f.metadata.get("domain")
+        if domain is None:
+            continue
+        flat = f.metadata["flat"]
+        if flat is None:
+            yield Knob(f.name, tuple(domain), f.metadata["doc"]), f.name, None
+            continue
+        stem, first = flat
+        for i, (d, doc) in enumerate(zip(domain, f.metadata["doc"], strict=True)):
+            yield Knob(f"{stem}{first + i}", tuple(d), doc), f.name, i
 
-SPACE: tuple[Knob, ...] = (
-    Knob("resolution", RESOLUTIONS, "input resolution (px)"),
-    Knob("width0", (16, 20, 24, 32), "stem width"),
-    Knob("width1", (32, 40, 48, 64), "stage-1 width"),
-    Knob("width2", (64, 80, 96, 128), "stage-2 width"),
-    Knob("width3", tuple(range(96, 321, 32)), "stage-3 width"),
-    Knob("width4", tuple(range(192, 513, 64)), "stage-4 width"),
-    Knob("depth0", (0, 1, 2), "extra stem blocks"),
-    Knob("depth1", (1, 2, 3), "stage-1 blocks incl. the stride-2 block"),
-    Knob("depth2", (1, 2, 3, 4), "stage-2 blocks incl. the stride-2 block"),
-    Knob("depth3", tuple(range(0, 9)), "stage-3 LowFormer blocks"),
-    Knob("depth4", tuple(range(0, 9)), "stage-4 LowFormer blocks"),
-    Knob("expand_stem", (2.0, 4.0), "expansion of stem blocks"),
-    Knob("expand_s2", (4.0, 6.0), "expansion of stride-2 blocks"),
-    Knob("expand_s1", (2.0, 4.0, 6.0), "expansion of stride-1 blocks in stages 1-2"),
-    Knob("expand_local", (2.0, 3.0, 4.0, 6.0), "expansion of the local conv in LowFormer blocks"),
-    Knob("fused_blocks", (True, False), "stand-alone blocks fused (FusedMBConv) or not (MBConv)"),
-    Knob("fusion_threshold", (0, 128, 192, 256, 320, 384, 512, 1024), "local conv fused when width < T"),
-    Knob("attention3", ATTENTION_TYPES, "stage-3 attention"),
-    Knob("attention4", ATTENTION_TYPES, "stage-4 attention"),
-    Knob("att_stride3", (1, 2, 4), "stage-3 Lowtention downsampling"),
-    Knob("att_stride4", (1, 2), "stage-4 Lowtention downsampling"),
-    Knob("compression", (0.25, 0.5, 1.0), "Lowtention channel compression"),
-    Knob("split_proj", (False, True), "Lowtention output: 1x1 conv + depthwise transposed conv"),
-    Knob("mlp3", (True, False), "stage-3 MLP (and attention pre-norm)"),
-    Knob("mlp4", (True, False), "stage-4 MLP (and attention pre-norm)"),
-    Knob("mlp_ratio3", (2.0, 3.0, 4.0), "stage-3 MLP hidden ratio"),
-    Knob("mlp_ratio4", (2.0, 3.0, 4.0), "stage-4 MLP hidden ratio"),
-    Knob("head0", (1024, 1536, 2304), "head conv width"),
-    Knob("head1", (1280, 1600, 2560), "head hidden width"),
-)
+
+_PLACES = tuple(_knobs_of(LowFormerConfig))
+# The searchable domain, read off the config's fields: ints with an arithmetic run are ordinal for the samplers.
+SPACE: tuple[Knob, ...] = tuple(k for k, _, _ in _PLACES)
 KNOBS = {k.name: k for k in SPACE}
-
 # A flat knob's place in the config (docs, config files): (config field, index), stage 3/4 pairs indexed from 0.
-_CONFIG_PLACE = {**{f"width{i}": ("widths", i) for i in range(5)}, **{f"depth{i}": ("depths", i) for i in range(5)},
-                 **{f"{k}{s}": (f, s - 3) for k, f in (("attention", "attention"), ("att_stride", "att_stride"),
-                                                        ("mlp", "mlp"), ("mlp_ratio", "mlp_ratio")) for s in (3, 4)},
-                 "head0": ("head_widths", 0), "head1": ("head_widths", 1)}
+_CONFIG_PLACE = {k.name: (field, i) for k, field, i in _PLACES if i is not None}
+_STAGE_PAIRS = {f.name for f in dataclasses.fields(LowFormerConfig) if (f.metadata.get("flat") or ("", 0))[1] == 3}
 
 
 def config_knob_name(knob: str) -> str:
@@ -83,7 +67,7 @@ def config_knob_name(knob: str) -> str:
     if place is None:
         return knob
     field, i = place
-    return f"{field}[{i}]" + (f" (stage {i + 3})" if field in ("attention", "att_stride", "mlp", "mlp_ratio") else "")
+    return f"{field}[{i}]" + (f" (stage {i + 3})" if field in _STAGE_PAIRS else "")
 
 
 def knobs_to_config(values: Mapping[str, Any], num_classes: int = 1000) -> LowFormerConfig:
@@ -91,26 +75,13 @@ def knobs_to_config(values: Mapping[str, Any], num_classes: int = 1000) -> LowFo
     missing = [k for k in KNOBS if k not in values]
     if missing:
         raise ConfigError(missing[0], f"missing knob; all of {', '.join(KNOBS)} are needed")
-    v = values
-    return LowFormerConfig(
-        resolution=v["resolution"],
-        widths=tuple(v[f"width{i}"] for i in range(5)),
-        depths=tuple(v[f"depth{i}"] for i in range(5)),
-        expand_stem=v["expand_stem"],
-        expand_s2=v["expand_s2"],
-        expand_s1=v["expand_s1"],
-        expand_local=v["expand_local"],
-        fused_blocks=v["fused_blocks"],
-        fusion_threshold=v["fusion_threshold"],
-        attention=(v["attention3"], v["attention4"]),
-        att_stride=(v["att_stride3"], v["att_stride4"]),
-        compression=v["compression"],
-        split_proj=v["split_proj"],
-        mlp=(v["mlp3"], v["mlp4"]),
-        mlp_ratio=(v["mlp_ratio3"], v["mlp_ratio4"]),
-        head_widths=(v["head0"], v["head1"]),
-        num_classes=num_classes,
-    )
+    fields: dict[str, Any] = {}
+    for k, field, i in _PLACES:
+        if i is None:
+            fields[field] = values[k.name]
+        else:
+            fields[field] = fields.get(field, ()) + (values[k.name],)
+    return LowFormerConfig(**fields, num_classes=num_classes)
 
 
 def config_to_knobs(config: LowFormerConfig) -> dict[str, Any]:
@@ -118,21 +89,11 @@ def config_to_knobs(config: LowFormerConfig) -> dict[str, Any]:
     lies outside the searchable domain."""
     c = config
     # Field defaults, not LowFormerConfig(): the latter has its own ignored knobs normalised to None.
-    default = types.SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(LowFormerConfig)})
-    pick = lambda x, d: d if x is None else x  # noqa: E731
-    values: dict[str, Any] = {"resolution": c.resolution}
-    for i in range(5):
-        values[f"width{i}"] = c.widths[i]
-        values[f"depth{i}"] = c.depths[i]
-    for name in ("expand_stem", "expand_s2", "expand_s1", "expand_local", "fusion_threshold", "compression", "split_proj"):
-        values[name] = pick(getattr(c, name), getattr(default, name))
-    values["fused_blocks"] = c.fused_blocks
-    for i, s in enumerate((3, 4)):
-        values[f"attention{s}"] = pick(c.attention[i], default.attention[i])
-        values[f"att_stride{s}"] = pick(c.att_stride[i], default.att_stride[i])
-        values[f"mlp{s}"] = pick(c.mlp[i], default.mlp[i])
-        values[f"mlp_ratio{s}"] = pick(c.mlp_ratio[i], default.mlp_ratio[i])
-    values["head0"], values["head1"] = c.head_widths
+    default = {f.name: f.default for f in dataclasses.fields(LowFormerConfig)}
+    values: dict[str, Any] = {}
+    for k, field, i in _PLACES:
+        x, d = (getattr(c, field), default[field]) if i is None else (getattr(c, field)[i], default[field][i])
+        values[k.name] = d if x is None else x
     for name, value in list(values.items()):
         if value not in KNOBS[name].choices:
             # A canonical config (a stored one, say) may use a value the space does not list for a network it

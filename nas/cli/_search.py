@@ -8,6 +8,9 @@ import sys
 
 from lowformer_common import UserError
 
+from nas._search_settings import add_arguments as add_settings_arguments
+from nas._search_settings import settings_from_args
+
 from ._common import add_store_arg, device_id, milliseconds, print_json, seed, trials
 
 _SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -21,39 +24,17 @@ def _amount(text: str) -> float:
     return float(m.group(1)) * _SUFFIX[m.group(2)]
 
 
+# The parsers the search settings name (nas/_search_settings.py): units and ranges are the command line's.
+_PARSERS = {"device_id": device_id, "milliseconds": milliseconds, "trials": trials, "seed": seed, "amount": _amount}
+
+
 def register(sub) -> None:
     p = sub.add_parser("search", help="search LowFormer configs for a latency budget on one or more devices",
                        description="Multi-objective search (Optuna): the accuracy surrogate (or a params/MACs proxy) "
                                    "against predicted latency per device, under budgets and limits. Resumable: the "
                                    "same --study continues to --trials trials in total.")
-    p.add_argument("--device", action="append", dest="devices", type=device_id, metavar="NAME",
-                   help="target device (repeatable); a resumed study keeps its devices")
-    p.add_argument("--budget-ms", action="append", type=milliseconds, metavar="MS",
-                   help="latency budget (12, 12ms or 0.012s): one value for every device, or one per --device in order "
-                        "(throughput devices: time per image, 1000/throughput)")
-    p.add_argument("--trials", type=trials, metavar="N", help="total trials of the study (default 3000)")
-    p.add_argument("--study", metavar="NAME", help="study name: $LOWFORMER_NAS_HOME/runs/NAME/ (an existing study, "
-                                                   "there or in ./runs, is resumed)")
-    p.add_argument("--storage", metavar="URL", help="shared Optuna database, e.g. postgresql://user@host/db "
-                                                    "(default: a journal file in the study's folder)")
-    p.add_argument("--sampler", metavar="NAME", help="nsga2 (default), tpe, random or gp (gp: small budgets only)")
-    p.add_argument("--objective", metavar="NAME",
-                   help="accuracy side: surrogate (default: the top-1 predictor), params or macs (capacity proxies, "
-                        "maximised)")
-    p.add_argument("--max-params", type=_amount, metavar="N", help="parameter limit, e.g. 5M")
-    p.add_argument("--max-macs", type=_amount, metavar="N", help="MAC limit, e.g. 1.5G")
-    p.add_argument("--risk", metavar="MODE",
-                   help="bound (default): budgets and objectives use the pessimistic end of each prediction interval; "
-                        "mean: the central predictions (no safety margin)")
-    p.add_argument("--confidence", type=float, metavar="C",
-                   help="coverage of the prediction intervals, in (0.5, 0.999) (default 0.9: a returned config is over "
-                        "budget with probability <= 5 %%)")
-    p.add_argument("--extrapolate", action="store_true",
-                   help="let configs outside a predictor's training domain (the accuracy surrogate's included) compete "
-                        "on their wider intervals (default: every prediction stays inside its domain)")
-    p.add_argument("--seed", type=seed, help="sampler seed, 0 to 2**32 - 1 (default: one is drawn and reported)")
-    p.add_argument("--runs-dir", default=None, metavar="DIR",
-                   help="where studies live (default: $LOWFORMER_NAS_HOME/runs; existing studies are also found in ./runs)")
+    # The study's settings (nas/_search_settings.py declares each with its flag and help); then this command's own.
+    add_settings_arguments(p, _PARSERS)
     p.add_argument("--verify", type=int, default=0, metavar="N",
                    help="then measure the top-N front configs on this machine: predicted vs measured, over-budget count, "
                         "share inside the intervals")
@@ -63,7 +44,6 @@ def register(sub) -> None:
     p.add_argument("--refine-k", type=int, default=10, metavar="K", help="configs measured per --refine round (default 10)")
     add_store_arg(p, "--verify/--refine: the ")
     p.add_argument("--no-png", action="store_true", help="HTML charts only")
-    p.add_argument("--population-size", type=int, default=50, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
                    help="print the result as one JSON object on stdout (front rows with id, rank, predictions, intervals; "
@@ -103,15 +83,10 @@ def _search(args, out: dict | None) -> int:
             raise UserError(f"{flag}: must be a positive number (got {v})")
     if args.refine_k < 1:
         raise UserError(f"refine-k: must be a positive number of configs (got {args.refine_k})")
-    from nas.search import SearchSettings, run_search
+    from nas.search import run_search
 
-    settings = SearchSettings(
-        devices=args.devices or (), budgets_ms=args.budget_ms, trials=args.trials, study=args.study,
-        storage=args.storage, sampler=args.sampler, objective=args.objective, max_params=args.max_params,
-        max_macs=args.max_macs, seed=args.seed, runs_dir=args.runs_dir, population_size=args.population_size,
-        risk=args.risk, confidence=args.confidence, extrapolate=True if args.extrapolate else None,
-    )
-    r = run_search(settings, progress=not args.quiet, png=not args.no_png)
+    settings = settings_from_args(args)
+    r = run_search(settings, progress=not args.quiet, png=not args.no_png, store=args.store)
     _print_result(r)
     sections, extra = [], {}
     if args.refine:
@@ -149,14 +124,14 @@ def _result_json(r, extra: dict) -> dict:
     keep = ("id", "rank", "hash", "named", "macs", "params", "predictions", "intervals", "measured", "in_domain",
             "feasible", "config")
     return {"study": r.study, "folder": str(r.folder), "trials": r.n_trials, "seed": r.seed, "round": r.round,
-            "risk": fj["risk"], "confidence": fj["confidence"], "any_feasible": fj["any_feasible"],
+            "risk": fj["risk"], "confidence": fj["confidence"], "phase": fj["phase"], "any_feasible": fj["any_feasible"],
             "front": [{k: e.get(k) for k in keep} for e in fj["front"]],
             "closest": [{k: e.get(k) for k in keep} for e in fj["closest"]], "named": fj["named"],
             "notes": list(r.notes), **extra}
 
 
 def _print_result(r) -> None:
-    from nas.search import risk_line
+    from nas.search import phase_line, risk_line
 
     res = r.results
     seed = f"seed {r.seed} (drawn; --seed {r.seed} repeats it)" if r.seed_drawn else (
@@ -165,6 +140,7 @@ def _print_result(r) -> None:
     print(f"study {r.study}{rnd}: {r.n_trials} trials ({r.ran} run now, {r.scored} new architectures scored) in "
           f"{r.seconds:.1f} s; {len(res.table)} distinct architectures; {seed}")
     print(risk_line(res))
+    print(phase_line(res.settings))
     _print_front(res)
     for d in res.named_status():
         print(f"  {d['name']:5s} {d['status']:18s} {d['detail']}")

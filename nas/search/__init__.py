@@ -23,12 +23,14 @@ from ._objectives import (
     check_confidence,
     check_risk,
 )
+from ._phase import phase_line
 from ._refine import RefineRound, pick_for_refinement, refine_search, rounds_table
 from ._report import amend_report, front_json, ranking_line, report_md, risk_line, write_outputs
 from ._results import StudyResults, load_results
 from ._runs import default_runs_dir, find_study_dir, study_folder
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
-from ._storage import SearchError, check_study_name, open_storage, study_dir
+from ._errors import SearchError
+from ._storage import check_study_name, open_storage, study_dir
 from ._study import DISTRIBUTIONS, SearchResult, SearchSettings, open_study, run_search
 from ._verify import VerifySummary, device_objective, store_measurer, summarise, verify_front, verify_markdown
 

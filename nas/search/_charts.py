@@ -24,6 +24,7 @@ from nas._layout import PlotArea, annotate, honest_log_axes, place_labels
 from search_spaces import config_knob_name
 
 from ._objectives import ACCURACY_DEVICE
+from ._phase import phase_word
 from ._results import StudyResults
 
 MACS_VS_LATENCY, PARETO, IMPORTANCE = "macs_vs_latency", "pareto_front", "importance"
@@ -83,6 +84,11 @@ def _hover(df: pd.DataFrame) -> tuple[np.ndarray, str]:
     return data.to_numpy(), tmpl
 
 
+def _study_title(what: str, res: StudyResults) -> str:
+    # The phase the predicted latencies are in (search --phase) belongs to every chart of them.
+    return f"{what} — study {res.name}, phase {phase_word(res.settings)}"
+
+
 def _titled(fig: go.Figure, title: str, subtitle: str) -> go.Figure:
     fig.update_layout(
         title={"text": f"{title}<br><sup>{subtitle}</sup>", "x": 0.01, "xanchor": "left"},
@@ -137,7 +143,7 @@ def macs_vs_latency(res: StudyResults) -> go.Figure:
                           annotation_text=budget[1], annotation_position="top left", annotation_font={"color": "#d62728"})
         fig.update_xaxes(title_text="MACs (M)", row=1, col=j)
         fig.update_yaxes(title_text=_axis_title(o), row=1, col=j)
-    return _titled(fig, f"MACs vs predicted latency — study {res.name}",
+    return _titled(fig, _study_title("MACs vs predicted latency", res),
                    f"{len(t)} architectures from {res.n_trials} trials, coloured by attention type: "
                    "configs with the same MACs run at very different speeds")
 
@@ -285,7 +291,7 @@ def pareto_front(res: StudyResults, verified: dict[str, Any] | None = None) -> g
     if res.confidence:
         sub += f"; bars: {res.confidence:.0%} prediction intervals" + (
             "; the front is chosen on their pessimistic ends" if res.risk == "bound" else "")
-    return _titled(fig, f"Pareto front — study {res.name}", sub)
+    return _titled(fig, _study_title("Pareto front", res), sub)
 
 
 def importances(res: StudyResults) -> tuple[go.Figure | None, str | None]:
@@ -309,7 +315,7 @@ def importances(res: StudyResults) -> tuple[go.Figure | None, str | None]:
                              showlegend=False,
                              marker={"color": "#1f77b4"}, hovertemplate="%{y}: %{x:.3f}<extra></extra>"), row=1, col=j)
         fig.update_xaxes(title_text="importance", row=1, col=j)
-    fig = _titled(fig, f"Knob importances — study {res.name}",
+    fig = _titled(fig, _study_title("Knob importances", res),
                   f"per objective, top {_IMPORTANCE_TOP} of the knobs: how strongly each knob separates the best "
                   f"trials from the rest (Optuna PED-ANOVA over {len(trials)} trials)")
     fig.update_layout(height=max(_H, 28 * _IMPORTANCE_TOP + 200))

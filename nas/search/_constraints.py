@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import optuna
 
 from ._objectives import Evaluation, Objective
-from ._storage import SearchError
+from ._errors import SearchError
 
 # Feature detection, once: the per-trial API of Optuna >= 5.
 HAS_TRIAL_CONSTRAINTS = hasattr(optuna.trial.Trial, "set_constraint")
@@ -97,9 +97,15 @@ def ms_per_image(metric: str | None, value: float) -> float:
 
 def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, float | None],
                      max_params: float | None = None, max_macs: float | None = None, risk: str = "bound",
-                     confidence: float | None = 0.9, extrapolate: bool = True) -> list[Constraint]:
-    """Budgets (per device, on the value the search scores: see the module doc) and size limits; unless
-    ``extrapolate``, the training domain of every predicted objective (:func:`domain_constraint`)."""
+                     confidence: float | None = 0.9, extrapolate: bool = True,
+                     **limits: float | None) -> list[Constraint]:
+    """Budgets (per device, on the value the search scores: see the module doc) and size limits (``max_params``,
+    ``max_macs`` and any other key of SIZE_LIMITS, as the search settings name them); unless ``extrapolate``, the
+    training domain of every predicted objective (:func:`domain_constraint`)."""
+    unknown = sorted(set(limits) - set(SIZE_LIMITS))
+    if unknown:
+        raise TypeError(f"make_constraints: unknown size limit {unknown[0]!r}; known: {', '.join(SIZE_LIMITS)}")
+    limits = {"max_params": max_params, "max_macs": max_macs, **limits}
     out = []
     for o in objectives:
         b = budgets_ms.get(o.device) if o.is_time else None
@@ -112,7 +118,8 @@ def make_constraints(objectives: Sequence[Objective], budgets_ms: dict[str, floa
         # The time per image of a throughput device is largest at the throughput's lower end: the label names the time.
         end = f" (upper end of its {confidence:.0%} interval)" if uncertain and confidence else ""
         out.append(Constraint(f"budget:{o.device}", float(b), f"{o.device} {what}{end} <= {b:g} ms", "ms", o.key, bound))
-    for key, limit in {"max_params": max_params, "max_macs": max_macs}.items():
+    for key in SIZE_LIMITS:
+        limit = limits.get(key)
         if limit is not None:
             s = SIZE_LIMITS[key]
             _positive(s.flag, limit)

@@ -14,7 +14,8 @@ from search_spaces import LowFormerConfig, write_config_json
 
 from ._report import FRONT_JSON
 from ._runs import find_study_dir, searched_line
-from ._storage import SearchError, check_study_name
+from ._errors import SearchError
+from ._storage import check_study_name
 
 _MAX_FRONT_BYTES = 64 << 20  # a front.json is a few hundred KB
 ID_LEN = 12  # characters of the config hash that name a pick (the hash column of every table)

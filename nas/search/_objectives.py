@@ -18,7 +18,7 @@ import numpy as np
 from measured import ACCURACY_DEVICE  # a dataset (the accuracy surrogate's rows), never a device to measure on
 from search_spaces import Counts, LowFormerConfig, count
 
-from ._storage import SearchError
+from ._errors import SearchError
 
 if TYPE_CHECKING:  # the search works with any implementation of the interface
     from predictors import Predictor
@@ -139,8 +139,21 @@ class PredictorObjective(Objective):
             self.note = (f"{self.key}: the predictor has no calibration data (saved before prediction intervals), so its "
                          f"values are point predictions without intervals, budgets included; retrain it: {hint}")
 
+    # The device phase the values are mapped into (a measured.Phase, set by search --phase; see _phase.py); None:
+    # the predictor's own values.
+    phase = None
+
     def evaluate(self, configs, counts) -> np.ndarray:
-        return np.asarray(self.predictor.predict(list(configs)), dtype=np.float64).reshape(len(configs))
+        v = np.asarray(self.predictor.predict(list(configs)), dtype=np.float64).reshape(len(configs))
+        return self._in_phase(v, v, v, DEFAULT_CONFIDENCE)[0]
+
+    def _in_phase(self, v, lo, hi, coverage: float):
+        """Values and interval ends mapped into :attr:`phase`, the interval widened by the phase's uncertainty."""
+        if self.phase is None:
+            return v, lo, hi
+        from nas.onboard._phase import PhaseChoice, in_phase
+
+        return in_phase(v, lo, hi, self.metric, PhaseChoice("", self.phase, ""), coverage)
 
     def scores(self, configs, counts, coverage, features=None) -> Scores:
         if not self.calibrated:
@@ -153,8 +166,9 @@ class PredictorObjective(Objective):
             iv = p.predict_interval(list(configs), coverage)
         excess_of = getattr(p, "domain_excess_features", None)
         excess = None if excess_of is None or features is None else np.asarray(excess_of(features()), dtype=np.float64)
-        return Scores(*(np.asarray(a, dtype=np.float64).reshape(len(configs)) for a in (iv.value, iv.lo, iv.hi)),
-                      np.asarray(iv.measured, dtype=bool), np.asarray(iv.in_domain, dtype=bool), excess)
+        v, lo, hi = (np.asarray(a, dtype=np.float64).reshape(len(configs)) for a in (iv.value, iv.lo, iv.hi))
+        return Scores(*self._in_phase(v, lo, hi, coverage), np.asarray(iv.measured, dtype=bool),
+                      np.asarray(iv.in_domain, dtype=bool), excess)
 
     def in_domain(self, configs) -> np.ndarray:
         return np.asarray(self.predictor.in_domain_mask(list(configs)), dtype=bool)

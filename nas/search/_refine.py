@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._results import StudyResults
-from ._storage import SearchError
+from ._errors import SearchError
 from ._study import SearchResult, SearchSettings, run_search
 from ._verify import MeasureFn, VerifySummary, device_objective, measure_rows, near_budget_width, summarise
 

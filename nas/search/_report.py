@@ -14,6 +14,7 @@ from lowformer_common import atomic_write
 
 from ._charts import write_charts
 from ._hints import next_steps
+from ._phase import phase_line
 from ._results import StudyResults
 
 FRONT_CSV, FRONT_JSON, REPORT_MD = "front.csv", "front.json", "report.md"
@@ -52,6 +53,8 @@ def front_json(res: StudyResults) -> dict[str, Any]:
         "risk": res.risk,
         "confidence": res.confidence,
         "round": res.round,
+        # The device phase the time objectives were predicted in (search --phase), per objective with its fit.
+        "phase": {"phase": res.settings.get("phase") or "canonical", "objectives": res.settings.get("phases") or {}},
         "constraints": [c.to_dict() for c in res.constraints],
         "any_feasible": res.any_feasible,
         "front": [_entry(r, res) for _, r in res.front.iterrows()],
@@ -219,6 +222,7 @@ def report_md(res: StudyResults, charts: Sequence[str] = (), notes: Sequence[str
         ["accuracy side", s.get("objective", "-") + (" (capacity proxy, maximised)" if s.get("objective") in ("params", "macs") else "")],
         ["constraints", "; ".join(c.label for c in res.constraints) or "none"],
         ["risk", risk_line(res)],
+        ["phase", phase_line(s)],
         ["extrapolation", "allowed (--extrapolate): extrapolated configs compete on their intervals"
          if s.get("extrapolate", True) else "none: every prediction stays inside its predictor's training domain"],
         ["sampler", f"{s.get('sampler')} ({'no seed' if s.get('seed') is None else 'seed ' + str(s.get('seed'))})"],

@@ -21,7 +21,7 @@ from lowformer_common import MEASURE_EXTRA_HINT, missing_module
 
 from . import _constraints
 from ._constraints import Constraint
-from ._storage import SearchError
+from ._errors import SearchError
 
 SAMPLERS = ("nsga2", "tpe", "random", "gp")
 _FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)

@@ -25,22 +25,16 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
 
-from lowformer_common import UserError, atomic_write, one_line
+from lowformer_common import atomic_write, one_line
 from measured import with_installed_driver
+
+from ._errors import SearchError
 
 JOURNAL_FILE = "study.journal"
 SETTINGS_FILE = "settings.json"
 # Letters, digits, '_', '-', '.': the name is a folder under the runs dir, so no separators or '..'.
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _RDB_BACKENDS = ("postgresql", "mysql", "sqlite")
-
-
-class SearchError(UserError):
-    """A search, study or output problem. ``str(err)`` is one line: the field, then what is allowed."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 def check_study_name(name: str) -> str:

@@ -29,7 +29,7 @@ from search_spaces import SPACE, config_to_knobs, knobs_to_config, named_series
 
 from . import _constraints
 from ._attrs import HASH, HI, LO, MACS, MEASURED, NAMED, OOD, PARAMS, PRED, ROUND, SETTINGS_ATTR, WORKER
-from ._constraints import make_constraints
+from ._constraints import SIZE_LIMITS, make_constraints
 from ._objectives import (
     ACCURACY_OBJECTIVES,
     DEFAULT_CONFIDENCE,
@@ -44,11 +44,14 @@ from ._objectives import (
     check_unique_keys,
 )
 from ._pareto import LiveFront
+from ._phase import resolve_phases
 from ._report import write_outputs
 from ._results import evaluation_of, load_results
 from ._runs import find_study_dir, searched_line, study_folder
 from ._samplers import SAMPLERS, FastNSGAIISampler, make_sampler
-from ._storage import SETTINGS_FILE, SearchError, check_study_name, mask_url, open_storage, storage_notes, sync_storage
+from .._search_settings import FIXED, LEGACY, SearchSettings, option_name, stored_settings, unset
+from ._errors import SearchError
+from ._storage import SETTINGS_FILE, check_study_name, mask_url, open_storage, storage_notes, sync_storage
 from ._workers import STREAM_ATTR, claim_slot
 
 DEFAULT_TRIALS = 3000
@@ -60,35 +63,6 @@ DISTRIBUTIONS: dict[str, optuna.distributions.BaseDistribution] = {
     k.name: IntDistribution(*k.int_range[:2], step=k.int_range[2]) if k.int_range else CategoricalDistribution(k.choices)
     for k in SPACE
 }
-
-
-@dataclasses.dataclass
-class SearchSettings:
-    """What ``lowformer-nas search`` was asked. ``None`` means: the stored study's value, else the default."""
-
-    devices: Sequence[str] = ()
-    budgets_ms: Sequence[float] | None = None  # one for all devices, or one per device
-    trials: int | None = None  # the total the study (its current round) should reach; a resumed one runs the rest
-    study: str | None = None
-    storage: str | None = None
-    sampler: str | None = None
-    objective: str | None = None
-    max_params: float | None = None
-    max_macs: float | None = None
-    seed: int | None = None  # None for a new study: one is drawn, recorded and reported
-    runs_dir: str | None = None  # None: ./runs or $LOWFORMER_NAS_HOME/runs for an existing study, the latter for a new one
-    population_size: int = 50
-    risk: str | None = None  # "bound" (default): optimise and constrain the pessimistic interval ends; "mean": point values
-    confidence: float | None = None  # coverage of the intervals (default 0.9)
-    round: int | None = None  # refinement round (search --refine): a later round may use retrained predictors
-    # False (default): every predicted objective must stay inside its predictor's training domain (a constraint);
-    # True: extrapolated configs compete, on their (wider) intervals.
-    extrapolate: bool | None = None
-
-
-# Settings a resumed study must keep (changing them would mix incomparable trials).
-_FIXED = ("devices", "budgets_ms", "objective", "max_params", "max_macs", "sampler", "risk", "confidence", "extrapolate")
-_OPTION = {"devices": "device", "budgets_ms": "budget-ms"}
 
 
 @dataclasses.dataclass
@@ -185,7 +159,7 @@ class _Run:
     """One call of :func:`run_search`: the resolved settings, both studies and the loop."""
 
     def __init__(self, settings: SearchSettings, objectives: Sequence[Objective] | None,
-                 loader: PredictorLoader | None):
+                 loader: PredictorLoader | None, store: str | None = None):
         s = dataclasses.replace(settings)
         _validate(s)
         stored = self._open_stored(s)
@@ -195,11 +169,14 @@ class _Run:
 
         self.objectives = list(objectives) if objectives is not None else build_objectives(s.devices, s.objective, loader)
         check_unique_keys(self.objectives)  # every check before the study's journal or database row is created
+        s.phase, self.phases = resolve_phases(self.objectives, s.phase, stored.get("phases", {}) if stored else None,
+                                              lambda: _open_store(store))
         if not s.devices:
             s.devices = [o.device for o in self.objectives if o.is_time]
         self.budgets = _budgets_by_device(s.devices, s.budgets_ms)
-        self.constraints = make_constraints(self.objectives, self.budgets, s.max_params, s.max_macs, s.risk, s.confidence,
-                                            extrapolate=s.extrapolate)
+        # Every size limit is the settings field named by its SIZE_LIMITS key.
+        self.constraints = make_constraints(self.objectives, self.budgets, risk=s.risk, confidence=s.confidence,
+                                            extrapolate=s.extrapolate, **{k: getattr(s, k) for k in SIZE_LIMITS})
         self.described = [o.describe() for o in self.objectives]
         self.notes = [o.note for o in self.objectives if o.note]
         if self.storage is not None:  # a repaired journal is said in the result and report.md, not just on stderr
@@ -237,16 +214,15 @@ class _Run:
 
     def _resolve(self, s: SearchSettings, stored: dict | None, objectives) -> None:
         if stored is not None:
-            # Studies made before intervals scored point values: they resume that way.
-            # Studies made before the domain constraint let extrapolated configs compete: they resume that way.
-            stored = {"risk": "mean", "confidence": DEFAULT_CONFIDENCE, "extrapolate": True, **stored}
-            for f in _FIXED:
+            # A setting a study stored before it existed resumes as that study was scored (_search_settings.LEGACY).
+            stored = {**LEGACY, **stored}
+            for f in FIXED:
                 given, kept = getattr(s, f), stored.get(f)
-                if given is not None and not (f == "devices" and not given) and _norm(given) != _norm(kept):
-                    opt = _OPTION.get(f, f.replace("_", "-"))
+                if not unset(f, given) and _norm(given) != _norm(kept):
+                    opt = option_name(f)
                     raise SearchError(opt, f"study {s.study!r} was made with --{opt} {_show(kept)}, not {_show(given)}; "
                                            "keep it or start a new --study")
-                if given is None or (f == "devices" and not given):
+                if unset(f, given):
                     setattr(s, f, kept if not isinstance(kept, list) else list(kept))
             if s.seed is None:
                 s.seed = stored.get("seed")
@@ -294,10 +270,7 @@ class _Run:
         rounds = [r for r in self.rounds if r.get("round") != self.round]
         rounds.append({"round": self.round, "objectives": self.described})
         return {
-            "study": s.study, "devices": list(s.devices), "budgets_ms": s.budgets_ms and list(s.budgets_ms),
-            "objective": s.objective, "max_params": s.max_params, "max_macs": s.max_macs, "sampler": s.sampler,
-            "seed": s.seed, "trials": s.trials, "population_size": s.population_size, "risk": s.risk,
-            "confidence": s.confidence, "extrapolate": s.extrapolate, "round": self.round, "rounds": rounds, "notes": self.notes,
+            **stored_settings(s), "phases": self.phases, "round": self.round, "rounds": rounds, "notes": self.notes,
             "objectives": self.described, "constraints": [c.to_dict() for c in self.constraints],
             "storage": mask_url(s.storage) if s.storage else f"journal file {self.folder.as_posix()}/study.journal",
             "lowformer_nas": __version__, "optuna": optuna.__version__,
@@ -472,6 +445,12 @@ def _validate(s: SearchSettings) -> None:
         raise SearchError("round", f"must be a non-negative integer (got {s.round!r})")
 
 
+def _open_store(url: str | None):
+    from measured import Store
+
+    return Store(url)
+
+
 def _feasible(cons: Sequence[float] | None) -> bool:
     # A trial without stored constraint values (written by something else) is never taken as feasible.
     return cons is not None and all(c <= 0 for c in cons)
@@ -515,18 +494,19 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
 
 def run_search(settings: SearchSettings, *, objectives: Sequence[Objective] | None = None,
                loader: PredictorLoader | None = None, progress: bool = True, outputs: bool = True,
-               png: bool = True) -> SearchResult:
+               png: bool = True, store: str | None = None) -> SearchResult:
     """Run (or resume) a study to ``settings.trials`` complete trials and write its outputs.
 
     ``objectives`` replaces the default ones (accuracy surrogate or proxy + one predictor per device);
-    ``loader(device, metric=None)`` replaces ``predictors.load_predictor``.
+    ``loader(device, metric=None)`` replaces ``predictors.load_predictor``; ``store``: the measurement store the
+    devices' anchor sessions (their phases, ``settings.phase``) are read from (default: the user's).
     """
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "Trial 17 finished" line per trial
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            run = _Run(settings, objectives, loader)
+            run = _Run(settings, objectives, loader, store)
             result = run.run(progress)
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -15,7 +15,7 @@ from search_spaces import LowFormerConfig
 
 from ._constraints import ms_per_image
 from ._results import StudyResults
-from ._storage import SearchError
+from ._errors import SearchError
 
 VERIFY_JSON = "verify.json"
 
@@ -127,7 +127,10 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
     """Measure ``rows`` (of the study's table) as device ``o`` and compare with their predictions. ``phased``:
     whether the predictions are canonical-phase costs (default: the device's predictor says)."""
     if phased is None:
-        phased = predictor_is_phased(o["device"], o["metric"])
+        # Canonical-phase predictions only: a study predicted in another phase (search --phase) holds its intervals
+        # against the raw measurements.
+        in_phase = ((res.settings.get("phases") or {}).get(o["key"]) or {}).get("fit") is not None
+        phased = not in_phase and predictor_is_phased(o["device"], o["metric"])
     configs = [LowFormerConfig.from_dict(c) for c in rows["config"]]
     # One entry per config, aligned: a config without a usable result says why instead of shifting the rest.
     measured = list(measure(configs, o["device"]))
