@@ -51,7 +51,7 @@ import dataclasses
 import decimal
 import functools
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -151,8 +151,12 @@ def nearest_distance(Z: np.ndarray, points: np.ndarray) -> np.ndarray:
     p2 = np.einsum("ij,ij->i", points, points)
     for i in range(0, len(Z), _CHUNK):
         z = Z[i:i + _CHUNK]
-        d2 = np.einsum("ij,ij->i", z, z)[:, None] + p2[None, :] - 2.0 * (z @ points.T)
-        out[i:i + _CHUNK] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        # |z|^2 is the same for a whole row: add it after the minimum, and build the rest in place (one
+        # chunk-by-points array instead of four).
+        m = z @ points.T
+        m *= -2.0
+        m += p2
+        out[i:i + _CHUNK] = np.sqrt(np.maximum(m.min(axis=1) + np.einsum("ij,ij->i", z, z), 0.0))
     return out
 
 
@@ -419,6 +423,16 @@ class Calibration:
     def clip(self, X: np.ndarray) -> np.ndarray:
         """``X`` clipped into the feature range of the training configs (the model is asked there too)."""
         return np.minimum(np.maximum(X, self.feature_lo), self.feature_hi)
+
+    def clipped_values(self, X: np.ndarray, value: np.ndarray, predict: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``predict(clip(X))`` for :meth:`interval`, asking ``predict`` only about the rows that clipping changes:
+        the others are ``value`` already (``value = predict(X)``; every model predicts row by row)."""
+        Xc = self.clip(X)
+        moved = (Xc != X).any(axis=1)  # NaN (out-of-space rows) counts as moved: predicted, as before
+        out = np.array(value, dtype=float)
+        if moved.any():
+            out[moved] = predict(Xc[moved])
+        return out
 
     def interval(self, value: np.ndarray, value_clipped: np.ndarray, X: np.ndarray, coverage: float):
         """(lo, hi, distance) of predictions ``value`` for feature rows ``X`` (``value_clipped``: the same model's
