@@ -63,8 +63,19 @@ class CoverageReport:
     def rows(self) -> list[dict]:
         return [{"nominal": c, "empirical": self.coverage[c], "median_relative_width": self.median_relative_width[c],
                  "empirical_in_domain": self.coverage_in_domain.get(c),
-                 "median_relative_width_in_domain": self.median_relative_width_in_domain.get(c)}
+                 "median_relative_width_in_domain": self.median_relative_width_in_domain.get(c),
+                 **self._out_of_domain(c)}
                 for c in self.coverage]
+
+    def _out_of_domain(self, c: float) -> dict:
+        # The held-out configs outside the training domain of the predictor they were scored by (None: none, or a
+        # report without per-config details).
+        if c not in self.details:
+            return {}
+        hits, rel, inside = self.details[c]
+        out = ~np.asarray(inside, bool)
+        return {"empirical_out_of_domain": float(np.mean(hits[out])) if out.any() else None,
+                "median_relative_width_out_of_domain": float(np.median(rel[out])) if out.any() else None}
 
     def to_dict(self) -> dict:
         return {"method": self.method, "model": self.model, "n": self.n, "n_in_domain": self.n_in_domain, "mape": self.mape,

@@ -196,7 +196,7 @@ class TrainedPredictor(Predictor):
             raise PredictorError(f"{self.device}/{self.metric}: this predictor has no calibration data (saved before "
                                  f"prediction intervals), so it gives no intervals; retrain it: {self.retrain_hint()}")
         value = np.array(self.predict_features(X), dtype=float)
-        lo, hi, dist = cal.interval(value, self.predict_features(cal.clip(X)), X, coverage)
+        lo, hi, dist = cal.interval(value, cal.clipped_values(X, value, self.predict_features), X, coverage)
         dom = self.in_domain_features(X)
         measured = np.zeros(len(value), dtype=bool)
         if hashes is not None and cal.noise is not None:

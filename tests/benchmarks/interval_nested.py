@@ -6,7 +6,8 @@ Computational figures only (no timing). Three checks on the local CPU dataset (x
 1. **Nested hold-outs inside the 956 training configs**: ``--repeats`` times a random 200 of the 956 held out, the
    predictor trained and calibrated (``train(..., "auto")``: model choice, 5-fold out-of-fold residuals, conformal
    quantile, fitted growth) on the other 756, its intervals scored on the 200; also without the difficulty scaling
-   (growth 0: a plain conformal quantile of the out-of-fold |residuals|). This is the figure a calibration choice may
+   (growth 0: a plain conformal quantile of the out-of-fold |residuals|) and with the marginal conformal rank
+   (calibration format 2) instead of the training-conditional one (format 3); median relative widths of both. This is the figure a calibration choice may
    be tuned on; the 200-config hold-out is the test set and is never used for a choice.
 2. **How hard the hold-out is**: every one of the 1,156 configs predicted by a 5-fold cross-validated model of the
    shipped type that did not see it (one design for hold-out and training configs alike); the share of hold-out
@@ -56,12 +57,21 @@ def nested(inner, repeats: int) -> list[dict]:
         h = random_holdout(inner.n_configs, HOLDOUT, seed=seed)
         pred, _ = train(inner.subset(~h), "auto")
         X, t = inner.X[: inner.n_configs][h], inner.values[h]
-        cov = {c: float(np.mean(pred.predict_interval_features(X, c).contains(t))) for c in COVERAGES}
+        ivs = {c: pred.predict_interval_features(X, c) for c in COVERAGES}
+        cov = {c: float(np.mean(iv.contains(t))) for c, iv in ivs.items()}
+        width = {c: float(np.median(iv.relative_width)) for c, iv in ivs.items()}
         g = pred.calibration
+        # The same calibration with the marginal conformal rank (format 2) instead of the training-conditional one.
+        conf, g.confidence = g.confidence, None
+        ivs = {c: pred.predict_interval_features(X, c) for c in COVERAGES}
+        marginal = {c: float(np.mean(iv.contains(t))) for c, iv in ivs.items()}
+        width_marginal = {c: float(np.median(iv.relative_width)) for c, iv in ivs.items()}
+        g.confidence = conf
         # The same residuals without the difficulty scaling (growth 0): a plain conformal quantile of |r|.
         err = np.abs(residuals("log", t, pred.predict_features(X)))
         flat = {c: float(np.mean(err <= _conformal(np.abs(g.residuals), c))) for c in COVERAGES}
         out.append({"seed": seed, "model": pred.meta["model_name"], "coverage": cov, "coverage_no_growth": flat,
+                    "coverage_marginal": marginal, "width": width, "width_marginal": width_marginal,
                     "growth": [g.gamma, g.beta, g.kappa]})
         print(f"nested seed {seed}: {pred.meta['model_name']}, coverage "
               + " / ".join(f"{v * 100:.1f}" for v in cov.values()) + " %", flush=True)
@@ -98,17 +108,23 @@ def main() -> None:
     summary = {c: {"mean": float(np.mean([r["coverage"][c] for r in runs])),
                    "min": float(np.min([r["coverage"][c] for r in runs])),
                    "max": float(np.max([r["coverage"][c] for r in runs])),
-                   "mean_no_growth": float(np.mean([r["coverage_no_growth"][c] for r in runs]))} for c in COVERAGES}
+                   "mean_no_growth": float(np.mean([r["coverage_no_growth"][c] for r in runs])),
+                   "mean_marginal": float(np.mean([r["coverage_marginal"][c] for r in runs])),
+                   "width": float(np.mean([r["width"][c] for r in runs])),
+                   "width_marginal": float(np.mean([r["width_marginal"][c] for r in runs]))} for c in COVERAGES}
     hard = hardness(data, holdout, runs[0]["model"], args.permutations)
     band = {c: [float(stats.binom.ppf(0.025, HOLDOUT, c) / HOLDOUT), float(stats.binom.ppf(0.975, HOLDOUT, c) / HOLDOUT)]
             for c in COVERAGES}
     print()
-    print("| nominal | nested coverage inside the 956 (mean, min-max) | the same, growth 0 (mean) | 95 % band of a "
-          "200-config figure | hold-out configs beyond the others' error quantile (expected) | permutation p |")
-    print("|---|---|---|---|---|---|")
+    print("| nominal | nested coverage inside the 956 (mean, min-max) | median width (mean) | marginal rank: coverage, "
+          "width (mean) | the same, "
+          "growth 0 (mean) | 95 % band of a 200-config figure | hold-out configs beyond the others' error quantile "
+          "(expected) | permutation p |")
+    print("|---|---|---|---|---|---|---|---|")
     for c in COVERAGES:
         s, h = summary[c], hard[c]
         print(f"| {c:g} | {s['mean'] * 100:.1f} % ({s['min'] * 100:.1f}-{s['max'] * 100:.1f}) | "
+              f"{s['width'] * 100:.1f} % | {s['mean_marginal'] * 100:.1f} %, {s['width_marginal'] * 100:.1f} % | "
               f"{s['mean_no_growth'] * 100:.1f} % | "
               f"{band[c][0] * 100:.1f}-{band[c][1] * 100:.1f} % | {h['share_beyond'] * 100:.1f} % "
               f"({h['expected'] * 100:.0f} %) | {h['p']:.3f} |")

@@ -47,7 +47,7 @@ def _pct(v: float | None, width: bool) -> str:
 
 
 def _fmt(d: dict, key: str) -> str:
-    return " / ".join(_pct(r[key], "width" in key) for r in d["rows"])
+    return " / ".join(_pct(r.get(key), "width" in key) for r in d["rows"])
 
 
 def main() -> None:
@@ -102,6 +102,14 @@ def main() -> None:
         print(f"| {d['device']} | {d['model']} | {d['method']} | {d['n']} ({d['n_in_domain']}) | {d['mape']:.1f} % | "
               f"{_fmt(d, 'empirical')} % | {_fmt(d, 'median_relative_width')} % | "
               f"{_fmt(d, 'median_relative_width_in_domain')} % |")
+    print()
+    print("| device | model | configs in / out of domain | coverage in domain 0.8 / 0.9 / 0.95 | out of domain | "
+          "median width in domain | out of domain |")
+    print("|---|---|---|---|---|---|---|")
+    for d in rows:
+        print(f"| {d['device']} | {d['model']} | {d['n_in_domain']} / {d['n'] - d['n_in_domain']} | "
+              f"{_fmt(d, 'empirical_in_domain')} % | {_fmt(d, 'empirical_out_of_domain')} % | "
+              f"{_fmt(d, 'median_relative_width_in_domain')} % | {_fmt(d, 'median_relative_width_out_of_domain')} % |")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
     print(json.dumps({"coverages": list(COVERAGES), "rows": rows}))

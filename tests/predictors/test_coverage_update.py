@@ -32,6 +32,14 @@ def test_leave_one_group_out_coverage(paper_data):
     widths = list(rep.median_relative_width.values())
     assert widths == sorted(widths) and widths[0] > 0
     assert "coverage at 0.8 / 0.9 / 0.95" in rep.line()
+    # In and out of the domain split the held-out configs: the two shares combine to the overall coverage.
+    n_in = rep.n_in_domain
+    for row in rep.rows():
+        out = row["empirical_out_of_domain"]
+        inside = row["empirical_in_domain"] or 0.0
+        assert out is not None and 0 < n_in < rep.n
+        assert inside * n_in + out * (rep.n - n_in) == pytest.approx(row["empirical"] * rep.n)
+        assert row["median_relative_width_out_of_domain"] > row["median_relative_width_in_domain"]
 
 
 def test_random_holdout_coverage_and_errors(paper_data):

@@ -265,3 +265,73 @@ def test_tampered_growth_is_one_line(paper_data, field, value, message):
     with pytest.raises(PredictorError) as e:
         load_predictor_dir(path)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "calibration.confidence: must be a number in [0.5, 0.999] (got None)"),
+    (1.5, "calibration.confidence: must be a number in [0.5, 0.999] (got 1.5)"),
+    (True, "calibration.confidence: must be a number in [0.5, 0.999] (got True)"),
+])
+def test_tampered_confidence_is_one_line(paper_data, value, message):
+    pred, _ = train(paper_data("imagenet1k", "top1_pct"), "surrogate")
+    meta = copy.deepcopy(pred.meta)
+    assert meta["calibration"]["format"] == 3 and meta["calibration"]["confidence"] == 0.9
+    meta["calibration"]["confidence"] = value
+    path = save_version(user_dir() / "imagenet1k" / "top1_pct", pred.estimator, meta)
+    with pytest.raises(PredictorError) as e:
+        load_predictor_dir(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_training_conditional_rank():
+    """Format 3's conformal rank: the least rank at or above the marginal ceil((n + 1) c) whose coverage (Beta(k, n + 1
+    - k) for exchangeable scores) reaches c with the stated confidence; n + 1 where none does (too few scores)."""
+    from predictors._interval import conformal_rank
+
+    assert conformal_rank(956, 0.95) == 910 and conformal_rank(956, 0.95, 0.9) == 918
+    for n, c in [(956, 0.8), (956, 0.9), (956, 0.95), (200, 0.9), (60, 0.8)]:
+        k = conformal_rank(n, c, 0.9)
+        assert k >= conformal_rank(n, c)
+        assert stats.beta.sf(c, k, n + 1 - k) >= 0.9 > stats.beta.sf(c, k - 1, n + 2 - k)
+    assert conformal_rank(40, 0.95, 0.9) == 41  # 40 scores cannot hold 0.95 with 90 % confidence (it needs 45)
+
+
+def test_training_conditional_coverage_on_known_noise():
+    """Format 3 holds coverage per calibration, not only on average: over 200 calibrations of 100 scores each, the
+    true coverage of the interval (known noise: |N(0, 1)|) is at least nominal in about 90 % of them, where the
+    marginal rank reaches it in about half."""
+    rng = np.random.default_rng(5)
+    n, c = 100, 0.9
+    common = dict(space="log", metric="latency_ms", distances=np.zeros(n), extrapolation=np.zeros(n), gamma=0.0,
+                  points=np.zeros((n, 28)), scale=np.ones(28), feature_lo=np.zeros(336), feature_hi=np.ones(336),
+                  far_sd=0.0, cv="5-fold", outside=np.zeros(n), kappa=0.0)
+    held = {None: [], 0.9: []}
+    for _ in range(200):
+        r = rng.normal(0, 1, n)
+        for conf in held:
+            q = Calibration(residuals=r, confidence=conf, **common).quantile(c)
+            held[conf].append(2 * stats.norm.cdf(q) - 1 >= c)
+    assert np.mean(held[0.9]) >= 0.85 and np.mean(held[None]) <= 0.7
+
+
+@pytest.mark.parametrize("device", ["x86_64-amd-epyc-2c-24g", "jetson_tx2", "imagenet1k"])
+def test_fast_interval_path_gives_the_same_intervals(device):
+    """The batch path asks the model about clipped rows only where clipping moves them and finds nearest distances
+    in place (bench_predict's 10,000 configs): the same values as the direct computation on a small batch."""
+    from scipy.spatial.distance import cdist
+
+    from predictors._interval import key_features, nearest_distance
+
+    pred = load_predictor(device)
+    cal = pred.calibration
+    configs = list(sample_configs(300, seed=9)) + [get_variant(n).config for n in ("B0", "B1", "E1")]
+    X = featurize(configs)
+    value = pred.predict_features(X)
+    direct = pred.predict_features(cal.clip(X))
+    assert np.array_equal(cal.clipped_values(X, value, pred.predict_features), direct)
+    Z = key_features(X) / cal.scale
+    np.testing.assert_allclose(nearest_distance(Z, cal.points), cdist(Z, cal.points).min(axis=1), rtol=1e-9, atol=1e-9)
+    lo, hi, _ = cal.interval(value, direct, X, 0.9)
+    iv = pred.predict_interval_features(X, 0.9)
+    np.testing.assert_allclose(iv.lo, lo, rtol=1e-12)
+    np.testing.assert_allclose(iv.hi, hi, rtol=1e-12)
