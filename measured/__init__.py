@@ -56,6 +56,7 @@ _STORE_API = {
     "same_machine": "._fingerprint",
     "CampaignReport": "._campaign",
     "run_campaign": "._campaign",
+    "PhaseTracker": "._campaign",
     "measure_configs": "._campaign",
     "resolve_local_device": "._campaign",
     "write_bundle": "._bundle",
@@ -84,6 +85,7 @@ _STORE_API = {
     "iter_phase_rows": "._phase",
     "canonical_value": "._phase",
     "ReferenceFailed": "._harness",
+    "reference_runner": "._harness",
 }
 
 
