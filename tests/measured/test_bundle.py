@@ -105,7 +105,7 @@ W["sha256"] = _runner().weights_sha256(W)
 @pytest.mark.parametrize("manifest, says", [
     ("{not json", "manifest.json: not valid JSON (Expecting property name"),
     ("[1, 2]", "manifest.json: top level: must be a JSON object"),
-    ({"format": 7, "models": [GOOD]}, "manifest.json: format: must be 1 or 2 (got 7)"),
+    ({"format": 7, "models": [GOOD]}, "manifest.json: format: must be one of 1, 2, 3 (got 7)"),
     ({"format": 2}, "manifest.json: models: must be a non-empty list"),
     ({"format": 2, "models": [{**GOOD, "hash": 5}]}, "models[0].hash: must be a 64-character sha256 hex digest"),
     ({"format": 2, "models": [GOOD, GOOD]}, "models[1].hash: repeats models[0]"),
