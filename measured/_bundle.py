@@ -117,8 +117,8 @@ def write_bundle(
     asked = set(unique)
     roles = _roles() if anchors else None
     if roles is not None:
-        for name, cfg in roles:
-            unique.setdefault(cfg.hash, Job(cfg, name))
+        for role, cfg in roles:
+            unique.setdefault(cfg.hash, Job(cfg, role))
     check_out_dir(out_dir, set(unique), force)
     os.makedirs(os.path.join(out_dir, "models"), exist_ok=True)
     entries: dict[str, dict] = {}
