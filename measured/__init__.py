@@ -66,6 +66,7 @@ _STORE_API = {
     "import_anchor_timings": "._bundle",
     "is_bundle_results": "._bundle",
     "read_anchor_timings": "._bundle",
+    "import_results": "._bundle",
     "hardware_fingerprint": "._fingerprint",
     "local_device": "._fingerprint",
     "local_device_id": "._fingerprint",

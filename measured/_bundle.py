@@ -421,3 +421,24 @@ def import_anchor_timings(store, path: str | os.PathLike, device_id: str | None 
     return AnchorImport(os.fspath(path), device_id, key, len(by_session), len(set(by_session) - before), span, moved,
                         sum(r["status"] != "ok" for r in rows),
                         describe(latest, series.canonical.values) if latest is not None and series.canonical else None)
+
+
+def import_results(store, path: str | os.PathLike, *, device_id: str | None = None, **import_kw):
+    """Import a measurements file (``Store.import_file``) and, for a bundle run's results, its anchor sessions from
+    beside it (:func:`import_anchor_timings`): (ImportReport, AnchorImport or None, a note or None). A bad anchors
+    file is refused before anything is stored; bundle results without one are kept as measured, and the note says
+    so. ``import_kw``: ``Store.import_file``'s (``create_device_kind``, ``force``, ``source``)."""
+    if os.fspath(path).lower().endswith(".anchors.csv"):
+        raise UserError(f"import: {path} holds a bundle run's anchor timings; import its results CSV (they are read "
+                        "from beside it)")
+    beside = anchors_beside(path)
+    has_anchors = os.path.lexists(beside)
+    if has_anchors:
+        read_anchor_timings(beside)  # checked whole before anything is stored
+    report = store.import_file(path, device_id=device_id, **import_kw)
+    if has_anchors:
+        return report, import_anchor_timings(store, beside, device_id), None
+    if is_bundle_results(path):
+        return report, None, (f"anchors: no {os.path.basename(beside)} beside it (a run before phase tracking, or "
+                              "left on the device): its rows are kept as measured, not phase-normalised")
+    return report, None, None

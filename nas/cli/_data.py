@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from lowformer_common import UserError
@@ -94,37 +93,19 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from measured import anchors_beside, read_anchor_timings
+    from measured import import_results
 
-    if os.fspath(args.file).lower().endswith(".anchors.csv"):
-        raise UserError(f"import: {args.file} holds a bundle run's anchor timings; import its results CSV (they are "
-                        "read from beside it)")
-    beside = anchors_beside(args.file)
-    if os.path.lexists(beside):
-        read_anchor_timings(beside)  # a bad anchors file is refused before anything is stored
     store = _open(args)
-    report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind, force=args.force)
-    anchors, note = _import_anchors(store, args, beside)
+    # A bundle run's results bring its anchor sessions (results.anchors.csv beside them): the device's phase series.
+    report, anchors, note = import_results(store, args.file, device_id=args.device,
+                                           create_device_kind=args.device_kind, force=args.force)
     if args.json:
-        print_json(report.to_dict() | ({"anchors": anchors.to_dict() if anchors else None, "anchors_note": note}))
+        print_json(report.to_dict() | {"anchors": anchors.to_dict() if anchors else None, "anchors_note": note})
     else:
         print(str(report))
         if anchors is not None or note:
             print(anchors.line() if anchors is not None else note)
     return 0
-
-
-def _import_anchors(store, args, path: str):
-    """A bundle run's anchor sessions, stored beside its rows as the device's phase series: (AnchorImport, None),
-    or (None, a note) for bundle results without them (kept as measured), or (None, None) for other files."""
-    from measured import import_anchor_timings, is_bundle_results
-
-    if os.path.lexists(path):
-        return import_anchor_timings(store, path, args.device), None
-    if is_bundle_results(args.file):
-        return None, (f"anchors: no {os.path.basename(path)} beside it (a run before phase tracking, or left on the "
-                      "device): its rows are kept as measured, not phase-normalised")
-    return None, None
 
 
 def cmd_noise(args) -> int:
