@@ -85,6 +85,14 @@ def test_redraw_draws_the_chart_again_without_measuring(capsys, tmp_path, monkey
     assert uuid.sub("", chart.read_text()) == uuid.sub("", before) and len(stored("study:attention:quick")) == n
 
     csv = tmp_path / "attention.csv"
+    # A results CSV from before paired studies (no ratio, reference or basis columns) still redraws.
+    import pandas as pd
+
+    old = pd.read_csv(csv).drop(columns=["ratio", "ratio_lo", "ratio_hi", "reference_ms", "measured_ms", "basis",
+                                         "pairing", "flag"])
+    old.to_csv(csv, index=False)
+    code, out, err = run(capsys, *args, "--redraw")
+    assert code == 0 and out.strip() == f"wrote {chart}", err
     csv.write_text(csv.read_text().replace(",ok,", ",fine,", 1))
     code, _, err = run(capsys, *args, "--redraw")
     assert code == 2 and err.startswith(f"lowformer-nas: error: redraw: {csv}: status 'fine' not in ok|"), err
