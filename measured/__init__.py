@@ -56,10 +56,17 @@ _STORE_API = {
     "same_machine": "._fingerprint",
     "CampaignReport": "._campaign",
     "run_campaign": "._campaign",
+    "PhaseTracker": "._campaign",
     "measure_configs": "._campaign",
     "resolve_local_device": "._campaign",
     "write_bundle": "._bundle",
     "BundleReport": "._bundle",
+    "AnchorImport": "._bundle",
+    "anchors_beside": "._bundle",
+    "import_anchor_timings": "._bundle",
+    "is_bundle_results": "._bundle",
+    "read_anchor_timings": "._bundle",
+    "import_results": "._bundle",
     "hardware_fingerprint": "._fingerprint",
     "local_device": "._fingerprint",
     "local_device_id": "._fingerprint",
@@ -84,6 +91,7 @@ _STORE_API = {
     "iter_phase_rows": "._phase",
     "canonical_value": "._phase",
     "ReferenceFailed": "._harness",
+    "reference_runner": "._harness",
 }
 
 

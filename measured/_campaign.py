@@ -142,6 +142,7 @@ def run_campaign(
     anchors_every_s: float | None = ANCHORS_EVERY_S,
     anchors_every: int = ANCHORS_EVERY_CONFIGS,
     anchor_source: str = "campaign",
+    phase_tracker: PhaseTracker | None = None,
 ) -> CampaignReport:
     """Measure every job not yet stored for ``device`` under ``protocol``; store each result as it comes.
 
@@ -152,6 +153,8 @@ def run_campaign(
     constructor's signature). With paired timing and a measurer that can (``time_anchors``), the phase anchors
     are timed at the start and every ``anchors_every_s`` seconds or ``anchors_every`` configs (None: never), stored
     as a session (source ``anchor_source``) and every ok row carries the latest session's phase.
+    ``phase_tracker``: one the caller keeps across calls (a study measuring one config per call), used instead
+    of a new one: its anchors are timed only when it is due.
     """
     from tqdm import tqdm
 
@@ -165,10 +168,12 @@ def run_campaign(
               dynamic_ncols=True) as bar, \
             measurer(protocol, device.device_id, campaign=campaign, timeout_s=timeout_s, export_workers=export_workers,
                      fresh_process=fresh_process) as engine:
-        tracker = None
-        if todo and protocol.paired and anchors_every_s is not None and hasattr(engine, "time_anchors"):
+        tracker = phase_tracker
+        can_time = hasattr(engine, "time_anchors")
+        if tracker is None and todo and protocol.paired and anchors_every_s is not None and can_time:
             tracker = PhaseTracker(store, device.device_id, protocol, engine, campaign=campaign, source=anchor_source,
                                    every_s=anchors_every_s, every_n=anchors_every, clock=clock)
+        if tracker is not None and todo and tracker.due():
             tracker.refresh()
         results = engine.measure(todo)
         try:

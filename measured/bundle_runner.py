@@ -18,6 +18,12 @@ without weights get them written from the manifest's seed (numpy) before they ar
 back and import it:
 
     lowformer-nas import results.csv --device jetson_tx2
+
+Paired (the default), each model's runs alternate with runs of the bundle's reference, and the phase anchors
+(models of the bundle listed in its manifest) are timed, each paired with the reference, at the start, every
+few minutes (--anchors-every) and at the end; their timings go to results.anchors.csv beside the results (bring
+it back too: the import reads it as the device's phase series). When the anchors moved by more than
+PHASE_WARN_PCT from the run's start (throttling, a governor, a neighbour), one line says so.
 """
 
 from __future__ import print_function
@@ -49,6 +55,16 @@ FIELDS = [
 # device's state changed mid-run (throttling, a governor, a neighbour).
 REFERENCE_NAME = "B0"
 PHASE_WARN_PCT = 10.0
+# The anchor timings' own file (<results>.anchors.csv) and header; a changed header gets a new ANCHORS_FORMAT.
+ANCHORS_FORMAT = 1
+ANCHOR_FIELDS = [
+    "format", "session", "timestamp", "device_id", "anchor", "config_hash", "status", "reason", "n", "ratio",
+    "ratio_lo", "ratio_hi", "reference", "reference_value", "backend", "backend_version", "precision", "threads",
+    "batch",
+]
+ANCHOR_PAIRS = 30  # an anchor's pairs (fewer when --runs is lower): its ratio, not a full protocol
+ANCHORS_EVERY_MIN = 5.0
+MANIFEST_FORMATS = (1, 2, 3)  # 3: "reference" and "anchors" name models of the bundle
 BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 MAX_MANIFEST_BYTES = 256 * 2 ** 20
 MAX_WEIGHTS_BYTES = 16 * 2 ** 30  # a weights file the runner writes: bounded, so a manifest cannot fill the disk
@@ -69,6 +85,15 @@ CHUNK = 1 << 22  # weights are generated 4 M values at a time
 
 class BundleError(Exception):
     """The bundle is malformed or was changed: one line, exit status 2, nothing timed."""
+
+
+class ReferenceFailed(RuntimeError):
+    """The reference failed while paired with a model: that model's row fails (never a ratio to nothing)."""
+
+
+# Injectable (tests): the clock of timed runs, and the clock that says when the anchors are due.
+_clock = time.perf_counter
+_wall = time.time
 
 
 # ---------------------------------------------------------------------------------------------- the device
@@ -191,6 +216,7 @@ def _check_entry(m, i, seen):
            "must be a positive integer")
     if m.get("weights") is not None:
         _check_weights(m["weights"], where + ".weights")
+    _field(m.get("anchor_only") in (None, True, False), where + ".anchor_only", "must be true or false")
 
 
 def read_regular(path, limit, what):
@@ -230,7 +256,8 @@ def load_manifest(bundle):
     except RecursionError:
         raise BundleError("manifest.json: nested too deeply")
     _field(isinstance(manifest, dict), "top level", "must be a JSON object")
-    _field(manifest.get("format") in (1, 2), "format", "must be 1 or 2 (got %r)" % (manifest.get("format"),))
+    _field(manifest.get("format") in MANIFEST_FORMATS, "format",
+           "must be one of %s (got %r)" % (", ".join(map(str, MANIFEST_FORMATS)), manifest.get("format")))
     _field(manifest.get("name") is None or isinstance(manifest["name"], str), "name", "must be text")
     proto = manifest.get("protocol", {})
     _field(isinstance(proto, dict), "protocol", "must be an object")
@@ -246,7 +273,26 @@ def load_manifest(bundle):
     for i, m in enumerate(models):
         _check_entry(m, i, seen)
     _check_distinct_files(models)
+    _check_roles(manifest, seen)
     return manifest
+
+
+def _check_roles(manifest, seen):
+    """``reference`` (a model's hash) and ``anchors`` ([{name, hash}], each a model of the bundle)."""
+    ref = manifest.get("reference")
+    _field(ref is None or (isinstance(ref, str) and ref in seen), "reference", "must be the hash of a model of the bundle")
+    anchors = manifest.get("anchors")
+    if anchors is None:
+        return
+    _field(isinstance(anchors, list) and len(anchors) <= 64, "anchors", "must be a list of at most 64 models")
+    _field(ref is not None or not anchors, "anchors", "need a reference to be paired with")
+    names = set()
+    for j, a in enumerate(anchors):
+        where = "anchors[%d]" % j
+        _field(isinstance(a, dict) and isinstance(a.get("name"), str) and 0 < len(a["name"]) <= 40
+               and a["name"] not in names, where + ".name", "must be a distinct name of at most 40 characters")
+        _field(a.get("hash") in seen, where + ".hash", "must be the hash of a model of the bundle")
+        names.add(a["name"])
 
 
 def _check_distinct_files(models):
@@ -445,9 +491,9 @@ def measure(model, warmup, runs):
     times = []
     sys0, own0, wall0 = _cpu_busy_seconds(), _own_seconds(), time.time()
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = _clock()
         model.run()
-        times.append(time.perf_counter() - t0)
+        times.append(_clock() - t0)
     sys1, own1, wall = _cpu_busy_seconds(), _own_seconds(), time.time() - wall0
     busy = None
     if sys0 is not None and sys1 is not None:
@@ -490,9 +536,9 @@ def measure_paired(model, reference, warmup, runs):
     for i in range(runs):
         order = ((model, a), (reference, b)) if i % 2 == 0 else ((reference, b), (model, a))
         for m, out in order:
-            t0 = time.perf_counter()
+            t0 = _clock()
             m.run()
-            out.append(time.perf_counter() - t0)
+            out.append(_clock() - t0)
     sys1, own1, wall = _cpu_busy_seconds(), _own_seconds(), time.time() - wall0
     busy = None
     if sys0 is not None and sys1 is not None:
@@ -512,7 +558,10 @@ def _pct(times, q):  # linear interpolation of sorted values, as numpy.percentil
 
 
 def reference_entry(manifest):
-    """The manifest's model of the reference (B0 at 224 px), or None: the bundle is then timed alone."""
+    """The manifest's model of the reference (its ``reference``, else a model named B0 at 224 px), or None: the
+    bundle is then timed alone."""
+    if manifest.get("reference") is not None:
+        return next(m for m in manifest["models"] if m["hash"] == manifest["reference"])
     for m in manifest.get("models", []):
         if m.get("name") == REFERENCE_NAME and list(m.get("input_shape", []))[2:] == [224, 224]:
             return m
@@ -565,12 +614,18 @@ def parse_args(argv):
     ap.add_argument("--protocol", default="paired", choices=("paired", "alone"),
                     help="paired (default): each model's runs alternate with runs of the bundle's B0, and the rows "
                          "carry their ratio to it; alone: each model's runs only")
+    ap.add_argument("--anchors-every", type=float, default=ANCHORS_EVERY_MIN, metavar="MIN",
+                    help="paired: time the bundle's phase anchors at the start, every MIN minutes (default %g) and at "
+                         "the end, into <out>.anchors.csv" % ANCHORS_EVERY_MIN)
+    ap.add_argument("--no-anchors", action="store_true", help="do not time the phase anchors")
     args = ap.parse_args(argv)
     if (args.threads < 1 or (args.warmup is not None and not 0 <= args.warmup <= MAX_RUNS)
             or (args.runs is not None and not 3 <= args.runs <= MAX_RUNS)):
         ap.error("--threads must be >= 1, --warmup in [0, %d] and --runs in [3, %d]" % (MAX_RUNS, MAX_RUNS))
     if not (0.0 <= args.busy_threshold <= 100.0):
         ap.error("--busy-threshold must be in [0, 100]")
+    if not (math.isfinite(args.anchors_every) and 0.0 <= args.anchors_every <= 24 * 60):
+        ap.error("--anchors-every must be in [0, 1440] minutes")
     return args
 
 
@@ -617,7 +672,8 @@ def plan(manifest, out, s, retry_failed):
         except (IOError, OSError, UnicodeDecodeError, csv.Error) as e:
             raise BundleError("--out: cannot read %s to resume from it (%s); give another --out"
                               % (out, str(e).splitlines()[0][:120] if str(e) else type(e).__name__))
-    todo = [m for m in manifest["models"] if _key(m["hash"], s, m["input_shape"][0]) not in done]
+    todo = [m for m in manifest["models"] if _key(m["hash"], s, m["input_shape"][0]) not in done
+            and not m.get("anchor_only")]
     return todo, n_rows
 
 
@@ -694,7 +750,8 @@ def measure_entry(bundle, entry, s, device, manifest, versions, keep_weights):
 
 
 def run_all(args, manifest, todo, s, device):
-    """Measure ``todo`` one by one, appending each row to ``args.out`` as it comes (fsync'ed)."""
+    """Measure ``todo`` one by one, appending each row to ``args.out`` as it comes (fsync'ed); time the anchors at
+    the start, when due and at the end (:class:`AnchorLog`)."""
     versions = {"python": platform.python_version(), "bundle": manifest.get("created")}
     try:
         import numpy
@@ -704,46 +761,185 @@ def run_all(args, manifest, todo, s, device):
         pass
     new_file = not os.path.exists(args.out) or os.path.getsize(args.out) == 0
     t_start = time.time()
-    first_ref = None
+    state = {"first_ref": None, "warned": False}
+    anchors = AnchorLog(args, manifest, s, device) if todo and s.get("reference_model") is not None else None
     with open(args.out, "a", newline="") as out:
         writer = csv.DictWriter(out, FIELDS)
         if new_file:
             writer.writeheader()
-        for i, entry in enumerate(todo):
-            try:
+        try:
+            if anchors is not None:
+                anchors.session()
+            for i, entry in enumerate(todo):
                 row = measure_entry(args.bundle, entry, s, device, manifest, versions, args.keep_weights)
-            except KeyboardInterrupt:
-                print("\ninterrupted: %s holds every model measured so far; run again to continue" % args.out)
-                return 130
-            except BundleError as e:
-                print("run_bundle.py: error: %s" % e, file=sys.stderr)
-                return 2
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-            out.flush()
-            os.fsync(out.fileno())
-            first_ref = _phase_warning(row, first_ref)
-            left = (time.time() - t_start) / (i + 1) * (len(todo) - i - 1)
-            value = "%.2f ms" % row["value"] if row.get("value") else row["status"] + ": " + str(row.get("reason"))[:80]
-            print("[%d/%d] %s %s  (ETA %.0f min)" % (i + 1, len(todo), entry.get("name") or entry["hash"][:12],
-                                                     value, left / 60))
-    print("done: import it with  lowformer-nas import %s --device %s" % (args.out, device["device_id"]))
+                writer.writerow({k: _cell(v) for k, v in row.items()})
+                out.flush()
+                os.fsync(out.fileno())
+                _phase_warning(row, state)
+                left = (time.time() - t_start) / (i + 1) * (len(todo) - i - 1)
+                value = ("%.2f ms" % row["value"] if row.get("value")
+                         else row["status"] + ": " + str(row.get("reason"))[:80])
+                print("[%d/%d] %s %s  (ETA %.0f min)" % (i + 1, len(todo), entry.get("name") or entry["hash"][:12],
+                                                         value, left / 60))
+                if anchors is not None and (i + 1 == len(todo) or anchors.due()):
+                    anchors.session()
+        except KeyboardInterrupt:
+            print("\ninterrupted: %s holds every model measured so far; run again to continue" % args.out)
+            return 130
+        except BundleError as e:
+            print("run_bundle.py: error: %s" % e, file=sys.stderr)
+            return 2
+    if anchors is not None:
+        print(anchors.summary())
+    extra = " (and %s beside it)" % anchors.path if anchors is not None and anchors.sessions else ""
+    print("done: import it%s with  lowformer-nas import %s --device %s" % (extra, args.out, device["device_id"]))
     return 0
 
 
-def _phase_warning(row, first_ref):
-    """Warn when the reference's median moved by more than PHASE_WARN_PCT from the run's first: the device's state
-    (its phase) changed; the rows' ratios hold through it, their absolute medians do not. Returns the first."""
+def _phase_warning(row, state):
+    """Warn (once) when the reference's median moved by more than PHASE_WARN_PCT from the run's first: the
+    device's state (its phase) changed; the rows' ratios hold through it, their absolute medians do not."""
     ref = row.get("reference_value") if row.get("status") == "ok" else None
     if ref is None:
-        return first_ref
-    if first_ref is None:
-        return ref
-    moved = (ref / first_ref - 1) * 100
-    if abs(moved) > PHASE_WARN_PCT:
+        return
+    if state["first_ref"] is None:
+        state["first_ref"] = ref
+        return
+    moved = (ref / state["first_ref"] - 1) * 100
+    if abs(moved) > PHASE_WARN_PCT and not state["warned"]:
+        state["warned"] = True
         print("warning: the reference %s now runs %.2f ms, %+.0f%% from %.2f ms at the start of this run: the device's "
               "phase moved (throttling? another process?); the ratios stay comparable, the absolute times do not"
-              % (REFERENCE_NAME, ref, moved, first_ref))
-    return first_ref
+              % (REFERENCE_NAME, ref, moved, state["first_ref"]))
+
+
+# ---------------------------------------------------------------------------------------------- the anchors
+
+
+def anchors_path(out):
+    """Where the anchor timings of the results file ``out`` go: results.csv -> results.anchors.csv."""
+    return (out[:-4] if out.lower().endswith(".csv") else out) + ".anchors.csv"
+
+
+def anchor_entries(manifest):
+    """[(name, entry)] of the manifest's anchors."""
+    by_hash = {m["hash"]: m for m in manifest["models"]}
+    return [(a["name"], by_hash[a["hash"]]) for a in manifest.get("anchors") or []]
+
+
+def time_anchors(bundle, anchors, s, device, keep_weights=False):
+    """One session: every anchor timed paired with the reference; one row per anchor (ok with its ratio, its CI
+    and the reference's median in ms, or failed with the reason: never a ratio to nothing)."""
+    session = "%016x%s" % (time.time_ns(), os.urandom(8).hex())
+    ts = _now()
+    paired = dict(s, runs=min(s["runs"], ANCHOR_PAIRS))
+    rows = []
+    for name, entry in anchors:
+        row = {"format": ANCHORS_FORMAT, "session": session, "timestamp": ts, "device_id": device["device_id"],
+               "anchor": name, "config_hash": entry["hash"], "status": "failed", "reference": s["reference_hash"],
+               "backend": s["backend"], "precision": s["precision"], "threads": s["threads"],
+               "batch": entry["input_shape"][0]}
+        try:
+            out = time_model(bundle, entry, paired, keep_weights)
+            busy = out[3]
+            if busy is not None and busy > s["busy_threshold"]:
+                row["reason"] = "machine busy: %.1f%% of the CPU used by others" % busy
+            else:
+                row.update(status="ok", n=paired["runs"], ratio=out[4], ratio_lo=out[5], ratio_hi=out[6],
+                           reference_value=out[7] * 1e3, backend_version=out[-1])
+        except (KeyboardInterrupt, BundleError):
+            raise
+        except Exception as e:  # an anchor (or the reference with it) that fails is a failed anchor, with the reason
+            row["reason"] = ("%s: %s" % (type(e).__name__, e)).replace("\n", " ")[:400]
+        rows.append(row)
+    return rows
+
+
+def anchor_times(rows):
+    """{anchor: ms} of a session's ok anchors (ratio x the session's pooled reference median, as the importer)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return {}
+    pooled = _pct(sorted(r["reference_value"] for r in ok), 50)
+    return dict([(r["anchor"], r["ratio"] * pooled) for r in ok] + [(REFERENCE_NAME, pooled)])
+
+
+def moved_pct(first, now):
+    """{anchor: % moved} between two sessions' {anchor: ms}, over the anchors ok in both."""
+    return dict((a, (now[a] / first[a] - 1) * 100) for a in first if a in now)
+
+
+class AnchorLog(object):
+    """The run's anchor sessions: timed when due, appended to <results>.anchors.csv (fsync'ed), each compared with
+    the run's first; one warning line when the anchors moved by more than PHASE_WARN_PCT."""
+
+    def __init__(self, args, manifest, s, device):
+        self.args, self.s, self.device = args, s, device
+        self.anchors = anchor_entries(manifest)
+        self.path = anchors_path(args.out)
+        self.every_s = max(getattr(args, "anchors_every", ANCHORS_EVERY_MIN), 0.0) * 60.0
+        self.first, self.last_t, self.sessions, self.worst = None, None, 0, {}
+        if not self.anchors:
+            print("note: the bundle lists no phase anchors: the device's phase is not tracked during this run")
+        elif check_anchors_out(self.path) is None:
+            print("note: %s is not this runner's anchor timings: the device's phase is not tracked" % self.path)
+            self.anchors = []
+
+    def due(self):
+        return bool(self.anchors) and (self.last_t is None or _wall() - self.last_t >= self.every_s)
+
+    def session(self):
+        if not self.anchors:
+            return
+        rows = time_anchors(self.args.bundle, self.anchors, self.s, self.device, self.args.keep_weights)
+        self.last_t = _wall()
+        new_file = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, ANCHOR_FIELDS)
+            if new_file:
+                writer.writeheader()
+            for r in rows:
+                writer.writerow({k: _cell(v) for k, v in r.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        self.sessions += 1
+        failed = [r["anchor"] for r in rows if r["status"] != "ok"]
+        if failed:
+            print("note: anchors %s failed this session (%s)" % (", ".join(failed), str(rows[0].get("reason"))[:120]
+                                                                 if len(failed) == len(rows) else "see " + self.path))
+        times = anchor_times(rows)
+        if self.first is None:
+            self.first = times
+            return
+        moved = moved_pct(self.first, times)
+        self.worst = moved or self.worst
+        if moved and max(abs(v) for v in moved.values()) > PHASE_WARN_PCT:
+            a = max(moved, key=lambda k: abs(moved[k]))
+            print("warning: the device's phase moved: anchor %s runs %+.0f%% from the start of this run (anchors "
+                  "%+.0f%%..%+.0f%%, bound ±%g%%): throttling? another process? the ratios stay comparable, the "
+                  "absolute times do not" % (a, moved[a], min(moved.values()), max(moved.values()), PHASE_WARN_PCT))
+
+    def summary(self):
+        if not self.sessions:
+            return "anchors: not timed"
+        if not self.worst:
+            return "anchors: %d session(s) in %s" % (self.sessions, self.path)
+        return ("anchors: %d sessions in %s; moved %+.1f%%..%+.1f%% between the first and the last (bound ±%g%%)"
+                % (self.sessions, self.path, min(self.worst.values()), max(self.worst.values()), PHASE_WARN_PCT))
+
+
+def check_anchors_out(path):
+    """``path`` is missing, empty or this runner's anchor timings (True); None for anything else."""
+    if not os.path.exists(path) or (os.path.isfile(path) and os.path.getsize(path) == 0):
+        return True
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(4096).rstrip(b"\r\n").decode("utf-8", "replace")
+    except (IOError, OSError):
+        return None
+    return True if first == ",".join(ANCHOR_FIELDS) else None
 
 
 def setup_reference(args, manifest, s):
@@ -756,7 +952,16 @@ def setup_reference(args, manifest, s):
     check_files(args.bundle, [entry], {m["hash"]: i for i, m in enumerate(manifest["models"])})  # its sha256 too
     path = inside(args.bundle, entry["file"], "file")
     written = write_weights(args.bundle, entry["weights"]) if entry.get("weights") else None
-    s["reference_model"] = Model(path, entry["input_shape"], s["backend"], s["threads"], s["precision"])
+    model = Model(path, entry["input_shape"], s["backend"], s["threads"], s["precision"])
+    run = model.run
+
+    def reference_run():  # a failure of the reference fails the row it was paired with, and says so
+        try:
+            return run()
+        except Exception as e:  # noqa: BLE001
+            raise ReferenceFailed("reference %s failed: %s: %s" % (REFERENCE_NAME, type(e).__name__, e))
+    model.run = reference_run
+    s["reference_model"] = model
     s["reference_hash"] = entry["hash"]
     return written
 
@@ -770,7 +975,9 @@ def main(argv=None):
         _check_not_bundle_file(args.bundle, args.out, manifest["models"])
         todo, n_rows = plan(manifest, args.out, s, not args.no_retry_failed)
         index = {m["hash"]: i for i, m in enumerate(manifest["models"])}
-        check_files(args.bundle, todo, index)  # before anything is timed
+        if args.no_anchors or args.protocol != "paired":
+            manifest["anchors"] = []
+        check_files(args.bundle, todo + [e for _, e in anchor_entries(manifest) if e not in todo], index)
     except BundleError as e:
         print("run_bundle.py: error: %s" % e, file=sys.stderr)
         return 2

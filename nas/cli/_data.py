@@ -93,12 +93,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from measured import import_results
+
     store = _open(args)
-    report = store.import_file(args.file, device_id=args.device, create_device_kind=args.device_kind, force=args.force)
+    # A bundle run's results bring its anchor sessions (results.anchors.csv beside them): the device's phase series.
+    report, anchors, note = import_results(store, args.file, device_id=args.device,
+                                           create_device_kind=args.device_kind, force=args.force)
     if args.json:
-        print_json(report.to_dict())
+        print_json(report.to_dict() | {"anchors": anchors.to_dict() if anchors else None, "anchors_note": note})
     else:
         print(str(report))
+        if anchors is not None or note:
+            print(anchors.line() if anchors is not None else note)
     return 0
 
 

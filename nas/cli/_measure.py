@@ -273,6 +273,6 @@ def cmd_bundle(args) -> int:
                           full_weights=args.full_weights, workers=args.jobs, force=args.force)
     print(report.line())
     device = args.device or "NAME"
-    print(f"on the device: python3 run_bundle.py --out results.csv; back here: lowformer-nas import results.csv "
-          f"--device {device}")
+    print(f"on the device: python3 run_bundle.py --out results.csv (it also writes results.anchors.csv, the device's "
+          f"phase); back here, with both files: lowformer-nas import results.csv --device {device}")
     return 0

@@ -347,8 +347,12 @@ def cmd_update(args) -> int:
     if not pathlib.Path(args.measurements).is_file():
         raise UserError(f"measurements: {args.measurements}: no such file")
     before = store.measurements(device=args.device)  # empty for a device the file introduces
-    report = store.import_file(args.measurements, device_id=args.device, force=args.force)
+    from measured import import_results
+
+    report, anchors, note = import_results(store, args.measurements, device_id=args.device, force=args.force)
     print(str(report))
+    if anchors is not None or note:
+        print(anchors.line() if anchors is not None else note)  # a bundle run's anchors: the device's phase series
     metric, protocol = _device_metric(store, args.device, args.metric)
     try:
         previous = load_predictor(args.device, metric)

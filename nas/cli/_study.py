@@ -41,6 +41,11 @@ def register(sub) -> None:
     p.add_argument("--busy-threshold", type=float, default=None, metavar="PCT",
                    help="re-measure (not with --quick), then mark busy, when other processes use more than PCT%% "
                         "of the CPU (default 5)")
+    p.add_argument("--protocol", default="paired", choices=("paired", "alone"),
+                   help="paired (default; on CPU and edge backends): each model's runs alternate with runs of the "
+                        "reference B0 and the verdicts use the ratios (one phase for all models); a full run also "
+                        "times the phase anchors every few minutes. alone: each model's runs only (the protocol "
+                        "before pairing; absolute medians)")
     p.add_argument("--quick", action="store_true", help="tiny grids, 3 runs, 1 warm-up: a smoke test")
     p.add_argument("--resume", action="store_true",
                    help="reuse what an earlier run of this study (same mode, device, protocol) stored")
@@ -77,7 +82,7 @@ def cmd_study(args) -> int:
         precision=args.precision, quick=args.quick, runs=args.runs, warmup=args.warmup,
         budget_s=args.budget_s if args.budget_s is not None else POINT_BUDGET_S,
         mac_cap=args.mac_cap * 1e9 if args.mac_cap is not None else None, resume=args.resume,
-        progress=not args.no_progress, out=args.out,
+        progress=not args.no_progress, out=args.out, pairing="auto" if args.protocol == "paired" else "alone",
         **({"busy_threshold_pct": args.busy_threshold} if args.busy_threshold is not None else {}),
     ).validate()
     names = STUDY_NAMES if args.name == "all" else (args.name,)
@@ -127,6 +132,7 @@ def study_json(result) -> dict:
 
     rows = result.results.astype(object).where(result.results.notna(), None).to_dict("records")
     return {"study": result.study.name, "device": result.device.device_id, "protocol": result.protocol.key,
-            "backend_version": result.backend_version, "seconds": result.seconds,
+            "backend_version": result.backend_version, "seconds": result.seconds, "pairing": result.protocol.paired,
+            "values": result.basis, "anchor_sessions": result.anchor_sessions, "phase": result.phase,
             "findings": [dataclasses.asdict(f) for f in result.analysis.findings], "results": rows,
             "files": {k: str(v) for k, v in result.files.items()}}

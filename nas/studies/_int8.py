@@ -9,6 +9,11 @@ both in the store under their own protocols, and reports:
 - int8 / fp32 time per config, and where int8 is *slower*, which op types of the quantised graph still run in
   fp32 (a node none of whose inputs comes from a DequantizeLinear: onnxruntime had no int8 kernel for it);
 - a verdict: "holds" when both τ agree within 0.1 and the named order's τ is at least 0.8.
+
+Configs are timed paired with B0 (the campaign's default on CPU): each precision's times are its ratios to B0 times
+B0's median over that precision's rows (one level per precision, so the τ and orders within a precision do not mix
+the host's phases; the raw medians are kept as ``*_measured_ms``). ``int8 / fp32`` still compares two levels
+timed minutes apart.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import math
 import os
 import pathlib
+import statistics
 import tempfile
 from typing import Any
 
@@ -74,6 +80,18 @@ def _tau(a, b) -> float | None:
     return None if t is None or math.isnan(t) else float(t)
 
 
+def _one_level(ms: list) -> tuple[list[float | None], list[float | None], bool]:
+    """(times, raw medians, whether any was paired): each ok measurement's ratio x the median of the paired rows'
+    reference medians (one level for all), or its own median where it carries no ratio; None unless ok."""
+    ok = [m is not None and m.status == "ok" and m.value is not None for m in ms]
+    raw = [m.value if k else None for m, k in zip(ms, ok)]
+    refs = [m.reference_value for m, k in zip(ms, ok) if k and m.ratio and m.reference_value]
+    if not refs:
+        return raw, raw, False
+    level = statistics.median(refs)
+    return [m.ratio * level if k and m.ratio and m.reference_value else v for m, k, v in zip(ms, ok, raw)], raw, True
+
+
 def _configs(s: Int8Settings) -> list[tuple[str | None, Any]]:
     from search_spaces import get_variant, sample_configs
 
@@ -101,12 +119,13 @@ def run_int8_study(s: Int8Settings, store, log=print) -> dict[str, Any]:
     got = {p: measure_configs(configs, store=store, device_id=s.device, protocol=proto, names=names,
                               campaign=f"study:int8:{'quick' if s.quick else 'full'}", progress=s.progress)
            for p, proto in protos.items()}
+    level = {p: _one_level(got[p]) for p in protos}
     rows = []
     for i, (name, cfg) in enumerate(chosen):
         f, q = got["fp32"][i], got["int8"][i]
-        ok = lambda m: m is not None and m.status == "ok" and m.value is not None  # noqa: E731
         rows.append({"name": name, "id": cfg.short_hash, "macs": count(cfg).macs,
-                     "fp32_ms": f.value if ok(f) else None, "int8_ms": q.value if ok(q) else None,
+                     "fp32_ms": level["fp32"][0][i], "int8_ms": level["int8"][0][i],
+                     "fp32_measured_ms": level["fp32"][1][i], "int8_measured_ms": level["int8"][1][i],
                      "status": f"fp32 {f.status if f else 'missing'}, int8 {q.status if q else 'missing'}"})
     both = [r for r in rows if r["fp32_ms"] and r["int8_ms"]]
     for r in both:
@@ -120,6 +139,8 @@ def run_int8_study(s: Int8Settings, store, log=print) -> dict[str, Any]:
         "device": got["fp32"][0].device_id if got["fp32"] and got["fp32"][0] else s.device,
         "protocols": {p: proto.key for p, proto in protos.items()}, "quick": s.quick,
         "recipe": INT8_RECIPE,
+        "values": ("ratios to B0 x B0's median over each precision's rows (one level per precision)"
+                   if level["fp32"][2] and level["int8"][2] else "absolute medians (timed alone)"),
         "configs": len(rows), "measured_both": len(both),
         "tau_macs_fp32": _tau([r["macs"] for r in both], [r["fp32_ms"] for r in both]),
         "tau_macs_int8": _tau([r["macs"] for r in both], [r["int8_ms"] for r in both]),
@@ -149,7 +170,7 @@ def _write(r: dict[str, Any], s: Int8Settings, log) -> None:
     folder = pathlib.Path(s.out) if s.out else home_dir() / "runs" / "studies" / "int8"
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"# int8 vs fp32 on `{r['device']}` (onnxruntime{', quick mode' if r['quick'] else ''})", "",
-             f"Quantisation: {r['recipe']}.", "", f"**Verdict: {r['verdict']}**", "",
+             f"Quantisation: {r['recipe']}.", "", f"Times: {r['values']}.", "", f"**Verdict: {r['verdict']}**", "",
              "| config | id | MACs (M) | fp32 (ms) | int8 (ms) | int8 / fp32 | fp32 ops left in the int8 graph |",
              "|---|---|---:|---:|---:|---:|---|"]
     for x in r["rows"]:

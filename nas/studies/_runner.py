@@ -9,6 +9,14 @@ timed runs is chosen so that one point's timed runs take about ``POINT_BUDGET_S`
 ``MIN_RUNS``, never more than the protocol's runs), and on a CPU backend a point above ``CPU_MAC_CAP`` MACs
 is skipped (and listed as skipped). Every study run measures afresh (a new repeat index per point), unless
 ``resume`` reuses what an earlier run of the same study and mode stored.
+
+On CPU and edge backends every model is timed paired with the reference (B0), as campaigns time configs
+(``pairing``; ``alone`` keeps the unpaired protocol): each row records its median, its ratio to the reference
+and the reference's median timed with it. A host's speed moves by tens of percent within a study's minutes; the
+ratios do not, so the study's analysis (verdicts, ranks) runs on ``time_ms`` = ratio x the reference's median
+over the whole run (one level for every model: no phases mixed), the raw medians kept in ``measured_ms``. A full
+(not quick) paired run times the phase anchors at its start and every ``ANCHORS_EVERY_S`` seconds, like a
+campaign, and stores them as the device's phase series; every stored row carries its phase.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import math
 import os
 import pathlib
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -29,6 +37,7 @@ from measured import (
     HARNESS_METRICS,
     Device,
     Measurement,
+    PhaseTracker,
     Protocol,
     get_backend,
     make_measurement,
@@ -49,6 +58,10 @@ POINT_BUDGET_S = 3.0
 MIN_RUNS = 10
 CPU_MAC_CAP = 100e9
 QUICK_RUNS, QUICK_WARMUP = 3, 1
+# The phase anchors are timed at a full paired study's start, then again after this many seconds or models (as
+# campaigns do; a quick run is a smoke test and times none).
+ANCHORS_EVERY_S, ANCHORS_EVERY_MODELS = 300.0, 50
+PAIRING_CHOICES = ("auto", "paired", "alone")
 DEFAULT_OUT = pathlib.Path("runs") / "studies"  # under $LOWFORMER_NAS_HOME, where the README says a command keeps things
 
 
@@ -91,6 +104,8 @@ class StudySettings:
     resume: bool = False
     progress: bool = True
     out: str | os.PathLike | None = None
+    # auto: paired with the reference on CPU and edge backends, alone on GPUs (the harness's rule); paired; alone.
+    pairing: str = "auto"
 
     def validate(self) -> "StudySettings":
         if self.backend not in BACKENDS:
@@ -103,6 +118,8 @@ class StudySettings:
             raise UserError(f"mac_cap: must be > 0 (got {self.mac_cap!r})")
         if not (isinstance(self.busy_threshold_pct, (int, float)) and 0 < self.busy_threshold_pct <= 100):
             raise UserError(f"busy_threshold_pct: must be in (0, 100] (got {self.busy_threshold_pct!r})")
+        if self.pairing not in PAIRING_CHOICES:
+            raise UserError(f"pairing: must be one of {'|'.join(PAIRING_CHOICES)} (got {self.pairing!r})")
         return self
 
     @property
@@ -117,7 +134,7 @@ class StudySettings:
 
     def protocol(self) -> Protocol:
         kw: dict[str, Any] = dict(backend=self.backend, threads=self.threads, precision=self.precision,
-                                  busy_threshold_pct=self.busy_threshold_pct)
+                                  busy_threshold_pct=self.busy_threshold_pct, pairing=self.pairing)
         if self.quick:
             # A smoke run: no re-measuring on a busy machine (that would multiply a test's time).
             kw.update(runs=QUICK_RUNS, warmup=QUICK_WARMUP, retries=0)
@@ -147,6 +164,9 @@ class StudyResult:
     paper_origin: str
     seconds: float
     files: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
+    basis: str = ""  # what the analysis's times are (ratios at one reference level, or absolute medians)
+    anchor_sessions: int = 0
+    phase: str | None = None  # the latest anchor session's phase, in words
 
     def counts(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.results["status"].value_counts().items()}
@@ -170,19 +190,34 @@ def choose_runs(per_run_s: float | None, protocol: Protocol, budget_s: float) ->
 
 
 def measure_toy(toy, protocol: Protocol, device_id: str, *, repeat: int = 0, campaign: str | None = None,
-                budget_s: float = POINT_BUDGET_S) -> Measurement:
-    """Time one toy model in this process; a failure becomes a failed measurement with its reason."""
+                budget_s: float = POINT_BUDGET_S, reference=None, **timer) -> Measurement:
+    """Time one toy model in this process, paired with the reference when ``protocol.paired``; a failure (of the
+    toy, or of the reference: never a ratio to nothing) becomes a failed measurement with its reason.
+    ``reference``: (runner, config hash, name) to pair with (None: the protocol's, loaded once per process);
+    ``timer``: ``clock``/``monitor`` for the harness (tests)."""
+    from measured import ReferenceFailed, reference_runner
+
     backend = get_backend(protocol.backend, protocol.threads, protocol.precision)
     proto, timing, status, reason = protocol, None, "ok", None
     try:
+        if protocol.paired and reference is None:
+            reference = reference_runner(protocol)  # loaded once per process (the harness's cache)
         runner = backend.load_module(toy.build(), toy.input_shape(protocol.batch))
         runner()  # the first run initialises lazily: not representative of the next ones
         t0 = time.perf_counter()
         runner()
-        proto = dataclasses.replace(protocol, runs=choose_runs(time.perf_counter() - t0, protocol, budget_s))
-        timing, status, reason = measure_runner(runner, proto)
+        per_run = time.perf_counter() - t0
+        if protocol.paired:
+            t0 = time.perf_counter()
+            reference[0]()
+            per_run += time.perf_counter() - t0  # a pair costs both runs
+        proto = dataclasses.replace(protocol, runs=choose_runs(per_run, protocol, budget_s))
+        timing, status, reason = measure_runner(runner, proto, reference=reference if protocol.paired else None,
+                                                **timer)
     except MemoryError:
         status, reason = "failed", "out of memory"
+    except ReferenceFailed as e:
+        status, reason = "failed", str(e)
     except Exception as e:  # noqa: BLE001 (every failure is stored with its reason; the study goes on)
         status, reason = "failed", f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
     finally:
@@ -263,9 +298,36 @@ def _resolve_device(store, settings: StudySettings, paper: PaperData) -> Device:
     return device.validate()
 
 
+class _InProcessAnchors:
+    """Times the phase anchors in this process (a study times its toys here; no worker to ask)."""
+
+    def __init__(self, protocol: Protocol, time_anchors: Callable[[], list[dict]] | None = None):
+        self.protocol, self._time = protocol, time_anchors
+
+    def time_anchors(self) -> list[dict]:
+        if self._time is not None:
+            return self._time()
+        from measured import time_anchor_session
+
+        return time_anchor_session(self.protocol)
+
+
+def phase_tracker(settings: StudySettings, store, device: Device, protocol: Protocol, campaign: str, *,
+                  time_anchors: Callable[[], list[dict]] | None = None,
+                  clock: Callable[[], float] = time.perf_counter) -> PhaseTracker | None:
+    """The tracker that times the anchors during a full paired study (None: a quick or unpaired run)."""
+    if settings.quick or not protocol.paired:
+        return None
+    return PhaseTracker(store, device.device_id, protocol, _InProcessAnchors(protocol, time_anchors),
+                        campaign=campaign, source="study", every_s=ANCHORS_EVERY_S, every_n=ANCHORS_EVERY_MODELS,
+                        clock=clock)
+
+
 def measure_points(study: Study, points, settings: StudySettings, store, device: Device,
-                   protocol: Protocol) -> pd.DataFrame:
-    """Measure (or reuse, or skip) every point; store each result as it comes; one row per point."""
+                   protocol: Protocol, *, tracker: PhaseTracker | None = None, **timer) -> pd.DataFrame:
+    """Measure (or reuse, or skip) every point; store each result as it comes; one row per point. ``tracker``
+    times the phase anchors when due (between points) and stamps each row with its phase; ``timer``:
+    ``clock``/``monitor`` for the harness (tests)."""
     from tqdm import tqdm
 
     from measured import Job, run_campaign
@@ -289,16 +351,20 @@ def measure_points(study: Study, points, settings: StudySettings, store, device:
             m = ledger.reuse(p.config_hash) if settings.resume else None
             reused = m is not None
             if m is None:
+                if tracker is not None and tracker.due():
+                    tracker.refresh()  # between models: nothing else is timing
                 repeat = ledger.next_repeat(p.config_hash)
                 if p.kind == "toy":
                     m = measure_toy(p, protocol, device.device_id, repeat=repeat, campaign=campaign,
-                                    budget_s=settings.budget_s)
+                                    budget_s=settings.budget_s, **timer)
+                    m = tracker.stamp(m) if tracker is not None else m
                     store.add_measurements([m], archs=[p.architecture()])
                 else:
                     est = s_per_mac * p.macs if s_per_mac else None
                     proto = dataclasses.replace(protocol, runs=choose_runs(est, protocol, settings.budget_s))
+                    # The study's tracker times the anchors (not one session per point) and stamps the row.
                     report = run_campaign([Job(p.config, p.name, repeat)], proto, device, store, campaign=campaign,
-                                          progress=False)
+                                          progress=False, anchors_every_s=None, phase_tracker=tracker)
                     m = (report.measurements[0] if report.measurements
                          else ledger.stored(store, p.config_hash, repeat))
                 if m is not None:
@@ -310,14 +376,55 @@ def measure_points(study: Study, points, settings: StudySettings, store, device:
             if per_run:
                 s_per_mac = per_run / max(p.macs, 1)
             row.update(status=m.status, reason=m.reason, value=m.value, p10=m.p10, p90=m.p90, n=m.n,
-                       time_ms=_time_ms(m, protocol), busy_pct=m.busy_pct, measurement_id=m.id, reused=reused)
+                       time_ms=_time_ms(m, protocol), busy_pct=m.busy_pct, measurement_id=m.id, reused=reused,
+                       **_pairing_columns(m, protocol))
         rows.append(row)
     df = pd.DataFrame(rows)
-    for c in ("value", "p10", "p90", "time_ms", "busy_pct"):
+    for c in ("value", "p10", "p90", "time_ms", "busy_pct", *PAIRED_COLUMNS):
         if c not in df:
             df[c] = math.nan
     df["time_ms"] = df["time_ms"].astype(float)
     return df
+
+
+# The columns a paired row adds to a study's results (NaN for a row timed alone).
+PAIRED_COLUMNS = ("ratio", "ratio_lo", "ratio_hi", "reference_ms")
+
+
+def _pairing_columns(m: Measurement, protocol: Protocol) -> dict[str, Any]:
+    """A row's pairing, its ratio to the reference with the CI, the reference's time per image timed with it."""
+    out: dict[str, Any] = {"pairing": m.pairing or "alone", "flag": m.flag}
+    if m.status == "ok" and m.ratio is not None and m.reference_value:
+        ref_ms = m.reference_value / protocol.batch if protocol.metric == "latency_ms" else 1e3 / m.reference_value
+        out.update(ratio=m.ratio, ratio_lo=m.ratio_lo, ratio_hi=m.ratio_hi, reference_ms=ref_ms)
+    return out
+
+
+def one_phase(results: pd.DataFrame, reference: str = "B0") -> tuple[pd.DataFrame, str]:
+    """``results`` with ``time_ms`` in one phase, and what it is, in words. Paired ok rows: their ratio times the
+    reference's median time over the run (the median of every row's reference median: one level for all, so no
+    row carries the host's speed at its own moment); the raw medians move to ``measured_ms``. Rows without a
+    ratio (timed alone, or reused from a run before pairing) keep their absolute median and the words say so."""
+    out = results.copy()
+    if "measured_ms" not in out:
+        out["measured_ms"] = out["time_ms"]
+    ratio = pd.to_numeric(out.get("ratio"), errors="coerce") if "ratio" in out else pd.Series(math.nan, out.index)
+    ref = pd.to_numeric(out.get("reference_ms"), errors="coerce") if "reference_ms" in out else ratio * math.nan
+    paired = (out["status"] == "ok") & (ratio > 0) & (ref > 0)
+    ok = out["status"] == "ok"
+    if not paired.any():
+        out["basis"] = "absolute"
+        return out, ("absolute medians, each timed alone at its own moment (the host's speed at that moment is "
+                     "in every value: compare within a quiet run only)")
+    level = float(ref[paired].median())
+    out.loc[paired, "time_ms"] = ratio[paired] * level
+    out["basis"] = ["ratio" if p else ("absolute" if o else None) for p, o in zip(paired, ok)]
+    words = (f"ratios to the reference {reference} (timed in adjacent pairs with each model) x {reference}'s median "
+             f"over the run, {level:.4g} ms: one level for every model, no phases mixed; raw medians in measured_ms")
+    alone = int((ok & ~paired).sum())
+    if alone:
+        words += f"; {alone} ok row(s) without a ratio (timed alone) keep their absolute median"
+    return out, words
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -325,9 +432,12 @@ def measure_points(study: Study, points, settings: StudySettings, store, device:
 # ------------------------------------------------------------------------------------------------------
 
 
-def run_study(name: str, settings: StudySettings | None = None, store=None) -> StudyResult:
+def run_study(name: str, settings: StudySettings | None = None, store=None, *,
+              time_anchors: Callable[[], list[dict]] | None = None, clock: Callable[[], float] = time.perf_counter,
+              **timer) -> StudyResult:
     """Run one study end to end (see the module docstring). ``store``: a ``measured._store.Store``
-    (None: the default store)."""
+    (None: the default store). ``time_anchors``/``clock``: how the phase anchors are timed and when they are due
+    (tests); ``timer``: ``clock``/``monitor`` for the harness (tests)."""
     settings = (settings or StudySettings()).validate()
     study = get_study(name)
     protocol = settings.protocol()
@@ -341,11 +451,15 @@ def run_study(name: str, settings: StudySettings | None = None, store=None) -> S
     store.add_device(device)
     t0 = time.perf_counter()
     points = study.points(settings.quick)
-    results = measure_points(study, points, settings, store, device, protocol)
+    tracker = phase_tracker(settings, store, device, protocol, settings.campaign(name), time_anchors=time_anchors,
+                            clock=clock)
+    measured = measure_points(study, points, settings, store, device, protocol, tracker=tracker, **timer)
+    results, basis = one_phase(measured, protocol.reference)
     ctx = PaperContext(paper, preferred_devices(settings.device_kind, settings.metric))
     analysis = study.analyse(results, ctx, settings.quick)
     result = StudyResult(study, settings, device, protocol, backend.version(), results, analysis, ctx.devices,
-                         describe_device(store, ctx.closest), paper.origin(), time.perf_counter() - t0)
+                         describe_device(store, ctx.closest), paper.origin(), time.perf_counter() - t0, basis=basis,
+                         anchor_sessions=tracker.sessions if tracker else 0, phase=tracker.words if tracker else None)
     write_outputs(result)
     return result
 
@@ -366,6 +480,7 @@ def write_outputs(result: StudyResult) -> None:
     result.files = files
     atomic_write(files["csv"], result.results.to_csv(index=False))
     findings = pd.DataFrame([f.to_dict() for f in result.analysis.findings])
+    findings["values"] = result.basis  # what the local figures were computed on (ratios, or absolute medians)
     atomic_write(files["findings"], findings.to_csv(index=False))
     atomic_write(files["markdown"], result.report())
     write_chart(result.analysis.figure, result.study, result.device.device_id, result.settings.backend,
@@ -490,7 +605,8 @@ def protocol_line(result: StudyResult) -> str:
     return (f"{p.backend} {result.backend_version}, {p.threads} thread(s), {p.metric}, batch {p.batch}, {p.precision}; "
             f"warm-up {p.warmup}, median of up to {p.runs} timed runs per model (fewer for slow models: about "
             f"{s.budget_s:g} s of timed runs per model, never fewer than {min(MIN_RUNS, p.runs)})"
-            + (f"; models above {cap / 1e9:.0f} GMACs skipped" if cap else ""))
+            + (f"; models above {cap / 1e9:.0f} GMACs skipped" if cap else "")
+            + (f"; each model paired with {p.reference} (A B | B A runs)" if p.paired else "; each model timed alone"))
 
 
 def render_report(result: StudyResult) -> str:
@@ -506,6 +622,10 @@ def render_report(result: StudyResult) -> str:
         f"- paper numbers from: {result.paper_origin}",
         f"- models: {', '.join(f'{v} {k}' for k, v in counts.items())}; {result.seconds:.0f} s",
     ]
+    if result.basis:
+        lines.append(f"- times analysed (verdicts, ranks): {result.basis}")
+    if result.anchor_sessions:
+        lines.append(f"- phase anchors timed {result.anchor_sessions}x; latest phase: {result.phase}")
     if result.settings.quick:
         lines.append("- **quick mode**: reduced sizes and 3 timed runs: a smoke test, not comparable with the paper")
     lines.append("")

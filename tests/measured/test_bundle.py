@@ -105,7 +105,7 @@ W["sha256"] = _runner().weights_sha256(W)
 @pytest.mark.parametrize("manifest, says", [
     ("{not json", "manifest.json: not valid JSON (Expecting property name"),
     ("[1, 2]", "manifest.json: top level: must be a JSON object"),
-    ({"format": 7, "models": [GOOD]}, "manifest.json: format: must be 1 or 2 (got 7)"),
+    ({"format": 7, "models": [GOOD]}, "manifest.json: format: must be one of 1, 2, 3 (got 7)"),
     ({"format": 2}, "manifest.json: models: must be a non-empty list"),
     ({"format": 2, "models": [{**GOOD, "hash": 5}]}, "models[0].hash: must be a 64-character sha256 hex digest"),
     ({"format": 2, "models": [GOOD, GOOD]}, "models[1].hash: repeats models[0]"),
@@ -211,7 +211,7 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     job = Job(get_variant("B0").config.with_(resolution=64), "B0")
     small = write_bundle([job], str(root / "small"), progress=False, device_id="test-pi")
-    full = write_bundle([job], str(root / "full"), progress=False, full_weights=True)
+    full = write_bundle([job], str(root / "full"), progress=False, full_weights=True, anchors=False)
     return root, small, full
 
 
@@ -226,7 +226,9 @@ def test_a_small_bundle_ships_graphs_and_a_recipe(bundles):
     assert full.manifest["weights"] == "full" and "weights" not in full_entry
     graph = root / "small" / entry["file"]
     assert graph.stat().st_size * 20 < (root / "full" / full_entry["file"]).stat().st_size
-    assert small.bytes < full.bytes and "KB" in small.line()
+    # The small bundle ships the reference and the 5 anchors too: 7 graphs, about 1 MB in all.
+    assert small.bytes < full.bytes and small.bytes < 2e6 and "MB" in small.line()
+    assert len(small.manifest["models"]) == 7 and len(full.manifest["models"]) == 1
     assert entry["weights"]["seed"] == weight_seed(entry["hash"]) and not (root / "small" / entry["weights"]["file"]).exists()
     # The runner's file, read back with onnx's own external-data loader, has every tensor's shape, mean and std;
     # tensors of one value (biases at 0, norms at 1) exactly.
@@ -269,6 +271,10 @@ def test_bundle_run_import(bundles, tmp_path):
     df = Store(store).measurements(device="test-pi")
     assert len(df) == 1 and set(df["source"]) == {"bundle"} and set(df["config_hash"]) == {small.manifest["models"][0]["hash"]}
     assert Store(store).device("test-pi").fingerprint.get("arch") and Store(store).device("test-pi").kind == "edge"
+    # The anchors, timed on the device at the start and the end (real models), are the device's phase series.
+    sessions = {r["session"] for r in csv.DictReader(open(tmp_path / "results.anchors.csv"))}
+    assert len(sessions) == 2 and "anchors: 2 session(s) from results.anchors.csv (2 new)" in r.stdout
+    assert set(Store(store).anchor_timings(device="test-pi")["session"]) == sessions
     # The same rows are not the Jetson TX2's: refused, one line.
     r = subprocess.run(cli + ["import", str(results), "--device", "jetson_tx2", "--store", store], capture_output=True,
                        text=True, timeout=300)

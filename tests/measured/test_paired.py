@@ -224,11 +224,13 @@ def test_the_bundle_runner_pairs_with_the_same_interval_and_warns_when_the_refer
     a, b = types.SimpleNamespace(run=lambda: sum(range(3000))), types.SimpleNamespace(run=lambda: sum(range(1000)))
     out = runner.measure_paired(a, b, 1, 12)
     assert len(out) == 8 and out[5] <= out[4] <= out[6] and out[7] > 0
-    first = runner._phase_warning({"status": "ok", "reference_value": 20.0}, None)
-    assert first == 20.0 and runner._phase_warning({"status": "ok", "reference_value": 21.0}, first) == 20.0
-    assert "warning" not in capsys.readouterr().out
-    runner._phase_warning({"status": "ok", "reference_value": 23.0}, first)
-    assert "the device's phase moved" in capsys.readouterr().out
+    state = {"first_ref": None, "warned": False}
+    runner._phase_warning({"status": "ok", "reference_value": 20.0}, state)
+    runner._phase_warning({"status": "ok", "reference_value": 21.0}, state)
+    assert state["first_ref"] == 20.0 and "warning" not in capsys.readouterr().out
+    runner._phase_warning({"status": "ok", "reference_value": 23.0}, state)
+    runner._phase_warning({"status": "ok", "reference_value": 24.0}, state)
+    assert capsys.readouterr().out.count("the device's phase moved") == 1  # one line, not one per row
     manifest = {"models": [{"name": "B0", "input_shape": [1, 3, 64, 64]}, {"name": "B0", "input_shape": [1, 3, 224, 224]}]}
     assert runner.reference_entry(manifest)["input_shape"][2] == 224
     assert "pairing" in runner.FIELDS and "ratio" in runner.FIELDS

@@ -85,6 +85,14 @@ def test_redraw_draws_the_chart_again_without_measuring(capsys, tmp_path, monkey
     assert uuid.sub("", chart.read_text()) == uuid.sub("", before) and len(stored("study:attention:quick")) == n
 
     csv = tmp_path / "attention.csv"
+    # A results CSV from before paired studies (no ratio, reference or basis columns) still redraws.
+    import pandas as pd
+
+    old = pd.read_csv(csv).drop(columns=["ratio", "ratio_lo", "ratio_hi", "reference_ms", "measured_ms", "basis",
+                                         "pairing", "flag"])
+    old.to_csv(csv, index=False)
+    code, out, err = run(capsys, *args, "--redraw")
+    assert code == 0 and out.strip() == f"wrote {chart}", err
     csv.write_text(csv.read_text().replace(",ok,", ",fine,", 1))
     code, _, err = run(capsys, *args, "--redraw")
     assert code == 2 and err.startswith(f"lowformer-nas: error: redraw: {csv}: status 'fine' not in ok|"), err
@@ -130,6 +138,18 @@ def test_json_and_the_default_folder_under_the_home(capsys, tmp_path, monkeypatc
     d = json.loads(out)
     assert d["study"] == "attention" and len(d["results"]) == 4 and d["findings"] and "## Findings" in err
     assert all(str(home_dir() / "runs" / "studies" / "attention") in p for p in d["files"].values())
+    # Paired with B0 by default: each row has its ratio, and the verdicts say they were computed on ratios.
+    assert d["pairing"] is True and d["values"].startswith("ratios to the reference B0")
+    assert all(r["pairing"] == "paired" and r["ratio"] > 0 and r["measured_ms"] > 0 for r in d["results"])
+    assert "times analysed (verdicts, ranks): ratios" in err
+    findings = (home_dir() / "runs" / "studies" / "attention" / "attention_findings.csv").read_text()
+    assert findings.splitlines()[0].endswith(",values") and "ratios to the reference B0" in findings
+    # --protocol alone: the old timing, absolute medians, said so.
+    code, out, err = run(capsys, "study", "attention", "--quick", "--no-progress", *ANY_LOAD, "--json",
+                         "--protocol", "alone")
+    d = json.loads(out)
+    assert code == 0 and d["pairing"] is False and d["values"].startswith("absolute medians")
+    assert all(r["pairing"] == "alone" and r["ratio"] is None for r in d["results"])
 
 
 def test_unknown_study_suggests_the_nearest(capsys):

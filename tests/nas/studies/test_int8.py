@@ -25,7 +25,9 @@ def test_int8_study_quick(tmp_path, monkeypatch, capsys):
     assert d["verdict"] and "default_rng(1)" in d["recipe"]
     assert sorted(d["named_order_fp32"]) == sorted(d["named_order_int8"]) == ["B0", "E1"]
     for r in d["rows"]:
-        assert r["fp32_ms"] > 0 and r["int8_ms"] > 0
+        assert r["fp32_ms"] > 0 and r["int8_ms"] > 0 and r["fp32_measured_ms"] > 0 and r["int8_measured_ms"] > 0
+    # Paired (the default): the τ and orders use the ratios at one level per precision, and say so.
+    assert d["values"].startswith("ratios to B0")
     assert (tmp_path / "out" / "int8.md").read_text().startswith("# int8 vs fp32 on `test-dev`")
     with Store() as s:
         rows = s.measurements(device="test-dev")
