@@ -43,9 +43,10 @@ def register(sub) -> None:
     p.add_argument("--runs", type=int_in(1, MAX_RUNS), default=100, help="timed runs at most (default 100)")
     p.add_argument("--min-runs", type=int_in(1, MAX_RUNS), default=None,
                    help="timed runs at least, when adaptive (default 10, or --runs when fewer; at most --runs)")
-    p.add_argument("--target-ci", type=float, default=1.0, metavar="PCT",
-                   help="stop timing once the median's 95%% confidence interval is within ±PCT%% (default 1; "
-                        "0: always --runs timed runs)")
+    p.add_argument("--target-ci", type=float, default=None, metavar="PCT",
+                   help="stop timing once the 95%% confidence interval is within ±PCT%%: the ratio's to the "
+                        "reference when paired (default 2), the median's when alone (default 1); 0: always --runs "
+                        "timed runs")
     p.add_argument("--export-workers", type=int_in(1, MAX_WORKERS), metavar="N",
                    help="processes that export configs ahead of timing, never while timing (default: one per "
                         "core, at most 4; 1: export inside the timing process)")
@@ -148,7 +149,7 @@ def _measure(args, out: list | None) -> int:
         raise UserError(f"repeats: must be >= 1 (got {args.repeats})")
     if args.timeout <= 0:
         raise UserError(f"timeout: must be > 0 s (got {args.timeout})")
-    if args.target_ci < 0:
+    if args.target_ci is not None and args.target_ci < 0:
         raise UserError(f"target-ci: must be a percentage >= 0 (0: fixed --runs) (got {args.target_ci})")
     if args.export_workers is not None and args.export_workers < 1:
         raise UserError(f"export-workers: must be >= 1 (got {args.export_workers})")
@@ -160,8 +161,10 @@ def _measure(args, out: list | None) -> int:
     batch = args.batch or (200 if args.metric == "throughput_img_s" else 1)
     protocol = Protocol(
         metric=args.metric, backend=args.backend, batch=batch, threads=args.threads, precision=args.precision,
-        warmup=args.warmup, runs=args.runs, min_runs=args.min_runs, target_ci_pct=args.target_ci or None,
-        busy_threshold_pct=args.busy_threshold, pairing="auto" if args.protocol == "paired" else "alone",
+        warmup=args.warmup, runs=args.runs, min_runs=args.min_runs, busy_threshold_pct=args.busy_threshold,
+        pairing="auto" if args.protocol == "paired" else "alone",
+        **({} if args.target_ci is None else  # an explicit target holds for the median and the ratio alike
+           {"target_ci_pct": args.target_ci or None, "pair_target_ci_pct": args.target_ci or 2.0}),
     )
     backend = get_backend(args.backend, args.threads, args.precision)  # fails fast when unavailable
     jobs = jobs_from_args(args, args.repeats)
@@ -253,8 +256,9 @@ def results_table(rows: list[dict]) -> str:
 def protocol_line(protocol) -> str:
     """How many timed runs, in words."""
     if protocol.adaptive:
-        return (f"{protocol.min_runs}-{protocol.runs} timed runs (until the median's 95% CI is within "
-                f"±{protocol.target_ci_pct:g}%)")
+        what = "the ratio's to the reference" if protocol.paired else "the median's"
+        return (f"{protocol.min_runs}-{protocol.runs} timed runs (until {what} 95% CI is within "
+                f"±{protocol.stop_ci_pct:g}%)")
     return f"{protocol.runs} timed runs"
 
 
