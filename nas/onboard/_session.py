@@ -6,7 +6,8 @@
 3. Choose what to measure by an informative design over configs sampled from the whole space
    (:func:`predictors.informative_order`, weighted by the source's expected times), not at random.
 4. Measure those configs, most informative first, until ``--configs`` or ``--minutes`` is reached.
-5. Train from scratch and by transfer from the source; keep the better by cross-validation; save it.
+5. Train from scratch, by transfer from every known device and by the cross-device model; keep the one with
+   the lowest cross-validated MAPE on all the round's configs (:func:`train_best`); save it.
 6. Score it on a few random configs measured afterwards and never trained on (the hold-out), and print
    the next command.
 
@@ -115,8 +116,8 @@ class OnboardResult:
     n_train: int
     seconds: float  # measuring time of the round's training configs (anchors included)
     ranking: list[dict]
-    source: str | None
-    chosen: str  # "scratch" | "transfer"
+    source: str | None  # the transfer's source device (None unless chosen is "transfer")
+    chosen: str  # "scratch" | "transfer" | "shared"
     model_type: str
     cv: dict  # cross-validated figures of the saved model
     holdout: dict | None  # figures on the hold-out, None without one
