@@ -124,6 +124,7 @@ class OnboardResult:
     predictor_path: str
     next_command: str
     notes: list[str] = dataclasses.field(default_factory=list)
+    candidates: list[dict] = dataclasses.field(default_factory=list)  # every candidate's cross-validated MAPE
 
 
 # ---------------------------------------------------------------------------------------------- design
@@ -361,7 +362,7 @@ def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key:
         device=device_id, round=plan["round"], metric=metric, n_train=data.n_configs, seconds=plan["spent_s"],
         ranking=ranking, source=(pred.meta.get("transfer_source") or {}).get("device"), chosen=chosen,
         model_type=pred.meta["model_type"], cv=figures_only(results[name]), holdout=hold,
-        predictor_path=str(path), next_command="",
+        predictor_path=str(path), next_command="", candidates=meta_round["candidates"],
     )
 
 

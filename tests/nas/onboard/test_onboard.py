@@ -41,7 +41,7 @@ def test_onboarding_this_machine(store, fake_measurer):
     # Every known device's transfer was cross-validated beside the scratch models, the kept one the lowest.
     cands = pred.meta["onboarding"]["candidates"]
     assert {c["candidate"] for c in cands} >= {"from scratch"} | {f"transfer from {x['source']}" for x in r.ranking}
-    assert min(c["cv_mape"] for c in cands) == r.cv["mape"]
+    assert min(c["cv_mape"] for c in cands) == r.cv["mape"] and r.candidates == cands
     assert (r.source is None) == (r.chosen != "transfer")
     assert any(line.startswith("cross-validated on the 10 configs") for line in lines)
     assert str(pred.path) == r.predictor_path and pred.meta["onboarding"]["configs"] == 10
