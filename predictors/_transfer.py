@@ -11,7 +11,8 @@ target's measurements (``mode="auto"``):
 
 :func:`few_shot_curve` compares this with training from scratch for growing training-set sizes;
 :func:`few_shot_table` does so the way a device is onboarded (anchors first, the source chosen on them,
-then random or informative selection) and adds the choice between the two by cross-validation.
+then random or informative selection) and adds the choice by cross-validation (of the two and the transfer
+from every other source).
 """
 
 from __future__ import annotations
@@ -265,8 +266,10 @@ def few_shot_table(
     ({name: fitted estimator or TrainedPredictor}) by :func:`predictors.rank_sources`. For each size n the
     training set is the anchors plus n - len(anchors) configs of the pool, chosen at random (``repeats``
     seeded draws) or by :func:`predictors.informative_order` (deterministic: one draw). On it are fitted the
-    additive model from scratch, the transfer from the source, and "chosen": the better of the two by
-    cross-validation on the training set (what onboarding saves). Every model is scored on the hold-out,
+    additive model from scratch, the transfer from the source, and "chosen": the best by cross-validation on the
+    training set among these two and the transfer from every other source (model ``"transfer:<source>"``), as
+    onboarding chooses (``nas.onboard.train_best``, where every scratch model type and the cross-device model
+    compete too). Every model is scored on the hold-out,
     which is never trained on. ``y_*`` are costs (:func:`predictors.to_cost`); scores are in ``metric``.
 
     Returns (DataFrame: size, selection, method, repeat, source, model, figures of
@@ -305,12 +308,14 @@ def few_shot_table(
         X = np.vstack([X_anchors, X_pool[idx]])
         y = np.concatenate([y_anchors, y_pool[idx]])
         fitted = {"scratch": AdditiveModel(), "transfer": transfer_from(src)}
+        # As onboarding chooses: the transfer from every source competes, not only from the anchors' best.
+        others = {f"transfer:{k}": transfer_from(getattr(v, "estimator", v)) for k, v in sources.items() if k != best}
         chosen = None
         if "chosen" in methods:
-            chosen, _ = choose_by_validation(X, y, fitted)
+            chosen, _ = choose_by_validation(X, y, {**fitted, **others})
         for method in methods:
             name = chosen if method == "chosen" else method
-            est = clone(fitted[name]).fit(X, y)
+            est = clone({**fitted, **others}[name]).fit(X, y)
             rep = regression_report(truth, from_cost(metric, est.predict(X_hold)))
             rows.append({"size": n, "selection": sel, "method": method, "repeat": r, "source": best, "model": name,
                          **rep})

@@ -96,7 +96,8 @@ def cmd_onboard(args) -> int:
 
         print_json(dataclasses.asdict(result), indent=2, default=str)
         return 0
-    how = f"transfer from {result.source}" if result.chosen == "transfer" else "from scratch"
+    how = {"transfer": f"transfer from {result.source}", "shared": "cross-device, shared profile"}.get(result.chosen,
+                                                                                                      "from scratch")
     cv = result.cv
     print(f"saved {result.model_type} predictor ({how}) -> {result.predictor_path}")
     print(f"trained on {result.n_train} configs measured in {result.seconds / 60:.1f} min; cross-validated: "

@@ -6,7 +6,8 @@
 3. Choose what to measure by an informative design over configs sampled from the whole space
    (:func:`predictors.informative_order`, weighted by the source's expected times), not at random.
 4. Measure those configs, most informative first, until ``--configs`` or ``--minutes`` is reached.
-5. Train from scratch and by transfer from the source; keep the better by cross-validation; save it.
+5. Train from scratch, by transfer from every known device and by the cross-device model; keep the one with
+   the lowest cross-validated MAPE on all the round's configs (:func:`train_best`); save it.
 6. Score it on a few random configs measured afterwards and never trained on (the hold-out), and print
    the next command.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -115,14 +116,15 @@ class OnboardResult:
     n_train: int
     seconds: float  # measuring time of the round's training configs (anchors included)
     ranking: list[dict]
-    source: str | None
-    chosen: str  # "scratch" | "transfer"
+    source: str | None  # the transfer's source device (None unless chosen is "transfer")
+    chosen: str  # "scratch" | "transfer" | "shared"
     model_type: str
     cv: dict  # cross-validated figures of the saved model
     holdout: dict | None  # figures on the hold-out, None without one
     predictor_path: str
     next_command: str
     notes: list[str] = dataclasses.field(default_factory=list)
+    candidates: list[dict] = dataclasses.field(default_factory=list)  # every candidate's cross-validated MAPE
 
 
 # ---------------------------------------------------------------------------------------------- design
@@ -210,23 +212,87 @@ def _pick_source(setting: str, ranking: list[dict], device_id: str):
     return name, load_predictor(name)
 
 
-def train_best(data, source_name: str | None, source, progress=None) -> tuple[Any, dict, str]:
-    """(TrainedPredictor, its validation figures, "scratch"|"transfer"): both trained on ``data``, the one whose
-    chosen model has the lower cross-validated MAPE kept (ties: scratch, the simpler)."""
+def train_best(data, sources: Mapping[str, Any] | None = None, progress=None, *, shared=None,
+               log: Callable[[str], None] | None = None) -> tuple[Any, dict, str]:
+    """(TrainedPredictor, its validation figures, "scratch"|"transfer"|"shared"): the candidates trained on ``data``
+    and the one whose chosen model has the lowest cross-validated MAPE kept (ties: the earlier, simpler one).
+
+    The candidates: the model types trained from scratch (``train(data, "auto")``), the transfer from each of
+    ``sources`` ({device: TrainedPredictor}, best-ranked first) and the cross-device model (``shared``: the common
+    cost profile of the other devices, :func:`predictors.shared_model`). Every source is tried on all of the
+    round's configs rather than only the best-ranked on the anchors: four anchors rank sources by one scale factor
+    and can prefer a device whose costs merely match them (on a new x86 host the iPhone ranked first, 8 % against
+    11.6 % spread, while the transfer from the x86 dataset cross-validated at 4.6 % MAPE against the iPhone's 18 %
+    and predicted the 60-config hold-out 30 minutes later at 88 % within ±10 % against 73 % from scratch:
+    predictors/README.md, Onboarding's choice)."""
     from predictors import PredictorError, train
 
     pred, results = train(data, "auto", progress=progress)
-    best = (pred, results, "scratch")
-    if source is not None:
+    found = [(pred, results, "scratch", None)]
+    for name, source in (sources or {}).items():
         try:
-            tpred, tres = train(data, "transfer", source=source, progress=progress)
-        except PredictorError:
-            tpred = None
-        if tpred is not None and tres[tpred.meta["model_name"]]["mape"] < results[pred.meta["model_name"]]["mape"]:
-            tpred.meta["transfer_source"] = {"device": source_name, "metric": source.metric,
-                                             "version": source.version, "model_type": source.model_type}
-            best = (tpred, tres, "transfer")
-    return best
+            found.append((*train(data, "transfer", source=source, progress=progress), "transfer", name))
+        except (PredictorError, ValueError):
+            continue  # a source that cannot predict these configs is not a candidate
+    if shared is not None:
+        try:
+            found.append((*train(data, "shared", source=shared, progress=progress), "shared", None))
+        except (PredictorError, ValueError):
+            pass
+    mape = [r[p.meta["model_name"]]["mape"] for p, r, _, _ in found]
+    best = min(range(len(found)), key=lambda i: (round(mape[i], 9), i))
+    pred, results, chosen, name = found[best]
+    if chosen == "transfer":
+        source = sources[name]
+        pred.meta["transfer_source"] = {"device": name, "metric": source.metric, "version": source.version,
+                                        "model_type": source.model_type}
+    pred.meta["onboarding_candidates"] = [
+        {"candidate": _candidate_label(c, n), "model_name": p.meta["model_name"], "cv_mape": float(m)}
+        for (p, _, c, n), m in zip(found, mape)]
+    if log is not None:
+        log(f"cross-validated on the {data.n_configs} configs ({_cv_method(data)}), MAPE: " + ", ".join(
+            f"{_candidate_label(c, n)} {m:.2f}%" for (_, _, c, n), m in zip(found, mape))
+            + f" -> {_candidate_label(chosen, name)}")
+    return pred, results, chosen
+
+
+def _candidate_label(chosen: str, source: str | None) -> str:
+    return {"scratch": "from scratch", "shared": "cross-device (shared)"}.get(chosen, f"transfer from {source}")
+
+
+def _cv_method(data) -> str:
+    from predictors import cv_method
+
+    return cv_method(data.n_configs)
+
+
+def _training_sources(setting: str, ranking: list[dict], device_id: str) -> dict[str, Any]:
+    """{device: TrainedPredictor} to transfer from when training: none, the named one, or (auto) every known
+    device's, best-ranked on the anchors first."""
+    from predictors import load_predictor
+
+    if setting == "none":
+        return {}
+    if setting != "auto":
+        if setting == device_id:
+            raise UserError(f"source: {setting!r} is the device being onboarded; give another device or auto")
+        return {setting: load_predictor(setting)}
+    known = known_sources(exclude={device_id})
+    order = [r["source"] for r in ranking if r["source"] in known]
+    return {name: known[name] for name in order + sorted(set(known) - set(order))}
+
+
+def _shared_source(store, device_id: str, data):
+    """The common cost profile of every other device in the store (for the cross-device candidate), or None when
+    the store cannot support one for these configs."""
+    from predictors import PredictorError, check_shared_fit, profile_rows, shared_profile
+
+    rows = profile_rows(store.measurements(), device_id)
+    try:
+        check_shared_fit(device_id, data.metric, data.X[: data.n_configs], data.n_configs, rows)
+        return shared_profile(rows)
+    except PredictorError:
+        return None
 
 
 def _holdout_figures(pred, df, hold_hashes: Sequence[str]) -> dict | None:
@@ -269,7 +335,6 @@ def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key:
         df = df[df["id"].isin(ids)]
     train_hashes = set(plan["anchors"]) | set(plan["design"])
     ranking = _rank(device_id, metric, plan["anchors"], df)
-    source_name, source = _pick_source(source_setting, ranking, device_id)
     if ranking:
         log("anchors vs known devices (after one scale factor; best first):")
         for r in ranking[:5]:
@@ -282,10 +347,12 @@ def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key:
         data = training_data(train_df, device_id, metric)
     except PredictorError as e:
         raise UserError(f"onboard: nothing to train on yet ({e}); rerun to measure") from None
-    pred, results, chosen = train_best(data, source_name, source, progress)
+    sources = _training_sources(source_setting, ranking, device_id)
+    shared = _shared_source(store, device_id, data) if source_setting == "auto" else None
+    pred, results, chosen = train_best(data, sources, progress, shared=shared, log=log)
     meta_round = {"round": plan["round"], "anchors": list(ANCHORS), "design": plan["settings"].get("design"),
                   "configs": data.n_configs, "seconds": round(plan["spent_s"], 1), "ranking": ranking,
-                  "chosen": chosen, "created": utc_now()}
+                  "chosen": chosen, "candidates": pred.meta.pop("onboarding_candidates", []), "created": utc_now()}
     pred.meta["onboarding"] = meta_round
     hold = _holdout_figures(pred, df, plan["holdout"])
     root = pathlib.Path(out) if out else user_dir()
@@ -293,9 +360,9 @@ def train_round(store, device_id: str, metric: str, plan: dict, *, protocol_key:
     name = pred.meta["model_name"]
     return OnboardResult(
         device=device_id, round=plan["round"], metric=metric, n_train=data.n_configs, seconds=plan["spent_s"],
-        ranking=ranking, source=source_name if chosen == "transfer" else None, chosen=chosen,
+        ranking=ranking, source=(pred.meta.get("transfer_source") or {}).get("device"), chosen=chosen,
         model_type=pred.meta["model_type"], cv=figures_only(results[name]), holdout=hold,
-        predictor_path=str(path), next_command="",
+        predictor_path=str(path), next_command="", candidates=meta_round["candidates"],
     )
 
 
@@ -415,7 +482,7 @@ def onboard_local(settings: OnboardSettings, store, *, log: Callable[[str], None
         log(f"{measured_n} of {planned} planned configs measured ok: {why}; training on those (rerun to measure the "
             "rest: busy ones are measured again; --minutes M raises the budget)")
     result = train_round(store, device.device_id, protocol.metric, plan, protocol_key=protocol.key,
-                         source_setting=settings.source if plan["source"] is None else plan["source"],
+                         source_setting=settings.source,
                          out=settings.out, log=log, ids=_round_ids(device.device_id, protocol, plan))
     plan["done"] = True
     plan["predictor"] = result.predictor_path
@@ -505,8 +572,13 @@ def onboard_results(settings: OnboardSettings, store, results: str, *, log: Call
                         f"--device {device_id} --bundle DIR")
     if not pathlib.Path(results).is_file():
         raise UserError(f"results: {results}: no such file")
-    report = store.import_file(results, device_id=device_id, create_device_kind="edge")
+    from measured import import_results
+
+    # The bundle's anchor sessions (results.anchors.csv beside it) become the device's phase series.
+    report, anchors, note = import_results(store, results, device_id=device_id, create_device_kind="edge")
     log(str(report))
+    if anchors is not None or note:
+        log(anchors.line() if anchors is not None else f"note: {note}")
     metric = "latency_ms"
     df = _full_ok(store.measurements(device=device_id, metric=metric))
     have = set(df["config_hash"])
@@ -525,12 +597,12 @@ def onboard_results(settings: OnboardSettings, store, results: str, *, log: Call
 # ---------------------------------------------------------------------------------------------- scoring
 
 
-def evaluate_campaign(store, device_id: str, campaign: str, metric: str | None = None) -> dict:
-    """The device's newest predictor scored on the ok measurements stored under ``campaign`` (a hold-out
-    measured separately), leaving out any config the predictor was trained on."""
+def evaluate_campaign(store, device_id: str, campaign: str, metric: str | None = None, *, predictor=None) -> dict:
+    """The device's newest predictor (or ``predictor``, a TrainedPredictor) scored on the ok measurements stored
+    under ``campaign`` (a hold-out measured separately), leaving out any config the predictor was trained on."""
     from predictors import load_predictor, regression_report
 
-    pred = load_predictor(device_id, metric)
+    pred = predictor if predictor is not None else load_predictor(device_id, metric)
     df = _full_ok(store.measurements(device=device_id, metric=pred.metric))
     df = df[df["campaign"] == campaign]
     if not len(df):
@@ -544,7 +616,7 @@ def evaluate_campaign(store, device_id: str, campaign: str, metric: str | None =
         raise UserError(f"campaign: every config of {campaign!r} is in the predictor's training data; measure others")
     configs = [LowFormerConfig.from_json(j) for j in d["config_json"]]
     predicted = np.asarray(pred.predict(configs), dtype=float)
-    out = {"device": device_id, "metric": pred.metric, "campaign": campaign, "predictor": str(pred.path),
+    out = {"device": device_id, "metric": pred.metric, "campaign": campaign, "predictor": str(pred.path or "-"),
            "model_type": pred.model_type, "left_out_trained": overlap}
     phases = df[df["config_hash"].isin(d.index)].groupby("config_hash")["phase"].first().reindex(d.index) \
         if "phase" in df else None

@@ -1,6 +1,7 @@
 """The few-shot table of predictors/README.md: how good is a device's predictor after 10, 20, 30, 50 measured
 configs, chosen at random or by the informative design, trained from scratch or by transfer from the source
-the anchors pick (and "chosen": the better of the two by cross-validation, what ``onboard`` saves)?
+the anchors pick (and "chosen": the best by cross-validation of these and the transfer from every other source, as
+``onboard`` chooses)?
 
 Measured beforehand on the device (nothing is timed here):
 

@@ -79,3 +79,39 @@ def test_few_shot_table_on_paper_rows(paper_data):
     assert len(df) == 2 * (2 + 1) * 3 and np.isfinite(df["mape"]).all()
     chosen = df[df["method"] == "chosen"]
     assert set(chosen["model"]) <= {"scratch", "transfer"}
+
+
+class _ResolutionBiased:
+    """A source that agrees with ``base`` at 224 px and is off elsewhere (what two 224-px anchors cannot see)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        from predictors import FEATURE_INDEX
+
+        return self.base.predict(X) * (np.asarray(X)[:, FEATURE_INDEX["resolution"]] / 224.0) ** 3
+
+
+def test_few_shot_chosen_tries_every_source_as_onboarding_does(paper_data):
+    from predictors import featurize
+
+    rpi = paper_data("rpi5_arm_cpu")
+    good = AdditiveModel().fit(rpi.X, rpi.y)
+    decoy = _ResolutionBiased(good)
+    configs = [c for c in sample_configs(60, seed=5)]
+    at224 = [c for c in configs if c.resolution == 224][:2]
+    rest = [c for c in configs if c not in at224][:20]
+    Xa, X = featurize(at224), featurize(rest)
+    ya, y = decoy.predict(Xa) * 2.0, good.predict(X) * 2.0  # the device: the good source, 2x slower
+    df, ranking = few_shot_table(X[:12], y[:12], X[12:], y[12:], X_anchors=Xa, y_anchors=ya,
+                                 sources={"decoy": decoy, "good": good}, sizes=(8,), repeats=1, selections=("random",))
+    assert ranking[0]["source"] == "decoy"  # ties on the anchors go by name; both match them exactly
+    chosen = df[df["method"] == "chosen"]
+    assert list(chosen["model"]) == ["transfer:good"] and chosen["mape"].iloc[0] < 1e-6

@@ -36,8 +36,14 @@ def test_onboarding_this_machine(store, fake_measurer):
     here = local_device_id()
     assert r.device == here and r.n_train == 10 and r.holdout["n"] == 3
     assert [j.name for j in measured[: len(ANCHORS)]] == list(ANCHORS)  # the anchors first
-    assert r.ranking and r.chosen in ("scratch", "transfer") and r.cv["mape"] >= 0
+    assert r.ranking and r.chosen in ("scratch", "transfer", "shared") and r.cv["mape"] >= 0
     pred = load_predictor(here)
+    # Every known device's transfer was cross-validated beside the scratch models, the kept one the lowest.
+    cands = pred.meta["onboarding"]["candidates"]
+    assert {c["candidate"] for c in cands} >= {"from scratch"} | {f"transfer from {x['source']}" for x in r.ranking}
+    assert min(c["cv_mape"] for c in cands) == r.cv["mape"] and r.candidates == cands
+    assert (r.source is None) == (r.chosen != "transfer")
+    assert any(line.startswith("cross-validated on the 10 configs") for line in lines)
     assert str(pred.path) == r.predictor_path and pred.meta["onboarding"]["configs"] == 10
     trained = set(pred.meta["training_data"]["config_hashes"])
     held = {j.config.hash for j in measured[-3:]}
@@ -48,6 +54,13 @@ def test_onboarding_this_machine(store, fake_measurer):
     plan = json.loads(next((store_home := (pred.path.parents[3] / "onboard" / here)).glob("round-0.json")).read_text())
     assert plan["done"] and plan["predictor"] == r.predictor_path and store_home.is_dir()
     assert any("anchors vs known devices" in line for line in lines)
+
+
+def test_source_none_trains_from_scratch_only(store, fake_measurer):
+    measurer, _ = fake_measurer()
+    r = onboard_local(_settings(measurer, source="none", holdout=0), store, log=lambda s: None)
+    cands = load_predictor(local_device_id()).meta["onboarding"]["candidates"]
+    assert r.chosen == "scratch" and r.source is None and [c["candidate"] for c in cands] == ["from scratch"]
 
 
 def test_a_crash_loses_nothing_and_a_rerun_resumes(store, fake_measurer):
