@@ -32,12 +32,39 @@ def _anchor_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("anchor-cache"))
 
 
+@pytest.fixture(scope="session")
+def _seeded_template(tmp_path_factory):
+    """A freshly seeded store, built once per session by the store's own seeding: the home stores copy it."""
+    from measured import Store
+
+    path = tmp_path_factory.mktemp("seeded-template") / "store.sqlite"
+    Store(str(path)).close()  # the last connection closed: WAL checkpointed, one self-contained file
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch, _anchor_cache):
-    """Every test gets its own LOWFORMER_NAS_HOME: no test reads or writes the user's store."""
-    monkeypatch.setenv("LOWFORMER_NAS_HOME", str(tmp_path / "home"))
+def _isolated_home(tmp_path, monkeypatch, _anchor_cache, _seeded_template):
+    """Every test gets its own LOWFORMER_NAS_HOME: no test reads or writes the user's store.
+
+    The home store (``Store()`` in this process, no URL) starts as a copy of a store seeded once per session
+    instead of seeding the shipped datasets again (~1 s of CPU per test): the same rows and meta, and the same
+    fast path a seeded store takes. Stores at explicit paths, and child processes, still seed for real
+    (tests/measured/test_store.py tests the seeding itself)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOWFORMER_NAS_HOME", str(home))
     monkeypatch.setenv("LOWFORMER_NAS_ANCHOR_CACHE", _anchor_cache)
     monkeypatch.chdir(tmp_path)
+    from measured import _store
+
+    target, init = home / "store.sqlite", _store.Store.__init__
+
+    def from_template(self, url=None, *, seed=True):
+        if seed and not target.exists() and _store.resolve_url(url) == f"sqlite:///{target}":
+            home.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_seeded_template, target)
+        init(self, url, seed=seed)
+
+    monkeypatch.setattr(_store.Store, "__init__", from_template)
     yield
 
 
