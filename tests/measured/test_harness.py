@@ -18,6 +18,7 @@ from measured._harness import (
     time_runner,
 )
 from search_spaces import get_variant
+from tests._fakes import QuietMonitor
 
 
 def _spin(started, stop):
@@ -127,16 +128,7 @@ def test_noise_report():
 # ---------------------------------------------------------------------------------------------- adaptive repeats
 
 
-class _Quiet:
-    """A load monitor that reports an idle machine (timing tests must not depend on the machine's load)."""
-
-    other_pct = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+_Quiet = QuietMonitor  # timing tests must not depend on the machine's load
 
 
 def _clock(durations):

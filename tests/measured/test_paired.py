@@ -22,16 +22,10 @@ from measured._harness import (
 from measured._records import content_id
 
 from .conftest import arch, cpu_device, measurement
+from tests._fakes import QuietMonitor
 
 
-class _Quiet:
-    other_pct = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+_Quiet = QuietMonitor
 
 
 class _Host:

@@ -23,6 +23,7 @@ from measured._phase import (
     time_anchor_session,
 )
 from search_spaces import sample_configs
+from tests._fakes import QuietMonitor
 
 CANON = {"B0@160": 10.0, "B1-unfused": 17.7, "B0": 21.3, "B1": 30.9, "E2": 69.7, "B3": 125.7}
 
@@ -73,14 +74,7 @@ class _Host:
         return self.t
 
 
-class _Quiet:
-    other_pct = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+_Quiet = QuietMonitor
 
 
 def test_an_anchor_session_and_a_failing_anchor():

@@ -7,6 +7,7 @@ pytestmark = pytest.mark.torch
 from lowformer_common import UserError  # noqa: E402
 from measured._harness import Protocol  # noqa: E402
 from nas.studies import MIN_RUNS, StudySettings, choose_runs, measure_toy, table3_toys  # noqa: E402
+from tests._fakes import QuietMonitor  # noqa: E402
 
 
 def test_choose_runs_bounds_the_time_per_point():
@@ -61,14 +62,7 @@ def test_a_failing_model_becomes_a_failed_measurement():
 REF_HASH = "c" * 64
 
 
-class _Quiet:
-    other_pct = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
+_Quiet = QuietMonitor
 
 
 class _Clock:
