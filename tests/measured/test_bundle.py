@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -212,6 +213,9 @@ def bundles(tmp_path_factory):
     job = Job(get_variant("B0").config.with_(resolution=64), "B0")
     small = write_bundle([job], str(root / "small"), progress=False, device_id="test-pi")
     full = write_bundle([job], str(root / "full"), progress=False, full_weights=True, anchors=False)
+    # What the small bundle shipped, before any test runs its runner (which writes weights into it).
+    (root / "shipped.txt").write_text("\n".join(sorted(str(f.relative_to(root / "small"))
+                                                      for f in (root / "small").rglob("*") if f.is_file())))
     return root, small, full
 
 
@@ -229,7 +233,8 @@ def test_a_small_bundle_ships_graphs_and_a_recipe(bundles):
     # The small bundle ships the reference and the 5 anchors too: 7 graphs, about 1 MB in all.
     assert small.bytes < full.bytes and small.bytes < 2e6 and "MB" in small.line()
     assert len(small.manifest["models"]) == 7 and len(full.manifest["models"]) == 1
-    assert entry["weights"]["seed"] == weight_seed(entry["hash"]) and not (root / "small" / entry["weights"]["file"]).exists()
+    shipped = (root / "shipped.txt").read_text().split("\n")
+    assert entry["weights"]["seed"] == weight_seed(entry["hash"]) and entry["weights"]["file"] not in shipped
     # The runner's file, read back with onnx's own external-data loader, has every tensor's shape, mean and std;
     # tensors of one value (biases at 0, norms at 1) exactly.
     _runner().write_weights(str(root / "small"), entry["weights"])
@@ -243,22 +248,24 @@ def test_a_small_bundle_ships_graphs_and_a_recipe(bundles):
             assert np.array_equal(g, a), name
         elif a.size >= 1000:
             assert abs(g.mean() - a.mean()) < 0.1 * a.std() + 1e-6 and abs(g.std() / a.std() - 1) < 0.1, name
-    os.unlink(root / "small" / entry["weights"]["file"])
+    os.unlink(root / "small" / entry["weights"]["file"])  # as the runner leaves it: no weights kept
 
 
 @pytest.mark.torch
 def test_bundle_run_import(bundles, tmp_path):
     pytest.importorskip("onnxruntime")
     root, small, _ = bundles
+    bundle = tmp_path / "bundle"  # a copy: running it must not change the bundle the module's other tests read
+    shutil.copytree(root / "small", bundle)
     results = tmp_path / "results.csv"
-    run = [sys.executable, str(root / "small" / "run_bundle.py"), "--out", str(results), "--runs", "3", "--warmup", "1",
+    run = [sys.executable, str(bundle / "run_bundle.py"), "--out", str(results), "--runs", "3", "--warmup", "1",
            "--busy-threshold", "100"]
     r = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(results)))
     assert [row["status"] for row in rows] == ["ok"] and float(rows[0]["value"]) > 0
     assert rows[0]["device_id"] == "test-pi" and json.loads(rows[0]["versions"])["weights"] == "generated"
-    assert not list((root / "small" / "models").glob("*.weights"))  # written for timing, then removed
+    assert not list((bundle / "models").glob("*.weights"))  # written for timing, then removed
     r = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert "0 models to measure (1 rows already" in r.stdout and len(list(csv.DictReader(open(results)))) == 1
 
