@@ -250,7 +250,9 @@ def train_best(data, sources: Mapping[str, Any] | None = None, progress=None, *,
         {"candidate": _candidate_label(c, n), "model_name": p.meta["model_name"], "cv_mape": float(m)}
         for (p, _, c, n), m in zip(found, mape)]
     if log is not None:
-        log(f"cross-validated on the {data.n_configs} configs ({_cv_method(data)}), MAPE: " + ", ".join(
+        from predictors import cv_method
+
+        log(f"cross-validated on the {data.n_configs} configs ({cv_method(data.n_configs)}), MAPE: " + ", ".join(
             f"{_candidate_label(c, n)} {m:.2f}%" for (_, _, c, n), m in zip(found, mape))
             + f" -> {_candidate_label(chosen, name)}")
     return pred, results, chosen
@@ -258,12 +260,6 @@ def train_best(data, sources: Mapping[str, Any] | None = None, progress=None, *,
 
 def _candidate_label(chosen: str, source: str | None) -> str:
     return {"scratch": "from scratch", "shared": "cross-device (shared)"}.get(chosen, f"transfer from {source}")
-
-
-def _cv_method(data) -> str:
-    from predictors import cv_method
-
-    return cv_method(data.n_configs)
 
 
 def _training_sources(setting: str, ranking: list[dict], device_id: str) -> dict[str, Any]:

@@ -33,15 +33,22 @@ DOMAIN = "domain"  # the key of the training-domain constraint
 class SizeLimit:
     """A limit on an analytic count of the architecture: which Evaluation field it reads, how it is written."""
 
-    flag: str  # the command-line flag (and the field named in its errors)
+    key: str  # the SearchSettings field and constraint key
     attr: str  # the Evaluation field it constrains
     word: str  # the quantity in labels ("params <= 5 M") and its unit for format_quantity
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag (and the field named in its errors), as the settings field declares it."""
+        from nas._search_settings import option_name
+
+        return option_name(self.key)
 
 
 # Every size limit by constraint key: the one table Constraint.quantity and make_constraints read.
 SIZE_LIMITS = {
-    "max_params": SizeLimit("max-params", "params", "params"),
-    "max_macs": SizeLimit("max-macs", "macs", "MACs"),
+    "max_params": SizeLimit("max_params", "params", "params"),
+    "max_macs": SizeLimit("max_macs", "macs", "MACs"),
 }
 
 _UNITS = {"latency_ms": "ms", "ms": "ms", "throughput_img_s": "img/s", "fps": "fps", "top1_pct": "%"}
