@@ -138,7 +138,7 @@ def run_int8_study(s: Int8Settings, store, log=print) -> dict[str, Any]:
     result = {
         "device": got["fp32"][0].device_id if got["fp32"] and got["fp32"][0] else s.device,
         "protocols": {p: proto.key for p, proto in protos.items()}, "quick": s.quick,
-        "recipe": INT8_RECIPE,
+        "recipe": INT8_RECIPE, "measured": {p: _provenance(got[p]) for p in protos},
         "values": ("ratios to B0 x B0's median over each precision's rows (one level per precision)"
                    if level["fp32"][2] and level["int8"][2] else "absolute medians (timed alone)"),
         "configs": len(rows), "measured_both": len(both),
@@ -154,6 +154,15 @@ def run_int8_study(s: Int8Settings, store, log=print) -> dict[str, Any]:
     return result
 
 
+def _provenance(ms: list) -> dict[str, Any]:
+    """When the rows of one precision were timed, and with which package versions (as their rows record them)."""
+    ok = [m for m in ms if m is not None and m.status == "ok"]
+    if not ok:
+        return {}
+    versions = json.loads(ok[0].versions) if ok[0].versions else None
+    return {"from": min(m.timestamp for m in ok), "to": max(m.timestamp for m in ok), "versions": versions}
+
+
 def _verdict(r: dict[str, Any]) -> str:
     a, b, n = r["tau_macs_fp32"], r["tau_macs_int8"], r["tau_named_fp32_vs_int8"]
     if a is None or b is None:
@@ -164,13 +173,23 @@ def _verdict(r: dict[str, Any]) -> str:
         f" (τ MACs-latency {a:.2f} fp32, {b:.2f} int8" + (f"; named order τ {n:.2f})" if n is not None else ")"))
 
 
+def _measured_lines(measured: dict[str, Any]) -> list[str]:
+    spans = [f"{p} {v['from']} to {v['to']}" for p, v in measured.items() if v]
+    if not spans:
+        return []
+    versions = next((v.get("versions") for v in measured.values() if v and v.get("versions")), None)
+    words = ", ".join(f"{k} {x}" for k, x in (versions or {}).items())
+    return [f"Measured: {'; '.join(spans)}" + (f" ({words})." if words else "."), ""]
+
+
 def _write(r: dict[str, Any], s: Int8Settings, log) -> None:
     from lowformer_common import home_dir
 
     folder = pathlib.Path(s.out) if s.out else home_dir() / "runs" / "studies" / "int8"
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"# int8 vs fp32 on `{r['device']}` (onnxruntime{', quick mode' if r['quick'] else ''})", "",
-             f"Quantisation: {r['recipe']}.", "", f"Times: {r['values']}.", "", f"**Verdict: {r['verdict']}**", "",
+             f"Quantisation: {r['recipe']}.", "", f"Times: {r['values']}.", "", *_measured_lines(r.get("measured") or {}),
+             f"**Verdict: {r['verdict']}**", "",
              "| config | id | MACs (M) | fp32 (ms) | int8 (ms) | int8 / fp32 | fp32 ops left in the int8 graph |",
              "|---|---|---:|---:|---:|---:|---|"]
     for x in r["rows"]:
