@@ -287,7 +287,7 @@ def test_loaded_pairs_are_refused_when_asked_and_timings_alone_stay_refused():
                                                 clock=host.clock, monitor=_Loaded)
         assert status == "busy" and _Loaded.calls == 2 and reason.startswith("machine busy")
         m = make_measurement("a" * 64, 224, p, "dev", timing=timing, status=status, reason=reason)
-        assert m.flag is None and m.value is None and m.busy_pct == 50.0
+        assert m.flag is None and m.status == "busy" and m.busy_pct == 50.0
 
 
 def test_loaded_pairs_that_disagree_are_not_kept():
