@@ -61,11 +61,10 @@ from search_spaces import ATTENTION_TYPES, sample_configs
 from ._base import TIME_METRICS, PredictorError
 from ._features import FEATURE_INDEX, N_FEATURES, SCHEMA_HASH, featurize
 
-CALIBRATION_FORMAT = 4
+CALIBRATION_FORMAT = 3
 # format 1: fixed growth (GAMMA_MIN floor, extrapolated part added whole, far-field prior); format 2: fitted growth,
-# marginal conformal quantile; format 3: the same with a training-conditional conformal quantile (CONFIDENCE);
-# format 4: the training-conditional rank from PAC_MIN scores on, the marginal one below.
-READ_FORMATS = (1, 2, 3, 4)
+# marginal conformal quantile; format 3: the same with a training-conditional conformal quantile (CONFIDENCE).
+READ_FORMATS = (1, 2, 3)
 # With more configs than this, the conformal quantile (the LOO regime of the validation ends here too).
 CONFORMAL_MIN = 31
 GAMMA_MIN = 1.0  # the near-field error at least doubles one unit of distance away from the nearest training config
@@ -78,9 +77,6 @@ DEFAULT_COVERAGE = 0.9
 # Format 3: the conformal quantile's rank is chosen so that *this* calibration's coverage is at least the nominal one
 # with this probability (over the draw of the calibration configs), not only on average over calibrations.
 CONFIDENCE = 0.9
-# Format 4: with fewer scores than this the training-conditional rank is the marginal one's near-maximum (34 scores:
-# the largest at 0.9), so the interval is set by the one or two worst held-out configs; below it the marginal rank.
-PAC_MIN = 100
 COVERAGE_RANGE = (0.5, 0.999)  # exclusive bounds
 _SPACE_SAMPLE = 2000
 _ROUNDING = 5e-4  # relative rounding of a stored key-feature point (4 significant digits)
@@ -328,12 +324,10 @@ class Calibration:
     def __init__(self, *, space: str, metric: str, residuals, distances, extrapolation, gamma: float, points, scale,
                  feature_lo, feature_hi, far_sd: float, cv: str, noise: MeasurementNoise | None = None,
                  hashes: Sequence[str] = (), outside=None, beta: float = 0.0, kappa: float | None = None,
-                 ref: float = 0.0, confidence: float | None = None, pac_min: int | None = None):
+                 ref: float = 0.0, confidence: float | None = None):
         self.space, self.metric, self.cv = space, metric, cv
         # Format 3: the conformal rank holds coverage with this probability; None (formats 1, 2): marginal rank.
         self.confidence = None if confidence is None else float(confidence)
-        # Format 4: the training-conditional rank only from this many scores on (None, format 3: always).
-        self.pac_min = None if pac_min is None else int(pac_min)
         self.residuals = np.asarray(residuals, float)
         self.distances = np.asarray(distances, float)
         self.extrapolation = np.asarray(extrapolation, float)
@@ -362,13 +356,6 @@ class Calibration:
         return "conformal" if self.n >= CONFORMAL_MIN else "student_t"
 
     @property
-    def rank_confidence(self) -> float | None:
-        """The confidence the conformal rank is chosen at (None: the marginal rank), see :attr:`pac_min`."""
-        if self.pac_min is not None and self.n < self.pac_min:
-            return None
-        return self.confidence
-
-    @property
     def fitted_growth(self) -> bool:
         """Whether the width's growth with difficulty was fitted on held-out families (format 2)."""
         return self.kappa is not None
@@ -376,10 +363,8 @@ class Calibration:
     def describe(self) -> str:
         how = ("conformal quantile of cross-validated residuals" if self.method == "conformal"
                else f"Student-t on {self.cv} residuals")
-        if self.method == "conformal" and self.rank_confidence is not None:
+        if self.method == "conformal" and self.confidence is not None:
             how += f" (training-conditional: covers at least the nominal share with {self.confidence:.0%} confidence)"
-        elif self.method == "conformal" and self.pac_min is not None:
-            how += f" (marginal rank: fewer than {self.pac_min} configs)"
         unit = "log time" if self.space == "log" else "points of top-1"
         if self.fitted_growth:
             return (f"{how} ({self.n} configs, {unit}), scaled by the difficulty 1 + {self.gamma:.3g} x distance to "
@@ -411,7 +396,7 @@ class Calibration:
         c = check_coverage(coverage)
         s = self.scores
         n = len(s)
-        k = conformal_rank(n, c, self.rank_confidence)
+        k = conformal_rank(n, c, self.confidence)
         if self.method == "conformal" and k <= n:
             return float(np.partition(s, k - 1)[k - 1])
         # Small-sample fallback: Student-t on the normalised residuals (rms: they are centred by construction).
@@ -517,16 +502,16 @@ class Calibration:
         return cls(space=space, metric=metric, residuals=r, distances=d, extrapolation=e,
                    far_sd=float(np.std(t, ddof=1)) if len(t) > 1 else 0.0, gamma=gamma, points=Z, scale=scale,
                    feature_lo=X_train.min(axis=0), feature_hi=X_train.max(axis=0), cv=cv, noise=noise, hashes=hashes,
-                   outside=b, beta=beta, kappa=kappa, ref=ref, confidence=CONFIDENCE, pac_min=PAC_MIN)
+                   outside=b, beta=beta, kappa=kappa, ref=ref, confidence=CONFIDENCE)
 
     def to_json(self) -> dict[str, Any]:
         r6 = lambda a: [float(f"{x:.6g}") for x in a]  # noqa: E731
         doc: dict[str, Any] = {
-            "format": CALIBRATION_FORMAT if self.pac_min is not None else 3, "space": self.space, "method": self.method, "cv": self.cv,
+            "format": CALIBRATION_FORMAT, "space": self.space, "method": self.method, "cv": self.cv,
             "gamma": self.gamma, "far_sd": self.far_sd, "residuals": r6(self.residuals), "distances": r6(self.distances),
             "extrapolation": r6(self.extrapolation), "outside": r6(self.outside_d),
             "growth": {"gamma": self.gamma, "beta": self.beta, "kappa": self.kappa, "ref": self.ref},
-            "confidence": self.confidence, "pac_min": self.pac_min,
+            "confidence": self.confidence,
             "features": {"names": list(KEY_NAMES), "scale": list(map(float, self.scale)),
                          "points": [[float(f"{x:.4g}") for x in p] for p in self.points]},
             "feature_range": {"schema": SCHEMA_HASH, "lo": list(map(float, self.feature_lo)),
@@ -594,8 +579,6 @@ class Calibration:
         growth = _growth_from_json(doc, len(r)) if fmt >= 2 else {}
         if fmt >= 3:
             growth["confidence"] = _confidence_from_json(doc.get("confidence"))
-        if fmt >= 4:
-            growth["pac_min"] = _pac_min_from_json(doc.get("pac_min"))
         return cls(space=space, metric=metric, residuals=r, distances=d, extrapolation=e, gamma=float(gamma),
                    points=points, scale=scale, feature_lo=f_lo, feature_hi=f_hi, far_sd=float(far_sd),
                    cv=str(cv) if isinstance(cv, str) else "?", noise=noise, hashes=hashes, **growth)
@@ -622,13 +605,6 @@ def _confidence_from_json(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.5 <= v <= 0.999:
         raise PredictorError(f"calibration.confidence: must be a number in [0.5, 0.999] (got {v!r})")
     return float(v)
-
-
-def _pac_min_from_json(v: Any) -> int:
-    """A format-4 calibration's PAC_MIN: a positive integer."""
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_ROWS:
-        raise PredictorError(f"calibration.pac_min: must be an integer in [1, {_MAX_ROWS}] (got {v!r})")
-    return v
 
 
 # Bounds of stored calibration data: a log residual of 20 is a factor of 5e8, 100 top-1 points the whole scale.

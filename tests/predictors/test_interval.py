@@ -275,8 +275,7 @@ def test_tampered_growth_is_one_line(paper_data, field, value, message):
 def test_tampered_confidence_is_one_line(paper_data, value, message):
     pred, _ = train(paper_data("imagenet1k", "top1_pct"), "surrogate")
     meta = copy.deepcopy(pred.meta)
-    assert meta["calibration"]["format"] == 4 and meta["calibration"]["confidence"] == 0.9
-    assert meta["calibration"]["pac_min"] == 100
+    assert meta["calibration"]["format"] == 3 and meta["calibration"]["confidence"] == 0.9
     meta["calibration"]["confidence"] = value
     path = save_version(user_dir() / "imagenet1k" / "top1_pct", pred.estimator, meta)
     with pytest.raises(PredictorError) as e:
@@ -313,42 +312,6 @@ def test_training_conditional_coverage_on_known_noise():
             q = Calibration(residuals=r, confidence=conf, **common).quantile(c)
             held[conf].append(2 * stats.norm.cdf(q) - 1 >= c)
     assert np.mean(held[0.9]) >= 0.85 and np.mean(held[None]) <= 0.7
-
-
-def test_format_4_takes_the_marginal_rank_below_pac_min_and_format_3_keeps_its_meaning():
-    """With few scores the training-conditional rank is the largest (34 at 0.9): format 4 takes the marginal
-    ceil((n + 1) c)-th below PAC_MIN scores and the training-conditional one from there on; a format-3 sidecar keeps
-    the training-conditional rank at every n; to_json/from_json keep each format."""
-    from predictors._interval import PAC_MIN, conformal_rank
-
-    rng = np.random.default_rng(3)
-    for n in (34, 60, PAC_MIN, 400):
-        r = rng.normal(0, 1, n)
-        common = dict(space="log", metric="latency_ms", residuals=r, distances=np.zeros(n), extrapolation=np.zeros(n),
-                      gamma=0.0, points=np.zeros((n, 28)), scale=np.ones(28), feature_lo=np.zeros(336),
-                      feature_hi=np.ones(336), far_sd=0.0, cv="5-fold", outside=np.zeros(n), kappa=0.0, confidence=0.9)
-        s = np.sort(np.abs(r))
-        f4, f3 = Calibration(pac_min=PAC_MIN, **common), Calibration(**common)
-        marginal, pac = conformal_rank(n, 0.9), conformal_rank(n, 0.9, 0.9)
-        assert f4.quantile(0.9) == s[(marginal if n < PAC_MIN else pac) - 1]
-        assert f3.quantile(0.9) == s[pac - 1]
-        for cal, fmt in ((f4, 4), (f3, 3)):
-            doc = json.loads(json.dumps(cal.to_json()))
-            assert doc["format"] == fmt
-            back = Calibration.from_json(doc, "latency_ms", ())
-            assert back.quantile(0.9) == pytest.approx(cal.quantile(0.9), rel=1e-5)
-    assert conformal_rank(34, 0.9, 0.9) == 34 and conformal_rank(34, 0.9) == 32
-
-
-@pytest.mark.parametrize("value", [None, 0, 1.5, True, "100"])
-def test_tampered_pac_min_is_one_line(paper_data, value):
-    pred, _ = train(paper_data("imagenet1k", "top1_pct"), "surrogate")
-    meta = copy.deepcopy(pred.meta)
-    meta["calibration"]["pac_min"] = value
-    path = save_version(user_dir() / "imagenet1k" / "top1_pct", pred.estimator, meta)
-    with pytest.raises(PredictorError) as e:
-        load_predictor_dir(path)
-    assert "calibration.pac_min: must be an integer" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("device", ["x86_64-amd-epyc-2c-24g", "jetson_tx2", "imagenet1k"])
