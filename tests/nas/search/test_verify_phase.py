@@ -86,6 +86,10 @@ def test_a_study_predicted_now_is_verified_in_both_phases_beside_a_busy_neighbou
     rows = measure_rows(res.results, front, o, measure, phased=True)
     assert not any(r["inside"] for r in rows)
     assert all(r["inside_canonical"] and r["inside_now"] for r in rows)
+    # The budget (10 ms) is judged in the study's phase, the loaded value's verdict kept beside it.
+    for r in rows:
+        assert r["over_budget"] == (float(study.apply(r["measured_canonical"])) > 10.0)
+        assert r["over_budget_as_measured"] == (r["measured"] > 10.0)
     assert [r["measured_canonical"] for r in rows] == pytest.approx(list(canon), rel=1e-6)
     assert [r["interval_canonical"][0] for r in rows] == pytest.approx(list(canon * 0.95), rel=1e-6)
     line = summarise(res.results, rows, o).line()
