@@ -87,6 +87,7 @@ _STORE_API = {
     "age_s": "._phase",
     "describe_phase": "._phase",
     "fold_uncertainty": "._phase",
+    "unfold_uncertainty": "._phase",
     "row_phase": "._phase",
     "iter_phase_rows": "._phase",
     "canonical_value": "._phase",

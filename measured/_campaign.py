@@ -85,7 +85,9 @@ class PhaseTracker:
         self.store.add_anchor_timings(rows)
         self.sessions += 1
         series = load_series(self.store, self.device_id, self.protocol.key)
-        self.phase = series.phases.get(rows[0]["session"]) if rows else None
+        # A session that gave no phase (anchors failed, or timed beside a busy process and so refused) keeps the
+        # latest one's shape; each paired row still sets its level from the reference timed with it (stamp).
+        self.phase = (series.phases.get(rows[0]["session"]) or series.latest()) if rows else None
         self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
         failed = [r["anchor"] for r in results if r.get("status") != "ok"]
         self.words = describe(self.phase, series.canonical.values if series.canonical else None) + (

@@ -176,7 +176,7 @@ class Measurement:
     timestamp: str = dataclasses.field(default_factory=utc_now)
     campaign: str | None = None
     notes: str | None = None
-    flag: str | None = None  # "anomaly" / "suspect": never train on it
+    flag: str | None = None  # "anomaly" / "suspect" / "loaded" (paired beside a busy process): never train on it
     # Paired timing (measured/README.md, Paired timing): how the runs were ordered ("paired" with a reference
     # model, "alone"; None: before pairing existed), the median of the adjacent pairs' ratios config/reference
     # and its 95 % CI, the reference's config hash and its median (in the metric's unit).

@@ -121,7 +121,7 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
     if "status" in df:
         df = df[df["status"].fillna("ok") == "ok"]
     if "flag" in df:
-        df = df[df["flag"].isna()]  # flagged rows (anomaly / suspect) are never trained on
+        df = df[df["flag"].isna()]  # flagged rows (anomaly / suspect / loaded) are never trained on
     df = full_results(df)  # smoke-test medians (`study --quick`) are too noisy to learn from
     return df[np.isfinite(pd.to_numeric(df["value"], errors="coerce"))]
 

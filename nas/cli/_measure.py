@@ -245,11 +245,12 @@ def results_table(rows: list[dict]) -> str:
         when = {"now": "measured now", "before": "stored before"}.get(r["stored"], "-")
         when += f" ({r['repeats']} repeats)" if r["repeats"] > 1 else ""
         when += f": {r['reason']}" if r["status"] != "ok" and r["reason"] else ""
-        ratio = f(r.get("ratio"), ".4f") + ("!" if r.get("flag") else "")
+        ratio = f(r.get("ratio"), ".4f") + {"loaded": "~", None: ""}.get(r.get("flag"), "!")
         lines.append(f"{(r['name'] or '-')[:14]:14s} {r['id']:12s} {val:>10s} {spread:>19s} {f(r['runs'], 'd'):>5s} "
                      f"{ci:>7s} {ratio:>7s}  {when}")
     if any(r.get("ratio") is not None for r in rows):
-        lines.append("x ref: the median ratio to the reference (B0) timed alternately beside it; '!' its pairs disagreed")
+        lines.append("x ref: the median ratio to the reference (B0) timed alternately beside it; '!' its pairs disagreed, "
+                     "'~' timed beside a busy process (ratio kept, latency from a loaded phase)")
     return "\n".join(lines)
 
 

@@ -121,3 +121,17 @@ def in_phase(values, lo, hi, metric: str, choice: PhaseChoice, coverage: float =
         t, tlo, thi = fold_uncertainty(1e3 / v, 1e3 / b, 1e3 / a, choice.phase, coverage)
         return 1e3 / t, 1e3 / thi, 1e3 / tlo
     return fold_uncertainty(v, a, b, choice.phase, coverage)
+
+
+def out_of_phase(values, lo, hi, metric: str, phase, coverage: float = 0.9):
+    """The inverse of :func:`in_phase`: (values, lo, hi) predicted in ``phase`` (a measured.Phase) mapped back to the
+    canonical phase, the phase's uncertainty taken out."""
+    from measured import unfold_uncertainty
+
+    v, a, b = (np.asarray(x, dtype=float) for x in (values, lo, hi))
+    if phase is None:
+        return v, a, b
+    if metric == "throughput_img_s":
+        t, tlo, thi = unfold_uncertainty(1e3 / v, 1e3 / b, 1e3 / a, phase, coverage)
+        return 1e3 / t, 1e3 / thi, 1e3 / tlo
+    return unfold_uncertainty(v, a, b, phase, coverage)

@@ -57,6 +57,9 @@ class VerifySummary:
     inside_canonical: int | None = None
     inside_now: int | None = None
     phased: int | None = None  # the predicted rows that carry a phase
+    # Rows timed in pairs beside a busy process (flag "loaded", measured/_harness.py): their ratio to the reference
+    # and so their canonical value hold; their absolute value is the loaded moment's (the phase they carry says so).
+    loaded: int = 0
 
     @property
     def predicted(self) -> int:
@@ -74,6 +77,10 @@ class VerifySummary:
             parts.append(f"in the canonical phase {self.inside_canonical} of {self.phased} inside "
                          f"({self.inside_canonical / self.phased * 100:.0f}%), in the phase they were measured in "
                          f"{self.inside_now} of {self.phased} ({self.inside_now / self.phased * 100:.0f}%)")
+        if self.loaded:
+            parts.append(f"{self.loaded} of the {self.measured} were timed beside a busy process (paired: the ratio to "
+                         "the reference kept, the absolute value from that loaded phase; their budget judged in the "
+                         "study's phase)")
         if self.known:
             parts.append(f"{self.known} of the {self.measured} had been measured before (their value in the study is "
                          "that measurement): left out of the coverage")
@@ -97,19 +104,39 @@ def device_objective(res: StudyResults, device: str | None) -> dict[str, Any]:
     return o
 
 
-def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, coverage: float, use: bool) -> dict:
-    """``inside_canonical`` / ``inside_now`` of one measured row (see VerifySummary); {} when not applicable."""
+def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, coverage: float, use: bool,
+                    study_phase=None) -> dict:
+    """``inside_canonical`` / ``inside_now`` of one measured row (see VerifySummary); {} when not applicable.
+    ``study_phase``: the phase the study's predictions were mapped into (search --phase), taken out again for the
+    canonical interval; None when they are canonical."""
     from measured import canonical_value, row_phase
 
     phase = row_phase(getattr(m, "phase", None)) if use else None
     if phase is None:
         return {}
-    from nas.onboard._phase import PhaseChoice, in_phase
+    from nas.onboard._phase import PhaseChoice, in_phase, out_of_phase
 
-    _, nlo, nhi = in_phase([pred], [lo], [hi], metric, PhaseChoice("now", phase, ""), coverage or 0.9)
+    c = coverage or 0.9
+    cpred, clo, chi = (float(x[0]) for x in out_of_phase([pred], [lo], [hi], metric, study_phase, c))
+    # The row's phase: the anchors timed before verify, its level set by the reference timed with this config
+    # (beside a busy neighbour: the loaded moment itself).
+    _, nlo, nhi = in_phase([cpred], [clo], [chi], metric, PhaseChoice("now", phase, ""), c)
     canon = canonical_value(value, metric, phase, getattr(m, "ratio", None), getattr(m, "reference_value", None))
-    return {"measured_canonical": canon, "inside_canonical": bool(lo <= canon <= hi),
+    return {"measured_canonical": canon, "interval_canonical": [clo, chi], "inside_canonical": bool(clo <= canon <= chi),
             "interval_now": [float(nlo[0]), float(nhi[0])], "inside_now": bool(nlo[0] <= value <= nhi[0])}
+
+
+def study_phase(res: StudyResults, key: str):
+    """The measured.Phase a study's predictions of objective ``key`` were mapped into (search --phase), or None."""
+    from measured import Phase
+
+    fit = ((res.settings.get("phases") or {}).get(key) or {}).get("fit")
+    if not fit:
+        return None
+    try:
+        return Phase(**{f: fit.get(f, "") for f in ("model", "a", "b", "sd", "n", "session", "canonical", "timestamp")})
+    except TypeError:
+        return None
 
 
 def predictor_is_phased(device: str, metric: str) -> bool:
@@ -127,10 +154,10 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
     """Measure ``rows`` (of the study's table) as device ``o`` and compare with their predictions. ``phased``:
     whether the predictions are canonical-phase costs (default: the device's predictor says)."""
     if phased is None:
-        # Canonical-phase predictions only: a study predicted in another phase (search --phase) holds its intervals
-        # against the raw measurements.
-        in_phase = ((res.settings.get("phases") or {}).get(o["key"]) or {}).get("fit") is not None
-        phased = not in_phase and predictor_is_phased(o["device"], o["metric"])
+        phased = predictor_is_phased(o["device"], o["metric"])
+    # A study predicted in a phase (search --phase now|typical|slow): its intervals are held against the raw
+    # measurements, and mapped back to the canonical phase for the predictor's own quality.
+    mapped = study_phase(res, o["key"])
     configs = [LowFormerConfig.from_dict(c) for c in rows["config"]]
     # One entry per config, aligned: a config without a usable result says why instead of shifting the rest.
     measured = list(measure(configs, o["device"]))
@@ -149,14 +176,30 @@ def measure_rows(res: StudyResults, rows: pd.DataFrame, o: dict[str, Any], measu
         known = key in r.get("measured", ())
         if value is not None and lo < hi and not known:
             inside = bool(lo <= value <= hi)
+        pc = _phase_coverage(m, value, float(r[key]), lo, hi, o["metric"], res.confidence,
+                             phased and inside is not None, mapped)
+        extra = {}
+        if over is not None and getattr(m, "flag", None) == "loaded" and "measured_canonical" in pc:
+            # Timed beside a busy process: the budget was held in the study's phase, so the row is judged by its
+            # value there (canonical, mapped into that phase), the loaded value kept beside it.
+            extra["over_budget_as_measured"] = over
+            over = ms_per_image(o["metric"], _in_study_phase(pc["measured_canonical"], o["metric"], mapped)) > budget.limit
         out.append({"rank": None if pd.isna(r.get("rank")) else int(r["rank"]), "hash": r["hash"], "metric": o["metric"],
                     "predicted": float(r[key]), "interval": [lo, hi], "measured": value, "inside": inside,
-                    "known": known, "flag": getattr(m, "flag", None), **_phase_coverage(m, value, float(r[key]), lo, hi, o["metric"], res.confidence,
-                                                      phased and inside is not None),
+                    "known": known, "flag": getattr(m, "flag", None), **pc,
                     "status": getattr(m, "status", "ok") if m is not None else "missing",
                     "reason": getattr(m, "reason", None) if m is not None else "no measurement stored",
-                    "over_budget": over})
+                    "over_budget": over, **extra})
     return out
+
+
+def _in_study_phase(canonical: float, metric: str, phase) -> float:
+    """A canonical value mapped into the study's phase (unchanged without one; throughput via its time)."""
+    if phase is None:
+        return float(canonical)
+    if metric == "throughput_img_s":
+        return float(1e3 / phase.apply(1e3 / canonical))
+    return float(phase.apply(canonical))
 
 
 def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) -> VerifySummary:
@@ -174,7 +217,11 @@ def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) 
         inside_canonical=sum(r["inside_canonical"] for r in phased) if phased else None,
         inside_now=sum(r["inside_now"] for r in phased) if phased else None,
         phased=len(phased) or None,
+        loaded=sum(r.get("flag") == "loaded" for r in got),
     )
+
+
+_FLAG_WORDS = {"suspect": "  (suspect: its pairs disagreed)", "loaded": "  (timed beside a busy process)"}
 
 
 def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str], None]) -> None:
@@ -184,7 +231,7 @@ def print_rows(rows: list[dict[str, Any]], o: dict[str, Any], log: Callable[[str
         lo, hi = r["interval"]
         iv = f"[{lo:9.3f}, {hi:9.3f}]" if lo < hi else f"{'-':>21s}"
         flags = ("  OVER BUDGET" if r["over_budget"] else "") + ("  outside interval" if r["inside"] is False else "") + (
-            "  (measured before)" if r.get("known") else "") + ("  (suspect: its pairs disagreed)" if r.get("flag") else "")
+            "  (measured before)" if r.get("known") else "") + _FLAG_WORDS.get(r.get("flag"), "")
         rank = f"{r['rank']:3d}" if r["rank"] is not None else "  -"
         log(f"{rank} {r['hash'][:12]} {r['predicted']:10.3f} {iv} {meas}{flags}")
 
@@ -199,7 +246,8 @@ def verify_markdown(rows: list[dict[str, Any]], o: dict[str, Any], summary: Veri
         iv = f"[{lo:.4g}, {hi:.4g}]" if lo < hi else "-"
         meas = f"{r['measured']:.4g}" if r["measured"] is not None else r["status"]
         note = ", ".join(x for x, on in (("OVER BUDGET", r["over_budget"]), ("outside interval", r["inside"] is False),
-                                         ("measured before", r.get("known"))) if on)
+                                         ("measured before", r.get("known")),
+                                         ("timed beside a busy process", r.get("flag") == "loaded")) if on)
         rank = "-" if r["rank"] is None else str(r["rank"])
         lines.append(f"| {rank} | `{r['hash'][:12]}` | {r['predicted']:.4g} | {iv} | {meas} | {note} |")
     return "\n".join(lines) + "\n"

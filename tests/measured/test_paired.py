@@ -246,3 +246,59 @@ def test_pair_jitter_on_a_busy_host_is_not_a_disagreement():
     timing, status, _ = measure_runner(host.model("A", 0.02), p, reference=_reference(host), clock=host.clock,
                                        monitor=_Quiet)
     assert timing.remeasured == 0 and make_measurement("a" * 64, 224, p, "dev", timing=timing).flag is None
+
+
+class _Loaded(QuietMonitor):
+    """A load monitor that reports another process using 50 % of the machine (one core of two spinning)."""
+
+    calls = 0
+
+    def __enter__(self):
+        type(self).calls += 1
+        return self
+
+    other_pct = 50.0
+
+
+def test_pairs_timed_beside_a_busy_process_keep_their_ratio_flagged_loaded():
+    # The neighbour slows both halves of each pair alike (x1.8): the ratio holds, the absolute value is the loaded
+    # one. Kept at once (no retries: a neighbour that keeps running would triple every row's time), stored ok,
+    # flagged "loaded" (never trained on) with its busy_pct and a note saying what the value is.
+    _Loaded.calls = 0
+    host = _Host(lambda i: 1.8)
+    p = Protocol(runs=20, warmup=0, target_ci_pct=None, retries=2, retry_pause_s=0.0)
+    timing, status, reason = measure_runner(host.model("A", 0.02), p, reference=_reference(host), clock=host.clock,
+                                            monitor=_Loaded)
+    assert status == "ok" and _Loaded.calls == 1 and "ratio kept" in reason
+    assert timing.ratio == pytest.approx(2.0) and timing.median_s == pytest.approx(0.036)
+    m = make_measurement("a" * 64, 224, p, "dev", timing=timing, status=status, reason=reason)
+    assert m.flag == "loaded" and m.busy_pct == 50.0 and m.ratio == pytest.approx(2.0)
+    assert "loaded phase" in m.notes and m.value == pytest.approx(36.0)
+
+
+def test_loaded_pairs_are_refused_when_asked_and_timings_alone_stay_refused():
+    for p, ref in ((Protocol(runs=10, warmup=0, target_ci_pct=None, retries=1, retry_pause_s=0.0,
+                             keep_loaded_pairs=False), True),
+                   (Protocol(runs=10, warmup=0, target_ci_pct=None, retries=1, retry_pause_s=0.0, pairing="alone"),
+                    False)):
+        _Loaded.calls = 0
+        host = _Host(lambda i: 1.8)
+        timing, status, reason = measure_runner(host.model("A", 0.02), p, reference=_reference(host) if ref else None,
+                                                clock=host.clock, monitor=_Loaded)
+        assert status == "busy" and _Loaded.calls == 2 and reason.startswith("machine busy")
+        m = make_measurement("a" * 64, 224, p, "dev", timing=timing, status=status, reason=reason)
+        assert m.flag is None and m.status == "busy" and m.busy_pct == 50.0
+
+
+def test_loaded_pairs_that_disagree_are_not_kept():
+    # A neighbour that slows only the config's second half: the pairs disagree twice, so the load is not trusted.
+    host = _Host(lambda i: 1.0)
+    state = {"n": 0}
+
+    def config():
+        state["n"] += 1
+        host.t += 0.02 * (1.5 if state["n"] % 20 > 10 else 1.0)
+
+    p = Protocol(runs=20, warmup=0, target_ci_pct=None, retries=0, retry_pause_s=0.0)
+    timing, status, _ = measure_runner(config, p, reference=_reference(host), clock=host.clock, monitor=_Loaded)
+    assert status == "busy" and timing.disagreement_pct > p.pair_bound_pct

@@ -283,3 +283,24 @@ def test_the_worker_times_anchors_on_request(monkeypatch):
     serve([json.dumps(request)], replies.append)
     assert replies == [{"id": 7, "anchors": [{"anchor": "B1", "status": "ok", "runs": 17}]}]
     assert Measurer(Protocol(), "dev", fresh_process=True).time_anchors() is None  # no worker to time them in
+
+
+class _LoadedLater(_AnchoredMeasurer):
+    """The second anchor session runs beside a busy process: every anchor refused (as time_anchor_session does)."""
+
+    def time_anchors(self):
+        rows = super().time_anchors()
+        if type(self).sessions > 1:
+            rows = [{"anchor": r["anchor"], "config_hash": r["config_hash"], "status": "failed",
+                     "reason": "loaded: timed beside other processes"} for r in rows]
+        return rows
+
+
+def test_a_session_without_a_phase_keeps_the_latest_phase_for_the_rows(tmp_path):
+    store = Store(tmp_path / "s.sqlite", seed=False)
+    _LoadedLater.sessions = 0
+    jobs = [Job(c) for c in sample_configs(4, seed=5)]
+    report = run_campaign(jobs, Protocol(), local_device(), store, progress=False, measurer=_LoadedLater,
+                          anchors_every=2)
+    assert report.anchor_sessions == 2
+    assert [json_a(m.phase) for m in report.measurements] == pytest.approx([0.0] * 4, abs=1e-5)

@@ -46,3 +46,64 @@ def test_verify_reports_coverage_in_the_canonical_and_the_current_phase(tmp_path
     lines = []
     verify_front(res.results, 2, res.folder, measure=measure, log=lines.append, phased=True)  # no intervals: no coverage
     assert "canonical" not in lines[-1]
+
+
+def test_a_study_predicted_now_is_verified_in_both_phases_beside_a_busy_neighbour(tmp_path):
+    # The study mapped its canonical predictions into the phase of its start (--phase now, 10 % slower); verify then
+    # ran beside a busy neighbour: every row paired, flagged "loaded", its phase's level set by the reference timed
+    # with it (x1.6). Against the study's interval the loaded values are all outside; the predictor's own quality
+    # (canonical phase) and the interval mapped into the loaded moment hold.
+    from measured import fold_uncertainty
+    from measured._phase import at_reference
+    from nas.search._verify import device_objective, measure_rows, summarise
+
+    def latency(cs):
+        return [1.0 + count(c).macs / 1.5e8 for c in cs]
+
+    objectives = [CountObjective("params"),
+                  FunctionObjective("dev-x:latency_ms", "minimize", latency, device="dev-x", metric="latency_ms")]
+    res = run_search(settings(trials=30, devices=["dev-x"], budgets_ms=[10.0]), objectives=objectives,
+                     progress=False, png=False)
+    study = fit_phase(CANON, {k: v * 1.1 for k, v in CANON.items()}, "scale")
+    o = device_objective(res.results, "dev-x")
+    k = o["key"]
+    res.results.settings["phases"] = {k: {"phase": "now", "fit": {
+        f: getattr(study, f) for f in ("model", "a", "b", "sd", "n", "session", "canonical", "timestamp")}}}
+    front = res.results.front.head(3).copy()
+    canon = front[k].to_numpy(float)
+    front[k], front[f"{k}_lo"], front[f"{k}_hi"] = fold_uncertainty(canon, canon * 0.95, canon * 1.05, study, 0.9)
+    loaded = at_reference(study, CANON["B0"] * 1.6, CANON["B0"])
+
+    def measure(configs, device):
+        out = []
+        for v in latency(configs):
+            now = float(loaded.apply(v))
+            out.append(types.SimpleNamespace(value=now, status="ok", reason=None, metric="latency_ms", flag="loaded",
+                                             phase=loaded.to_json(), ratio=now / (CANON["B0"] * 1.6),
+                                             reference_value=CANON["B0"] * 1.6))
+        return out
+
+    rows = measure_rows(res.results, front, o, measure, phased=True)
+    assert not any(r["inside"] for r in rows)
+    assert all(r["inside_canonical"] and r["inside_now"] for r in rows)
+    # The budget (10 ms) is judged in the study's phase, the loaded value's verdict kept beside it.
+    for r in rows:
+        assert r["over_budget"] == (float(study.apply(r["measured_canonical"])) > 10.0)
+        assert r["over_budget_as_measured"] == (r["measured"] > 10.0)
+    assert [r["measured_canonical"] for r in rows] == pytest.approx(list(canon), rel=1e-6)
+    assert [r["interval_canonical"][0] for r in rows] == pytest.approx(list(canon * 0.95), rel=1e-6)
+    line = summarise(res.results, rows, o).line()
+    assert "in the canonical phase 3 of 3 inside" in line and "3 of the 3 were timed beside a busy process" in line
+
+
+def test_the_phase_uncertainty_folds_back():
+    import dataclasses
+
+    from measured import fold_uncertainty, unfold_uncertainty
+
+    p = fit_phase(CANON, {k: math.exp(math.log(v) * 0.95 + 0.3) for k, v in CANON.items()}, "loglinear")
+    p = dataclasses.replace(p, sd=0.03)
+    v, lo, hi = fold_uncertainty([40.0], [36.0], [44.0], p, 0.9)
+    assert hi[0] == pytest.approx(p.apply(44.0) * math.exp(1.6448536269514722 * 0.03))
+    back = unfold_uncertainty(v, lo, hi, p, 0.9)
+    assert [b[0] for b in back] == pytest.approx([40.0, 36.0, 44.0], rel=1e-9)
