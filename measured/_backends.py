@@ -117,8 +117,8 @@ def precision_note(precision: str) -> str | None:
 
 def reference_id(config_hash: str, precision: str) -> str:
     """What a paired row records as its reference: the reference's config hash, or for int8 a digest of that hash
-    and :data:`INT8_RECIPE` (the int8 model is another model: its rows and anchor sessions must not be taken for
-    ones paired with the fp32 one, as int8 rows stored before 2026-12-03 16:00 UTC were)."""
+    and :data:`INT8_RECIPE` (the int8 B0 is another model: its rows and anchor sessions must not be taken for those
+    stored before it existed, which carry B0's hash and were paired with a B0 that ran at fp32 speed)."""
     if precision != "int8":
         return config_hash
     return hashlib.sha256(f"{config_hash}|{INT8_RECIPE}".encode()).hexdigest()
