@@ -8,6 +8,7 @@ the result is ready (CUDA runs synchronise). The harness times runners; it never
 from __future__ import annotations
 
 import abc
+import hashlib
 import importlib.util
 import logging
 import os
@@ -114,6 +115,15 @@ def precision_note(precision: str) -> str | None:
     return INT8_RECIPE if precision == "int8" else None
 
 
+def reference_id(config_hash: str, precision: str) -> str:
+    """What a paired row records as its reference: the reference's config hash, or for int8 a digest of that hash
+    and :data:`INT8_RECIPE` (the int8 B0 is another model: its rows and anchor sessions must not be taken for those
+    stored before it existed, which carry B0's hash and were paired with a B0 that ran at fp32 speed)."""
+    if precision != "int8":
+        return config_hash
+    return hashlib.sha256(f"{config_hash}|{INT8_RECIPE}".encode()).hexdigest()
+
+
 def int8_path(path: str) -> str:
     """Where a campaign's export workers leave the int8 model of ``path`` (quantised ahead of timing, on every
     core, like the export itself); the timing process uses and removes it."""
@@ -189,12 +199,13 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0" if self.threads == 1 else "1")
         return so
 
-    def load_onnx(self, path: str, input_shape: tuple[int, ...]) -> Runner:
+    def load_onnx(self, path: str, input_shape: tuple[int, ...], *, quantised: bool = False) -> Runner:
+        """``quantised``: ``path`` is already the int8 model (measured._harness.cached_int8), loaded as it is."""
         self._require()
         import onnxruntime as ort
 
         ahead = None
-        if self.precision == "int8":  # quantised before timing, never while: the runner times the int8 graph only
+        if self.precision == "int8" and not quantised:  # quantised before timing, never while: the runner times the int8 graph only
             if os.path.isfile(int8_path(path)):  # an export worker quantised it already
                 path = ahead = int8_path(path)
             else:

@@ -256,6 +256,7 @@ class Session:
     source: str
     values: dict[str, float]  # {anchor: ms} of the ok anchors
     failed: dict[str, str]  # {anchor: reason}
+    reference: str | None = None  # what its anchors were paired with (measured._backends.reference_id)
 
 
 def sessions(anchor_df: pd.DataFrame, metric: str = "latency_ms") -> list[Session]:
@@ -268,10 +269,20 @@ def sessions(anchor_df: pd.DataFrame, metric: str = "latency_ms") -> list[Sessio
         ok = g[g["status"] == "ok"]
         bad = g[g["status"] != "ok"]
         ms = [float(v) if metric != "throughput_img_s" else 1e3 / float(v) for v in ok["value"]]
+        refs = ok["reference"].dropna() if "reference" in ok else ()
         out.append(Session(str(sid), str(g["timestamp"].min()), str(g["source"].iloc[0]),
                            dict(zip(map(str, ok["anchor"]), ms)),
-                           {str(a): str(r) for a, r in zip(bad["anchor"], bad["reason"])}))
+                           {str(a): str(r) for a, r in zip(bad["anchor"], bad["reason"])},
+                           str(refs.iloc[0]) if len(refs) else None))
     return sorted(out, key=lambda s: (s.timestamp, s.session))
+
+
+def current_reference(series: Sequence[Session]) -> list[Session]:
+    """The sessions paired with the latest session's reference (and those with no ok anchor). One phase series maps
+    one pair of models' times: int8 sessions stored before the int8 reference existed were paired with another B0
+    (measured._backends.reference_id) and are left out once a session with the int8 one exists."""
+    ref = next((s.reference for s in reversed(series) if s.reference), None)
+    return [s for s in series if s.reference in (None, ref)]
 
 
 def canonical_session(series: Sequence[Session]) -> Session | None:
@@ -325,6 +336,7 @@ def phase_series(anchor_df: pd.DataFrame, device: str, protocol: str) -> PhaseSe
     held-out fit (sessions with too few ok anchors carry no phase)."""
     series = sessions(anchor_df[(anchor_df["device_id"] == device) & (anchor_df["protocol"] == protocol)]
                       if anchor_df is not None and len(anchor_df) else anchor_df, protocol.split("|")[0])
+    series = current_reference(series)
     canon = canonical_session(series)
     if canon is None:
         return PhaseSeries(device, protocol, series, None, "loglinear", {}, {})

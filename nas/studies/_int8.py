@@ -10,10 +10,11 @@ both in the store under their own protocols, and reports:
   fp32 (a node none of whose inputs comes from a DequantizeLinear: onnxruntime had no int8 kernel for it);
 - a verdict: "holds" when both τ agree within 0.1 and the named order's τ is at least 0.8.
 
-Configs are timed paired with B0 (the campaign's default on CPU): each precision's times are its ratios to B0 times
-B0's median over that precision's rows (one level per precision, so the τ and orders within a precision do not mix
-the host's phases; the raw medians are kept as ``*_measured_ms``). ``int8 / fp32`` still compares two levels
-timed minutes apart.
+Configs are timed paired with B0 (the campaign's default on CPU), each precision with its own: fp32 configs with the
+fp32 B0, int8 configs with the int8 B0 (measured._harness.reference_runner: like with like, so that the ratio's
+interval closes as fast as fp32's). Each precision's times are its ratios to B0 times B0's median over that
+precision's rows (one level per precision, so the τ and orders within a precision do not mix the host's phases; the
+raw medians are kept as ``*_measured_ms``). ``int8 / fp32`` still compares two levels timed minutes apart.
 """
 
 from __future__ import annotations
@@ -81,15 +82,20 @@ def _tau(a, b) -> float | None:
 
 
 def _one_level(ms: list) -> tuple[list[float | None], list[float | None], bool]:
-    """(times, raw medians, whether any was paired): each ok measurement's ratio x the median of the paired rows'
-    reference medians (one level for all), or its own median where it carries no ratio; None unless ok."""
+    """(times, raw medians, whether any was paired): each ok measurement's ratio x the median of the reference
+    medians of the rows paired with its reference (one level per reference: int8 rows stored before the int8
+    reference existed were paired with another B0), or its own median where it carries no ratio; None unless ok."""
     ok = [m is not None and m.status == "ok" and m.value is not None for m in ms]
     raw = [m.value if k else None for m, k in zip(ms, ok)]
-    refs = [m.reference_value for m, k in zip(ms, ok) if k and m.ratio and m.reference_value]
+    paired = [k and bool(m.ratio and m.reference_value) for m, k in zip(ms, ok)]
+    refs = collections.defaultdict(list)
+    for m, p in zip(ms, paired):
+        if p:
+            refs[m.reference].append(m.reference_value)
     if not refs:
         return raw, raw, False
-    level = statistics.median(refs)
-    return [m.ratio * level if k and m.ratio and m.reference_value else v for m, k, v in zip(ms, ok, raw)], raw, True
+    level = {r: statistics.median(v) for r, v in refs.items()}
+    return [m.ratio * level[m.reference] if p else v for m, p, v in zip(ms, paired, raw)], raw, True
 
 
 def _configs(s: Int8Settings) -> list[tuple[str | None, Any]]:

@@ -61,3 +61,30 @@ def test_int8_rows_train_their_own_predictor_key():
     assert quantised_key("host-1", {"precision": "int8"}) == "host-1+int8"
     assert quantised_key("host-1", {"precision": "fp32"}) == "host-1"
     assert quantised_key("host-1", {}) == "host-1"
+
+
+def test_the_int8_reference_is_the_campaigns_int8_model_quantised_once(tmp_path, monkeypatch):
+    """Paired int8 timing pairs like with like: the reference is the model a campaign times for it (its export,
+    quantised by the recipe), not the weight-free cached graph; quantised once per host; its rows name it."""
+    import collections
+
+    import onnx
+
+    from measured import _backends, _harness
+    from measured._backends import reference_id
+
+    monkeypatch.setenv("LOWFORMER_NAS_ANCHOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_harness, "_LOADED", {})
+    calls = []
+    monkeypatch.setattr(_backends, "quantize_int8", lambda *a: calls.append(a) or quantize_int8(*a))
+    p = Protocol(precision="int8")
+    run, ref, label = _harness.reference_runner(p, "B0-32", CFG)
+    assert run()[0].shape == (1, 1000)
+    assert label == "B0-32 int8" and ref == reference_id(CFG.hash, "int8") and ref != CFG.hash
+    _harness._LOADED.clear()
+    _harness.reference_runner(p, "B0-32", CFG)
+    assert len(calls) == 1  # the second process (here: a cleared cache of sessions) reuses the file
+    [cached] = (tmp_path / "cache").rglob("*.int8.onnx")
+    campaign = quantize_int8(export_onnx(CFG, str(tmp_path / "c.onnx")), str(tmp_path / "c.int8.onnx"), (1, 3, 32, 32))
+    ops = [collections.Counter(n.op_type for n in onnx.load(f).graph.node) for f in (cached, campaign)]
+    assert ops[0] == ops[1]

@@ -103,13 +103,13 @@ def test_an_anchor_session_and_a_failing_anchor():
     assert len({r["session"] for r in rows}) == 1 and len(rows) == len(anchor_configs()) + 1
 
 
-def _session(store, values, ts, failed=()):
+def _session(store, values, ts, failed=(), reference="c" * 64, protocol=Protocol()):
     results = [{"anchor": n, "config_hash": c.hash, "status": "ok", "ratio": values[n] / values["B0"],
-                "ratio_lo": values[n] / values["B0"], "ratio_hi": values[n] / values["B0"], "reference": "c" * 64,
+                "ratio_lo": values[n] / values["B0"], "ratio_hi": values[n] / values["B0"], "reference": reference,
                 "reference_value": values["B0"], "n": 10} if n not in failed else
                {"anchor": n, "config_hash": c.hash, "status": "failed", "reason": "crashed"}
                for n, c in anchor_configs()]
-    rows = session_rows(results, local_device().device_id, Protocol(), source="campaign", timestamp=ts)
+    rows = session_rows(results, local_device().device_id, protocol, source="campaign", timestamp=ts)
     store.add_anchor_timings(rows)
     return rows[0]["session"]
 
@@ -132,6 +132,28 @@ def test_the_series_its_canonical_session_and_the_phase_to_hold_a_budget_against
     assert s.pick("slow").factor(mid) >= s.pick("typical").factor(mid) >= 1.0
     with pytest.raises(PhaseError, match="^phase: must be one of now|typical|slow|canonical"):
         s.pick("fast")
+
+
+def test_sessions_paired_with_another_reference_leave_the_series(tmp_path):
+    """int8 sessions stored before the int8 reference existed (paired with another B0) are not one phase series
+    with those paired with the int8 B0: once a session with the new reference exists, only its kind is fitted."""
+    from measured._backends import reference_id
+
+    store = Store(tmp_path / "s.sqlite", seed=False)
+    dev = local_device()
+    store.add_device(dev)
+    p8 = Protocol(precision="int8")
+    key = p8.key
+    old = reference_id("c" * 64, "fp32")
+    new = reference_id("c" * 64, "int8")
+    assert old == "c" * 64 and new != old and len(new) == 64 and new == reference_id("c" * 64, "int8")
+    _session(store, _phase_of(0.3, 0.0), "2026-12-03T07:00:00+00:00", reference=old, protocol=p8)
+    assert load_series(store, dev.device_id, key).canonical is not None  # alone, the old sessions still read
+    first = _session(store, CANON, "2026-12-03T08:00:00+00:00", reference=new, protocol=p8)
+    _session(store, _phase_of(0.1, 0.0), "2026-12-03T08:10:00+00:00", reference=new, protocol=p8)
+    s = load_series(store, dev.device_id, key)
+    assert s.canonical.session == first and len(s.sessions) == 2 and {x.reference for x in s.sessions} == {new}
+    assert s.latest().a == pytest.approx(0.1)
 
 
 def test_canonical_values_and_rows_without_a_phase():
