@@ -14,7 +14,29 @@ TESTS = pathlib.Path(__file__).parent
 DATA = TESTS / "data"
 
 
+# The longest tests (tens of seconds each, one process), longest first: they start first, so that the parallel
+# workers (pyproject: `-n auto --dist worksteal`) share them out and end together instead of one worker running a
+# long test while the other waits. A scheduling hint only: a test missing here still runs, a stale entry does nothing.
+LONGEST_FIRST = (
+    "tests/nas/studies/test_int8.py::test_int8_study_quick",
+    "tests/nas/test_cli_study.py::test_study_quick_end_to_end",
+    "tests/measured/test_campaign.py::test_two_campaigns_at_once",
+    "tests/nas/search/test_study.py::test_killed_search_resumes_without_duplicates",
+    "tests/measured/test_campaign.py::test_sigkill_and_restart_lose_and_remeasure_nothing",
+    "tests/nas/test_cli_measure_table.py",
+    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes",
+    "tests/measured/test_campaign.py",
+    "tests/search_spaces/test_onnx.py",
+    "tests/nas/test_cli_study.py",
+)
+
+
+def _rank(nodeid: str) -> int:
+    return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: the rest keep their order
     # Tests that need torch skip cleanly where the `measure` extra is not installed.
     try:
         import torch  # noqa: F401

@@ -22,9 +22,11 @@ from search_spaces import sample_configs  # noqa: E402
 
 pytestmark = pytest.mark.torch
 FAST = Protocol(runs=3, warmup=1, busy_threshold_pct=100)
-# Tiny inputs keep every measurement fast; the architectures are still random points of the whole space.
+# Tiny inputs keep every measurement fast; the architectures are still random points of the whole space. One
+# measuring process per campaign (it exports and times): these tests are about the store, not the export phase
+# (test_export_phase_on_every_core_then_timing_alone), and a second process only adds a torch import.
 MEASURE = [sys.executable, "-m", "nas", "measure", "--resolutions", "32", "--runs", "3", "--warmup", "1",
-           "--busy-threshold", "100", "--device", "test-dev"]
+           "--busy-threshold", "100", "--device", "test-dev", "--export-workers", "1"]
 
 
 def _rows(url):

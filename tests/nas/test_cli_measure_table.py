@@ -12,7 +12,8 @@ pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[
 pytestmark = pytest.mark.torch
 
 MEASURE = [sys.executable, "-m", "nas", "measure", "--sample", "2", "--seed", "3", "--resolutions", "32", "--runs", "3",
-           "--warmup", "1", "--target-ci", "0", "--busy-threshold", "100", "--device", "test-dev"]
+           "--warmup", "1", "--target-ci", "0", "--busy-threshold", "100", "--device", "test-dev",
+           "--export-workers", "1"]  # one measuring process: what is shown does not depend on the export phase
 
 
 def test_measure_prints_its_values_and_json(tmp_path):
