@@ -44,6 +44,24 @@ def _values(store, device_id: str, protocol, hashes, repeat: int | None = None) 
     return df.groupby("config_hash")["value"].median().to_dict()
 
 
+# The campaign's wall time split (measured.Measurer.seconds): export phases, anchor sessions and the timing phases,
+# the latter split by the timing worker into the reference's first load, session creation, warm-up, pairs (or runs
+# when timed alone) and the rest (reading the request, storing, replying); "other" is the campaign's own time.
+_TOP = ("export", "anchors", "timing")
+_IN_TIMING = ("reference", "session", "warmup", "pairs", "runs")
+
+
+def _phase_shares(report) -> dict[str, dict[str, float]]:
+    got = report.phase_seconds
+    if not got or not report.seconds:
+        return {}
+    split = {k: got.get(k, 0.0) for k in ("export", "anchors")}
+    split |= {k: got[k] for k in _IN_TIMING if got.get(k)}
+    split["timing, rest"] = max(0.0, got.get("timing", 0.0) - sum(got.get(k, 0.0) for k in _IN_TIMING))
+    split["other"] = max(0.0, report.seconds - sum(got.get(k, 0.0) for k in _TOP))
+    return {k: {"seconds": round(v, 2), "share_pct": round(100 * v / report.seconds, 1)} for k, v in split.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sample", type=int, default=40, help="configs for the throughput pass (default 40)")
@@ -93,8 +111,12 @@ def main() -> None:
                 "ci_half_pct_max": round(max(cis), 3) if cis else None,
                 "max_other_cpu_pct": round(max(busy), 1) if busy else None,
             }
+            out["protocols"][name]["phases"] = _phase_shares(report)
             print(f"{name}: {len(report.measurements)} configs in {report.seconds:.0f} s = {per_h:.0f} configs/h "
                   f"({report.failed} failed, {report.busy} busy); timed runs median {out['protocols'][name]['runs_median']}")
+            if out["protocols"][name]["phases"]:
+                print(f"{name}: where the time went: " + ", ".join(
+                    f"{k} {v['seconds']:.1f} s ({v['share_pct']:.0f}%)" for k, v in out["protocols"][name]["phases"].items()))
         # (2) Repeatability: interleaved repeats of the first cv-configs, the protocols alternating.
         for r in range(1, args.repeats + 1):
             for name, (protocol, how) in protocols.items():
