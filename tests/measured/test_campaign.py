@@ -163,8 +163,8 @@ def test_a_time_budget_stops_the_campaign_and_keeps_what_it_measured(tmp_path):
 
 def test_the_measurer_adds_up_where_the_timing_workers_time_went():
     m = Measurer(Protocol(), "dev", export_workers=1)
-    replies = iter([(0, {"measurement": {}, "phases": {"session": 0.5, "pairs": 2.0}}), (1, "crashed: SIGKILL"),
-                    (2, {"measurement": {}, "phases": {"pairs": 1.0, "warmup": 0.25}})])
+    replies = (r for r in [(0, {"measurement": {}, "phases": {"session": 0.5, "pairs": 2.0}}), (1, "crashed: SIGKILL"),
+                           (2, {"measurement": {}, "phases": {"pairs": 1.0, "warmup": 0.25}})])
     assert [k for k, _ in m._timed(replies, "timing")] == [0, 1, 2]
     assert dict(m.seconds) == pytest.approx({"timing": m.seconds["timing"], "session": 0.5, "pairs": 3.0,
                                              "warmup": 0.25})
