@@ -11,7 +11,8 @@ For each protocol, in a throw-away store: (1) throughput: the first ``--sample``
 wall time, worker start-up, exports and failures included; (2) repeatability: ``--cv-configs`` of them
 measured ``--repeats`` more times, the two protocols interleaved repeat by repeat so that drift hits both
 alike: the coefficient of variation of the repeated medians (``measured.noise_report``); (3) agreement: the
-new protocol's medians over the old one's, per config (the same quantity must come out). Goals: >= 1,500
+new protocol's medians over the old one's, per config (the same quantity must come out); with (1), where each
+protocol's wall time went (export, anchor sessions, session creation, warm-up, pairs, other: seconds and %). Goals: >= 1,500
 configs/h with the CV of repeated medians <= 3 %. The last line is a JSON object.
 """
 
