@@ -33,7 +33,8 @@ def _protocols(args):
     # "new" is today's default: paired with B0 and the phase anchors re-timed during the campaign (their cost is in
     # its configs/h); --new-protocol alone measures it without pairing.
     new = Protocol(runs=args.max_runs, min_runs=args.min_runs, target_ci_pct=args.target_ci,
-                   busy_threshold_pct=args.busy_threshold, pairing="auto" if args.new_protocol == "paired" else "alone")
+                   busy_threshold_pct=args.busy_threshold, pairing="auto" if args.new_protocol == "paired" else "alone",
+                   pair_target_ci_pct=args.pair_target_ci)
     return {"old": (old, {"fresh_process": True}), "new": (new, {"export_workers": args.export_workers})}
 
 
@@ -72,6 +73,8 @@ def main() -> None:
     ap.add_argument("--min-runs", type=int, default=10)
     ap.add_argument("--max-runs", type=int, default=100)
     ap.add_argument("--target-ci", type=float, default=1.0)
+    ap.add_argument("--pair-target-ci", type=float, default=2.0,
+                    help="paired: stop once the pair ratio's 95%% CI is within this %% (default 2, the Protocol's)")
     ap.add_argument("--export-workers", type=int, default=None, help="default: one per core, at most 4")
     ap.add_argument("--busy-threshold", type=float, default=5.0,
                     help="as measure --busy-threshold (default 5; 100 only for a smoke test on a busy machine)")
