@@ -40,18 +40,25 @@ class CampaignReport:
     measurements: list[Measurement] = dataclasses.field(default_factory=list)
     anchor_sessions: int = 0  # times the phase anchors were timed (paired timing only)
     phase: str | None = None  # the latest session's phase, in words
+    # Wall seconds per phase (export, timing and within it session/warmup/pairs/..., anchors), when the measurer
+    # reports them (measured.Measurer.seconds); the rest of ``seconds`` is storing rows and starting up.
+    phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def line(self) -> str:
-        anchors = (f"; anchors timed {self.anchor_sessions}x, phase {self.phase}" if self.anchor_sessions else "")
+        anchors = (f"; anchors timed {self.anchor_sessions}x, phase {self.phase}" if self.anchor_sessions or self.phase
+                   else "")
         return (
             f"{self.planned} planned, {self.skipped} already stored, {self.ok} measured, "
             f"{self.failed} failed, {self.busy} marked busy in {self.seconds:.0f} s{anchors}"
         )
 
 
-# Anchors are timed again during a campaign after this many seconds or configs, whichever comes first.
+# Anchors are timed again during a campaign after this many seconds or configs, whichever comes first. A session
+# costs about as much as 5-8 configs (five anchors, each paired with the reference); every row's level is tracked by
+# the reference timed with it anyway (PhaseTracker.stamp), so the anchors give the shape of the phase and the clock
+# sets the cadence: at 1,500 configs/h and more, 200 configs take longer than 5 minutes.
 ANCHORS_EVERY_S = 300.0
-ANCHORS_EVERY_CONFIGS = 50
+ANCHORS_EVERY_CONFIGS = 200
 
 
 class PhaseTracker:
@@ -73,9 +80,12 @@ class PhaseTracker:
         return self.last is None or self.since >= self.every_n or self.clock() - self.last >= self.every_s
 
     def refresh(self) -> None:
-        """Time the anchors now (the timing worker is idle between configs), store them, fit the phase."""
+        """Time the anchors now (the timing worker is idle between configs), store them, fit the phase. At the
+        start, a stored session of this device and protocol younger than ``every_s`` is taken instead."""
         from ._phase import describe, load_series, session_rows
 
+        if self.last is None and self._adopt():
+            return
         self.last, self.since = self.clock(), 0
         results = self.engine.time_anchors()
         if results is None:
@@ -92,6 +102,32 @@ class PhaseTracker:
         failed = [r["anchor"] for r in results if r.get("status") != "ok"]
         self.words = describe(self.phase, series.canonical.values if series.canonical else None) + (
             f", {len(failed)} anchors failed ({', '.join(failed)})" if failed else "")
+
+    def _adopt(self) -> bool:
+        """Take the latest stored session when it is complete and younger than ``every_s`` (the campaign just
+        before this one, an onboarding, a drift check): it is as recent as one this campaign would time within its
+        cadence, and timing it again would cost as much as several configs; the next is due when it is ``every_s``
+        old. Whether one was taken: False when there is none to take."""
+        from ._phase import age_s, anchor_configs, describe, load_series
+
+        series = load_series(self.store, self.device_id, self.protocol.key)
+        last = series.sessions[-1] if series.sessions else None
+        if last is None or last.session not in series.phases or last.failed:
+            return False
+        if not {n for n, _ in anchor_configs()} <= set(last.values):
+            return False
+        try:
+            age = age_s(last.timestamp)
+        except (TypeError, ValueError):
+            return False
+        if not 0 <= age < self.every_s:
+            return False
+        self.last, self.since = self.clock() - age, 0
+        self.phase = series.phases[last.session]
+        self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
+        self.words = describe(self.phase, series.canonical.values if series.canonical else None) + \
+            f" (anchors timed {age:.0f} s before the campaign)"
+        return True
 
     def stamp(self, m: Measurement) -> Measurement:
         """``m`` with its phase: the latest session's, its level moved to the reference's median timed with ``m``
@@ -199,6 +235,7 @@ def run_campaign(
             results.close()  # stops whatever is still running
     if tracker is not None:
         report.anchor_sessions, report.phase = tracker.sessions, tracker.words
+    report.phase_seconds = dict(getattr(engine, "seconds", {}))
     report.seconds = clock() - t0
     return report
 

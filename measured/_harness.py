@@ -16,6 +16,7 @@ applies to the ratio's interval. ``pairing="alone"`` keeps the unpaired protocol
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -27,6 +28,7 @@ import os
 import platform
 import re
 import time
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -138,6 +140,21 @@ class Protocol:
 
 
 CI_CONFIDENCE = 0.95
+
+# Where this process's measuring time went, in seconds per phase ("session", "warmup", "pairs", "runs", ...): a
+# measuring worker resets it per request and sends it back with the reply, so a campaign can say what its time was
+# spent on (CampaignReport.phase_seconds, tests/benchmarks/bench_campaign.py).
+STOPWATCH: collections.Counter = collections.Counter()
+
+
+@contextlib.contextmanager
+def stopwatch(phase: str):
+    """Adds the block's wall time to ``STOPWATCH[phase]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        STOPWATCH[phase] += time.perf_counter() - t0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -255,20 +272,25 @@ def time_paired(
     *,
     min_runs: int | None = None,
     target_ci_pct: float | None = None,
+    ref_warmup: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
     monitor: Callable[[], LoadMonitor] = LoadMonitor,
 ) -> PairedTiming:
     """Time ``runner`` (A) and ``reference`` (B) in adjacent pairs, A B | B A | A B ... (each pair's order the
     reverse of the last: a linear drift and an order effect cancel over two pairs), with the garbage collector
     paused: ``runs`` pairs, or, with ``target_ci_pct``, as few as ``min_runs`` once the 95 % CI of the median
-    pair ratio is within that % of it. ``clock`` and ``monitor`` are injectable (tests)."""
-    for _ in range(warmup):
-        runner()
-        reference()
+    pair ratio is within that % of it. ``ref_warmup``: the reference's warm-up runs (default ``warmup``; a
+    reference already warmed in this process needs one run to bring its data back into the caches, not the
+    first-run allocations again). ``clock`` and ``monitor`` are injectable (tests)."""
+    with stopwatch("warmup"):
+        for _ in range(warmup):
+            runner()
+        for _ in range(warmup if ref_warmup is None else ref_warmup):
+            reference()
     adaptive, floor = _adaptive_floor(runs, min_runs, target_ci_pct)
     a, b = np.empty(runs), np.empty(runs)
     n = 0
-    with _gc_paused(), monitor() as mon:
+    with stopwatch("pairs"), _gc_paused(), monitor() as mon:
         while n < runs:
             first, second = ((runner, a), (reference, b)) if n % 2 == 0 else ((reference, b), (runner, a))
             for fn, out in (first, second):
@@ -294,12 +316,13 @@ def time_runner(
     """Warm up, then time calls one by one with the garbage collector paused: ``runs`` of them, or, with
     ``target_ci_pct``, as few as ``min_runs`` once the median's 95 % CI half-width is within that % of the
     median. ``clock`` and ``monitor`` are injectable (tests)."""
-    for _ in range(warmup):
-        runner()
+    with stopwatch("warmup"):
+        for _ in range(warmup):
+            runner()
     adaptive, floor = _adaptive_floor(runs, min_runs, target_ci_pct)
     times = np.empty(runs)
     n = 0
-    with _gc_paused(), monitor() as mon:
+    with stopwatch("runs"), _gc_paused(), monitor() as mon:
         while n < runs:
             t0 = clock()
             runner()
@@ -344,11 +367,17 @@ def measurement_id(
     return hashlib.sha256(f"{device_id}|{protocol}|{config_hash}|{repeat}|{status}{smoke}".encode()).hexdigest()
 
 
+# References warmed up in this process: the next config's warm-up runs the reference once, not ``warmup`` times.
+_WARM_REFERENCES: weakref.WeakSet = weakref.WeakSet()
+
+
 def _time_once(runner: Runner, protocol: Protocol, reference, timer: dict) -> Timing:
     kw = dict(min_runs=protocol.min_runs, target_ci_pct=protocol.stop_ci_pct, **timer)
     if reference is None:
         return time_runner(runner, protocol.warmup, protocol.runs, **kw)
     ref_runner, ref_hash, ref_name = reference
+    kw["ref_warmup"] = min(1, protocol.warmup) if ref_runner in _WARM_REFERENCES else protocol.warmup
+    _WARM_REFERENCES.add(ref_runner)
     t = time_paired(runner, ref_runner, protocol.warmup, protocol.runs, **kw)
     t.reference, t.reference_name = ref_hash, ref_name
     # Pairs that disagree (a neighbour started mid-way): timed once more; the row keeps the second timing and
@@ -521,12 +550,14 @@ def measure_config(
     backend = backend or get_backend(protocol.backend, protocol.threads, protocol.precision)
     try:
         # The reference first: a reference that cannot run fails the config (never a ratio to nothing).
-        reference = reference_runner(protocol) if protocol.paired else None
-        if onnx_path is not None:
-            r = config.resolution
-            runner = backend.load_onnx(onnx_path, (protocol.batch, 3, r, r))
-        else:
-            runner = backend.load_config(config, protocol.batch)
+        with stopwatch("reference"):  # loaded once per process: seconds for the first config, nothing after
+            reference = reference_runner(protocol) if protocol.paired else None
+        with stopwatch("session"):
+            if onnx_path is not None:
+                r = config.resolution
+                runner = backend.load_onnx(onnx_path, (protocol.batch, 3, r, r))
+            else:
+                runner = backend.load_config(config, protocol.batch)
         timing, status, reason = measure_runner(runner, protocol, reference=reference)
     finally:
         backend.close()

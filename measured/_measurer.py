@@ -376,6 +376,16 @@ def _remove_stale_folders(root: str) -> None:
             pass
 
 
+def _export_cost(job: Job) -> int:
+    """What a config's export costs, roughly: its parameters (built, initialised, traced and written)."""
+    from search_spaces import count
+
+    try:
+        return count(job.config).params
+    except Exception:  # noqa: BLE001 (an order only: a config the counter refuses fails in its export, with the reason)
+        return 0
+
+
 class Measurer:
     """Measures jobs on this machine, one result at a time (see the module doc).
 
@@ -392,6 +402,10 @@ class Measurer:
         self.export_workers = max(1, n) if BACKENDS[protocol.backend].runs_onnx else 1
         self._tmp: str | None = None
         self._workers: list[Worker] = []
+        # Wall seconds per phase: "export" (export phases, workers' start-up included), "timing" (timing phases),
+        # "anchors" (anchor sessions), and inside "timing" the timing worker's own split ("session", "warmup",
+        # "pairs", "runs", "reference": :data:`measured._harness.STOPWATCH`).
+        self.seconds: collections.Counter = collections.Counter()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -447,7 +461,9 @@ class Measurer:
 
         task = _Task("anchors", {"op": "anchors", "protocol": dataclasses.asdict(self.protocol)})
         # Several models, each exported once per worker: a budget of a config's timeout per anchor.
-        for _, reply in _run_tasks([task], self._pool()[:1], self.timeout_s * len(anchor_configs())):
+        with self._stopwatch("anchors"):
+            replies = list(_run_tasks([task], self._pool()[:1], self.timeout_s * len(anchor_configs())))
+        for _, reply in replies:
             if isinstance(reply, dict) and "anchors" in reply:
                 return reply["anchors"]
             reason = reply if isinstance(reply, str) else str(reply.get("error", "no result"))
@@ -466,7 +482,7 @@ class Measurer:
         else:
             pool = self._pool()[:1]
             tasks = (_Task(i, self._request(j, None)) for i, j in enumerate(jobs))
-            for i, reply in _run_tasks(tasks, pool, self.timeout_s):
+            for i, reply in self._timed(_run_tasks(tasks, pool, self.timeout_s), "timing"):
                 yield jobs[i], self._result(jobs[i], reply)
 
     def _measure_in_phases(self, jobs: list[Job]) -> Iterator[tuple[Job, Measurement]]:
@@ -474,14 +490,16 @@ class Measurer:
         size = CHUNK_PER_WORKER * len(pool)
         for start in range(0, len(jobs), size):
             chunk = jobs[start:start + size]
-            # Phase 1, every worker: build and export each distinct config of the chunk once.
-            configs = {j.config.hash: j.config for j in chunk}
+            # Phase 1, every worker: build and export each distinct config of the chunk once, the largest first (the
+            # phase lasts until its slowest worker is done: small exports last fill the gaps evenly).
+            configs = {j.config.hash: j.config for j in sorted(chunk, key=_export_cost, reverse=True)}
             paths = {h: os.path.join(folder, f"{h[:16]}.onnx") for h in configs}
             tasks = [_Task(h, {"op": "export", "config": c.canonical_json(), "batch": self.protocol.batch,
                                "path": paths[h], "precision": self.protocol.precision}) for h, c in configs.items()]
-            export_error = {h: reply if isinstance(reply, str) else reply["error"]
-                            for h, reply in _run_tasks(tasks, pool, self.timeout_s)
-                            if isinstance(reply, str) or "error" in reply}
+            with self._stopwatch("export"):
+                export_error = {h: reply if isinstance(reply, str) else reply["error"]
+                                for h, reply in _run_tasks(tasks, pool, self.timeout_s)
+                                if isinstance(reply, str) or "error" in reply}
             # Phase 2, one worker, the others idle: time the exported files one by one.
             remaining = collections.Counter(j.config.hash for j in chunk)
             todo = []
@@ -491,13 +509,36 @@ class Measurer:
                     self._done(remaining, j, paths)
                 else:
                     todo.append(_Task(i, self._request(j, paths[j.config.hash])))
-            for i, reply in _run_tasks(todo, pool[:1], self.timeout_s):
+            for i, reply in self._timed(_run_tasks(todo, pool[:1], self.timeout_s), "timing"):
                 j = chunk[i]
                 yield j, self._result(j, reply)
                 self._done(remaining, j, paths)
             for p in paths.values():  # whatever a stopped chunk left
                 with contextlib.suppress(OSError):
                     os.unlink(p)
+
+    @contextlib.contextmanager
+    def _stopwatch(self, phase: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - t0
+
+    def _timed(self, replies: Iterator[tuple[object, dict | str]], phase: str) -> Iterator[tuple[object, dict | str]]:
+        """``replies``, the time spent waiting for each added to ``seconds[phase]`` (not the caller's time between
+        them: storing a row, an anchor session) and the worker's own split of it added too."""
+        try:
+            while True:
+                with self._stopwatch(phase):
+                    item = next(replies, None)
+                if item is None:
+                    return
+                if isinstance(item[1], dict):
+                    self.seconds.update(item[1].get("phases") or {})
+                yield item
+        finally:
+            replies.close()  # a caller that stops early stops the workers' tasks now (_run_tasks)
 
     @staticmethod
     def _done(remaining: collections.Counter, job: Job, paths: dict[str, str]) -> None:

@@ -91,7 +91,10 @@ _OPS = {"export": _export, "measure": _measure, "anchors": _anchors}
 
 
 def serve(requests, reply) -> None:
-    """Answer requests (an iterable of JSON lines) with ``reply(dict)`` until ``exit`` or end of input."""
+    """Answer requests (an iterable of JSON lines) with ``reply(dict)`` until ``exit`` or end of input. A reply
+    carries ``phases``: where the request's time went (:data:`measured._harness.STOPWATCH`)."""
+    from ._harness import STOPWATCH
+
     for line in requests:
         line = line.strip()
         if not line:
@@ -100,6 +103,7 @@ def serve(requests, reply) -> None:
         op = req.get("op")
         if op == "exit":
             return
+        STOPWATCH.clear()
         try:
             if op not in _OPS:
                 raise ValueError(f"unknown request {op!r}")
@@ -108,7 +112,7 @@ def serve(requests, reply) -> None:
             if not isinstance(e, MemoryError):
                 traceback.print_exc(file=sys.stderr)
             out = {"error": error_message(e)}
-        reply({"id": req.get("id"), **out})
+        reply({"id": req.get("id"), **out, **({"phases": dict(STOPWATCH)} if STOPWATCH else {})})
 
 
 def main(argv: list[str] | None = None) -> int:

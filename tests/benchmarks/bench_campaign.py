@@ -11,7 +11,8 @@ For each protocol, in a throw-away store: (1) throughput: the first ``--sample``
 wall time, worker start-up, exports and failures included; (2) repeatability: ``--cv-configs`` of them
 measured ``--repeats`` more times, the two protocols interleaved repeat by repeat so that drift hits both
 alike: the coefficient of variation of the repeated medians (``measured.noise_report``); (3) agreement: the
-new protocol's medians over the old one's, per config (the same quantity must come out). Goals: >= 1,500
+new protocol's medians over the old one's, per config (the same quantity must come out); with (1), where each
+protocol's wall time went (export, anchor sessions, session creation, warm-up, pairs, other: seconds and %). Goals: >= 1,500
 configs/h with the CV of repeated medians <= 3 %. The last line is a JSON object.
 """
 
@@ -32,7 +33,8 @@ def _protocols(args):
     # "new" is today's default: paired with B0 and the phase anchors re-timed during the campaign (their cost is in
     # its configs/h); --new-protocol alone measures it without pairing.
     new = Protocol(runs=args.max_runs, min_runs=args.min_runs, target_ci_pct=args.target_ci,
-                   busy_threshold_pct=args.busy_threshold, pairing="auto" if args.new_protocol == "paired" else "alone")
+                   busy_threshold_pct=args.busy_threshold, pairing="auto" if args.new_protocol == "paired" else "alone",
+                   pair_target_ci_pct=args.pair_target_ci)
     return {"old": (old, {"fresh_process": True}), "new": (new, {"export_workers": args.export_workers})}
 
 
@@ -44,6 +46,24 @@ def _values(store, device_id: str, protocol, hashes, repeat: int | None = None) 
     return df.groupby("config_hash")["value"].median().to_dict()
 
 
+# The campaign's wall time split (measured.Measurer.seconds): export phases, anchor sessions and the timing phases,
+# the latter split by the timing worker into the reference's first load, session creation, warm-up, pairs (or runs
+# when timed alone) and the rest (reading the request, storing, replying); "other" is the campaign's own time.
+_TOP = ("export", "anchors", "timing")
+_IN_TIMING = ("reference", "session", "warmup", "pairs", "runs")
+
+
+def _phase_shares(report) -> dict[str, dict[str, float]]:
+    got = report.phase_seconds
+    if not got or not report.seconds:
+        return {}
+    split = {k: got.get(k, 0.0) for k in ("export", "anchors")}
+    split |= {k: got[k] for k in _IN_TIMING if got.get(k)}
+    split["timing, rest"] = max(0.0, got.get("timing", 0.0) - sum(got.get(k, 0.0) for k in _IN_TIMING))
+    split["other"] = max(0.0, report.seconds - sum(got.get(k, 0.0) for k in _TOP))
+    return {k: {"seconds": round(v, 2), "share_pct": round(100 * v / report.seconds, 1)} for k, v in split.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sample", type=int, default=40, help="configs for the throughput pass (default 40)")
@@ -53,6 +73,8 @@ def main() -> None:
     ap.add_argument("--min-runs", type=int, default=10)
     ap.add_argument("--max-runs", type=int, default=100)
     ap.add_argument("--target-ci", type=float, default=1.0)
+    ap.add_argument("--pair-target-ci", type=float, default=2.0,
+                    help="paired: stop once the pair ratio's 95%% CI is within this %% (default 2, the Protocol's)")
     ap.add_argument("--export-workers", type=int, default=None, help="default: one per core, at most 4")
     ap.add_argument("--busy-threshold", type=float, default=5.0,
                     help="as measure --busy-threshold (default 5; 100 only for a smoke test on a busy machine)")
@@ -93,8 +115,12 @@ def main() -> None:
                 "ci_half_pct_max": round(max(cis), 3) if cis else None,
                 "max_other_cpu_pct": round(max(busy), 1) if busy else None,
             }
+            out["protocols"][name]["phases"] = _phase_shares(report)
             print(f"{name}: {len(report.measurements)} configs in {report.seconds:.0f} s = {per_h:.0f} configs/h "
                   f"({report.failed} failed, {report.busy} busy); timed runs median {out['protocols'][name]['runs_median']}")
+            if out["protocols"][name]["phases"]:
+                print(f"{name}: where the time went: " + ", ".join(
+                    f"{k} {v['seconds']:.1f} s ({v['share_pct']:.0f}%)" for k, v in out["protocols"][name]["phases"].items()))
         # (2) Repeatability: interleaved repeats of the first cv-configs, the protocols alternating.
         for r in range(1, args.repeats + 1):
             for name, (protocol, how) in protocols.items():

@@ -161,3 +161,13 @@ def test_a_time_budget_stops_the_campaign_and_keeps_what_it_measured(tmp_path):
     assert report.ok == 1 and len(store.measurements()) == 1
     report = run_campaign(jobs, FAST, local_device(), store, progress=False, export_workers=1)
     assert report.skipped == 1 and report.ok == 2
+
+
+def test_the_measurer_adds_up_where_the_timing_workers_time_went():
+    m = Measurer(Protocol(), "dev", export_workers=1)
+    replies = (r for r in [(0, {"measurement": {}, "phases": {"session": 0.5, "pairs": 2.0}}), (1, "crashed: SIGKILL"),
+                           (2, {"measurement": {}, "phases": {"pairs": 1.0, "warmup": 0.25}})])
+    assert [k for k, _ in m._timed(replies, "timing")] == [0, 1, 2]
+    assert dict(m.seconds) == pytest.approx({"timing": m.seconds["timing"], "session": 0.5, "pairs": 3.0,
+                                             "warmup": 0.25})
+    assert m.seconds["timing"] >= 0

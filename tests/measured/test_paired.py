@@ -77,6 +77,21 @@ def _reference(host, cost=0.01):
     return host.model("B", cost), "b" * 64, "B0"
 
 
+def test_a_reference_warmed_up_in_this_process_is_warmed_up_once_per_config():
+    host = _Host(lambda i: 1.0)
+    ref = _reference(host)
+    p = Protocol(runs=10, warmup=3, target_ci_pct=None)
+    for _ in range(2):
+        host.order.clear()
+        measure_runner(host.model("A", 0.02), p, reference=ref, clock=host.clock, monitor=_Quiet)
+        warm = host.order[: len(host.order) - 20]  # the 10 pairs come last
+        assert len(host.order) - len(warm) == 20
+    assert warm == ["A", "A", "A", "B"]  # the second config: the config 3 times, the warm reference once
+    host.order.clear()
+    time_paired(host.model("A", 0.02), host.model("B", 0.01), 2, 4, clock=host.clock, monitor=_Quiet)
+    assert host.order[:4] == ["A", "A", "B", "B"]  # a reference of its own: the full warm-up
+
+
 def test_pairs_that_disagree_are_measured_again_then_flagged():
     # A neighbour that starts half-way through each timing and slows only the config: the halves disagree.
     host = _Host(lambda i: 1.0)

@@ -221,6 +221,24 @@ def test_a_campaign_times_the_anchors_and_stamps_each_row_with_its_phase(tmp_pat
     assert report.anchor_sessions == 0
 
 
+def test_a_campaign_takes_a_session_timed_minutes_before_it_instead_of_timing_the_anchors_again(tmp_path):
+    store = Store(tmp_path / "s.sqlite", seed=False)
+    _AnchoredMeasurer.sessions = 0
+    first = run_campaign([Job(c) for c in sample_configs(2, seed=5)], Protocol(), local_device(), store,
+                         progress=False, measurer=_AnchoredMeasurer)
+    assert first.anchor_sessions == 1
+    # Within the cadence: the stored session stands for the start (the next is due when it is 300 s old).
+    again = run_campaign([Job(c) for c in sample_configs(2, seed=6)], Protocol(), local_device(), store,
+                         progress=False, measurer=_AnchoredMeasurer)
+    assert again.anchor_sessions == 0 and "before the campaign" in again.line()
+    assert [json_a(m.phase) for m in again.measurements] == pytest.approx([0.0, 0.0], abs=1e-5)
+    # Older than the cadence (here a nanosecond): timed anew at the start, and again after the first config.
+    later = run_campaign([Job(c) for c in sample_configs(2, seed=7)], Protocol(), local_device(), store,
+                         progress=False, measurer=_AnchoredMeasurer, anchors_every_s=1e-9)
+    assert later.anchor_sessions == 2
+    assert store.anchor_timings(device=local_device().device_id)["session"].nunique() == 3
+
+
 def json_a(text):
     import json
 
