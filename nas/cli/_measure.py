@@ -164,7 +164,7 @@ def _measure(args, out: list | None) -> int:
         warmup=args.warmup, runs=args.runs, min_runs=args.min_runs, busy_threshold_pct=args.busy_threshold,
         pairing="auto" if args.protocol == "paired" else "alone",
         **({} if args.target_ci is None else  # an explicit target holds for the median and the ratio alike
-           {"target_ci_pct": args.target_ci or None, "pair_target_ci_pct": args.target_ci or 2.0}),
+           {"target_ci_pct": args.target_ci or None, "pair_target_ci_pct": args.target_ci or Protocol.pair_target_ci_pct}),
     )
     backend = get_backend(args.backend, args.threads, args.precision)  # fails fast when unavailable
     jobs = jobs_from_args(args, args.repeats)

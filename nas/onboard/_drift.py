@@ -8,7 +8,7 @@ the predictor has one (``predict_interval``), else beyond ±10 %, it says so and
 The measurements are not stored: they check the predictor; they are not data for it.
 
 A predictor trained on phase-normalised rows (``meta["phase"]``) is checked differently: the phase anchors are
-timed (paired; a session younger than 10 minutes is reused) and stored as a session of the device's series, the
+timed (paired; a session younger than two minutes is reused) and stored as a session of the device's series, the
 phase is fitted against the canonical session, and the check reports how far each anchor moved and the fitted
 parameters. A phase that fits its anchors (held-out error within ``PHASE_FIT_BOUND``) is simply the device's
 new state: predictions "now" use it, nothing to re-onboard. Only anchors that the phase model cannot fit (the
@@ -145,7 +145,7 @@ class PhaseDriftReport:
 
 def phase_drift_check(device_id: str, predictor, store, protocol, *, time_session=None,
                       onboard_command: str = "lowformer-nas onboard --device local") -> PhaseDriftReport:
-    """Time the anchors now (unless a session younger than 10 minutes exists), store them, fit the phase.
+    """Time the anchors now (unless a session younger than two minutes exists), store them, fit the phase.
     ``time_session(protocol, device_id)``: the anchors' results (default: a measuring worker; tests inject)."""
     from measured import PhaseError, fit_phase, load_series, session_rows
     from measured import NOW_MAX_AGE_S, age_s

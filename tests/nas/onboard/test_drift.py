@@ -138,7 +138,7 @@ def test_a_phase_that_fits_updates_the_state_instead_of_onboarding(tmp_path):
     assert "phase updated" in line and "onboard" not in line and "B0@160 +" in line
     assert store.anchor_timings(device=dev)["session"].nunique() == 2  # stored: the device's series grew
     again = drift_check(dev, store=store, predictor=pred, time_session=time_session)
-    assert again.cached and len(calls) == 1  # a session younger than 10 minutes is reused
+    assert again.cached and len(calls) == 1  # a session younger than two minutes is reused
 
 
 def test_anchors_that_no_phase_fits_propose_onboarding(tmp_path):
