@@ -174,8 +174,8 @@ def test_adaptive_protocol_and_what_a_row_records():
     p = Protocol()
     assert p.adaptive and p.min_runs == 10 and p.runs == 100 and p.target_ci_pct == 1.0
     assert not Protocol(target_ci_pct=None).adaptive and not Protocol(runs=3).adaptive
-    # Paired timing stops on the pair ratio's CI (±3 % by default), alone on the median's (±1 %); fixed: neither.
-    assert p.paired and p.stop_ci_pct == 3.0 and Protocol(pairing="alone").stop_ci_pct == 1.0
+    # Paired timing stops on the pair ratio's CI (±2 % by default), alone on the median's (±1 %); fixed: neither.
+    assert p.paired and p.stop_ci_pct == 2.0 and Protocol(pairing="alone").stop_ci_pct == 1.0
     assert Protocol(target_ci_pct=None).stop_ci_pct is None
     with pytest.raises(UserError, match="^pair_target_ci_pct: must be a percentage"):
         Protocol(pair_target_ci_pct=0)
