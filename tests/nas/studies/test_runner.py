@@ -173,3 +173,29 @@ def dataclasses_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+def test_the_configs_of_a_study_share_one_measurer(monkeypatch):
+    """Each search-space point is a campaign of its own, with its own run count, but the measuring workers start
+    once per study run: one Measurer, sent each campaign's protocol, closed when the study's points are done."""
+    import measured
+    from nas.studies._runner import _OneMeasurer
+
+    made = []
+
+    class Engine:
+        def __init__(self, protocol, device_id, **options):
+            self.protocol, self.closed = protocol, False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(measured, "Measurer", Engine)
+    with _OneMeasurer() as engines:
+        for runs in (3, 10, 3):
+            protocol = Protocol(runs=runs)
+            with engines(protocol, "dev", campaign="c", timeout_s=60, export_workers=None, fresh_process=False) as e:
+                assert e is made[0] and e.protocol is protocol
+            assert not e.closed  # a campaign's end leaves the workers running for the next point
+    assert len(made) == 1 and made[0].closed
