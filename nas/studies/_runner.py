@@ -325,22 +325,27 @@ def phase_tracker(settings: StudySettings, store, device: Device, protocol: Prot
 
 
 class _OneMeasurer:
-    """One :class:`measured.Measurer` for all the search-space configs of a study run, as a ``run_campaign``
-    ``measurer`` factory: each point is a campaign of its own (its own timed runs, ``choose_runs``), but its
-    workers (a torch and onnxruntime import each) start once per study, not once per point, and are reused config
-    after config as in any campaign (replaced after a failure). The campaign's protocol differs from point to point
-    in its run count only: the engine takes each campaign's protocol for the requests it sends."""
+    """One :class:`measured.Measurer` for the campaigns of a study run, as a ``run_campaign`` ``measurer`` factory:
+    each search-space point (or each precision of the int8 study) is a campaign of its own, with its own protocol,
+    but the measuring workers (a torch and onnxruntime import each) start once per study run, not once per
+    campaign, and are reused config after config as in any campaign (replaced after a failure). Each request
+    carries its campaign's protocol; workers are started for a backend and thread count, so a campaign that
+    differs in those (or in the measurer's options) gets a new engine."""
 
     def __init__(self):
-        self.engine = None
+        self.engine, self._key = None, None
 
     def __call__(self, protocol: Protocol, device_id: str, **options):
         from measured import Measurer
 
+        key = (protocol.backend, protocol.threads, device_id, sorted(options.items()))
+        if self.engine is not None and key != self._key:
+            self.engine.close()
+            self.engine = None
         if self.engine is None:
-            self.engine = Measurer(protocol, device_id, **options)
+            self.engine, self._key = Measurer(protocol, device_id, **options), key
         self.engine.protocol = protocol
-        return contextlib.nullcontext(self.engine)  # closed with the study's points, not with each campaign
+        return contextlib.nullcontext(self.engine)  # closed with the study's run, not with each campaign
 
     def __enter__(self) -> "_OneMeasurer":
         return self
