@@ -176,8 +176,8 @@ def dataclasses_replace(obj, **kw):
 
 
 def test_the_configs_of_a_study_share_one_measurer(monkeypatch):
-    """Each search-space point is a campaign of its own, with its own run count, but the measuring workers start
-    once per study run: one Measurer, sent each campaign's protocol, closed when the study's points are done."""
+    """Each search-space point (each precision of study int8) is a campaign of its own, with its own protocol, but
+    the measuring workers start once per study run: one Measurer, sent each campaign's protocol, closed at the end."""
     import measured
     from nas.studies._runner import _OneMeasurer
 
@@ -192,10 +192,13 @@ def test_the_configs_of_a_study_share_one_measurer(monkeypatch):
             self.closed = True
 
     monkeypatch.setattr(measured, "Measurer", Engine)
+    options = dict(campaign="c", timeout_s=60, export_workers=None, fresh_process=False)
     with _OneMeasurer() as engines:
-        for runs in (3, 10, 3):
-            protocol = Protocol(runs=runs)
-            with engines(protocol, "dev", campaign="c", timeout_s=60, export_workers=None, fresh_process=False) as e:
+        for protocol in (Protocol(runs=3), Protocol(runs=10), Protocol(runs=10, precision="int8")):
+            with engines(protocol, "dev", **options) as e:
                 assert e is made[0] and e.protocol is protocol
             assert not e.closed  # a campaign's end leaves the workers running for the next point
-    assert len(made) == 1 and made[0].closed
+        # Workers are started for a backend and a thread count: other ones get an engine of their own.
+        with engines(Protocol(threads=2), "dev", **options) as e:
+            assert e is made[1] and made[0].closed
+    assert len(made) == 2 and made[1].closed
