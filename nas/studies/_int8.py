@@ -115,6 +115,8 @@ def run_int8_study(s: Int8Settings, store, log=print) -> dict[str, Any]:
     from measured import INT8_RECIPE
     from search_spaces import count
 
+    from ._runner import _OneMeasurer
+
     chosen = _configs(s)
     configs, names = [c for _, c in chosen], [n for n, _ in chosen]
     # Quick: the fewest timed runs a stored row counts as a full measurement with (measured.MIN_TIMED_RUNS).
@@ -122,9 +124,13 @@ def run_int8_study(s: Int8Settings, store, log=print) -> dict[str, Any]:
     if s.busy_threshold_pct is not None:
         runs["busy_threshold_pct"] = s.busy_threshold_pct
     protos = {p: Protocol(precision=p, threads=s.threads, **runs) for p in ("fp32", "int8")}
-    got = {p: measure_configs(configs, store=store, device_id=s.device, protocol=proto, names=names,
-                              campaign=f"study:int8:{'quick' if s.quick else 'full'}", progress=s.progress)
-           for p, proto in protos.items()}
+    # One campaign per precision, in the same measuring workers (started once: a torch import each); each request
+    # carries its campaign's protocol, precision included.
+    with _OneMeasurer() as engines:
+        got = {p: measure_configs(configs, store=store, device_id=s.device, protocol=proto, names=names,
+                                  campaign=f"study:int8:{'quick' if s.quick else 'full'}", progress=s.progress,
+                                  measurer=engines)
+               for p, proto in protos.items()}
     level = {p: _one_level(got[p]) for p in protos}
     rows = []
     for i, (name, cfg) in enumerate(chosen):

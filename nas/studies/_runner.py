@@ -21,6 +21,7 @@ campaign, and stores them as the device's phase series; every stored row carries
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -323,6 +324,37 @@ def phase_tracker(settings: StudySettings, store, device: Device, protocol: Prot
                         clock=clock)
 
 
+class _OneMeasurer:
+    """One :class:`measured.Measurer` for the campaigns of a study run, as a ``run_campaign`` ``measurer`` factory:
+    each search-space point (or each precision of the int8 study) is a campaign of its own, with its own protocol,
+    but the measuring workers (a torch and onnxruntime import each) start once per study run, not once per
+    campaign, and are reused config after config as in any campaign (replaced after a failure). Each request
+    carries its campaign's protocol; workers are started for a backend and thread count, so a campaign that
+    differs in those (or in the measurer's options) gets a new engine."""
+
+    def __init__(self):
+        self.engine, self._key = None, None
+
+    def __call__(self, protocol: Protocol, device_id: str, **options):
+        from measured import Measurer
+
+        key = (protocol.backend, protocol.threads, device_id, sorted(options.items()))
+        if self.engine is not None and key != self._key:
+            self.engine.close()
+            self.engine = None
+        if self.engine is None:
+            self.engine, self._key = Measurer(protocol, device_id, **options), key
+        self.engine.protocol = protocol
+        return contextlib.nullcontext(self.engine)  # closed with the study's run, not with each campaign
+
+    def __enter__(self) -> "_OneMeasurer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
 def measure_points(study: Study, points, settings: StudySettings, store, device: Device,
                    protocol: Protocol, *, tracker: PhaseTracker | None = None, **timer) -> pd.DataFrame:
     """Measure (or reuse, or skip) every point; store each result as it comes; one row per point. ``tracker``
@@ -338,47 +370,49 @@ def measure_points(study: Study, points, settings: StudySettings, store, device:
     rows, s_per_mac = [], None
     bar = tqdm(points, desc=f"{study.name} on {device.device_id}", unit="model", disable=not settings.progress,
                dynamic_ncols=True)
-    for p in bar:
-        bar.set_postfix_str(f"{p.name} @{p.resolution}")
-        row: dict[str, Any] = dict(name=p.name, resolution=p.resolution, kind=p.kind, config_hash=p.config_hash,
-                                   macs=p.macs, params=p.params, **dict(p.meta))
-        m, reused = None, False
-        # A point that is only useful with a partner (a Figure 3 cell) is gated by the costlier of the two.
-        gate = p.meta.get("cell_macs", p.macs)
-        if cap is not None and gate > cap:
-            row.update(status="skipped", reason=f"{gate / 1e9:.0f} GMACs is above the cap of {cap / 1e9:.0f} GMACs")
-        else:
-            m = ledger.reuse(p.config_hash) if settings.resume else None
-            reused = m is not None
-            if m is None:
-                if tracker is not None and tracker.due():
-                    tracker.refresh()  # between models: nothing else is timing
-                repeat = ledger.next_repeat(p.config_hash)
-                if p.kind == "toy":
-                    m = measure_toy(p, protocol, device.device_id, repeat=repeat, campaign=campaign,
-                                    budget_s=settings.budget_s, **timer)
-                    m = tracker.stamp(m) if tracker is not None else m
-                    store.add_measurements([m], archs=[p.architecture()])
-                else:
-                    est = s_per_mac * p.macs if s_per_mac else None
-                    proto = dataclasses.replace(protocol, runs=choose_runs(est, protocol, settings.budget_s))
-                    # The study's tracker times the anchors (not one session per point) and stamps the row.
-                    report = run_campaign([Job(p.config, p.name, repeat)], proto, device, store, campaign=campaign,
-                                          progress=False, anchors_every_s=None, phase_tracker=tracker)
-                    m = (report.measurements[0] if report.measurements
-                         else ledger.stored(store, p.config_hash, repeat))
-                if m is not None:
-                    ledger.ids.add(m.id)
-        if m is None and "status" not in row:
-            row.update(status="failed", reason="the campaign returned no measurement")
-        if m is not None:
-            per_run = _per_run_s(m, protocol)
-            if per_run:
-                s_per_mac = per_run / max(p.macs, 1)
-            row.update(status=m.status, reason=m.reason, value=m.value, p10=m.p10, p90=m.p90, n=m.n,
-                       time_ms=_time_ms(m, protocol), busy_pct=m.busy_pct, measurement_id=m.id, reused=reused,
-                       **_pairing_columns(m, protocol))
-        rows.append(row)
+    with _OneMeasurer() as engines:  # one measuring worker for every search-space config
+        for p in bar:
+            bar.set_postfix_str(f"{p.name} @{p.resolution}")
+            row: dict[str, Any] = dict(name=p.name, resolution=p.resolution, kind=p.kind, config_hash=p.config_hash,
+                                       macs=p.macs, params=p.params, **dict(p.meta))
+            m, reused = None, False
+            # A point that is only useful with a partner (a Figure 3 cell) is gated by the costlier of the two.
+            gate = p.meta.get("cell_macs", p.macs)
+            if cap is not None and gate > cap:
+                row.update(status="skipped", reason=f"{gate / 1e9:.0f} GMACs is above the cap of {cap / 1e9:.0f} GMACs")
+            else:
+                m = ledger.reuse(p.config_hash) if settings.resume else None
+                reused = m is not None
+                if m is None:
+                    if tracker is not None and tracker.due():
+                        tracker.refresh()  # between models: nothing else is timing
+                    repeat = ledger.next_repeat(p.config_hash)
+                    if p.kind == "toy":
+                        m = measure_toy(p, protocol, device.device_id, repeat=repeat, campaign=campaign,
+                                        budget_s=settings.budget_s, **timer)
+                        m = tracker.stamp(m) if tracker is not None else m
+                        store.add_measurements([m], archs=[p.architecture()])
+                    else:
+                        est = s_per_mac * p.macs if s_per_mac else None
+                        proto = dataclasses.replace(protocol, runs=choose_runs(est, protocol, settings.budget_s))
+                        # The study's tracker times the anchors (not one session per point) and stamps the row.
+                        report = run_campaign([Job(p.config, p.name, repeat)], proto, device, store, campaign=campaign,
+                                              progress=False, anchors_every_s=None, phase_tracker=tracker,
+                                              measurer=engines)
+                        m = (report.measurements[0] if report.measurements
+                             else ledger.stored(store, p.config_hash, repeat))
+                    if m is not None:
+                        ledger.ids.add(m.id)
+            if m is None and "status" not in row:
+                row.update(status="failed", reason="the campaign returned no measurement")
+            if m is not None:
+                per_run = _per_run_s(m, protocol)
+                if per_run:
+                    s_per_mac = per_run / max(p.macs, 1)
+                row.update(status=m.status, reason=m.reason, value=m.value, p10=m.p10, p90=m.p90, n=m.n,
+                           time_ms=_time_ms(m, protocol), busy_pct=m.busy_pct, measurement_id=m.id, reused=reused,
+                           **_pairing_columns(m, protocol))
+            rows.append(row)
     df = pd.DataFrame(rows)
     for c in ("value", "p10", "p90", "time_ms", "busy_pct", *PAIRED_COLUMNS):
         if c not in df:

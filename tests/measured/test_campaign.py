@@ -82,12 +82,21 @@ def test_sigkill_and_restart_lose_and_remeasure_nothing(tmp_path):
 
 
 def test_two_campaigns_at_once(store_url):  # SQLite and a real PostgreSQL server (conftest)
-    Store(store_url)  # create and seed once, as a user would before starting workers
+    from measured import resolve_local_device, session_rows, time_anchor_session
+
+    store = Store(store_url)  # create and seed once, as a user would before starting workers
+    # The phase anchors timed once, here, for both campaigns: each takes this session (complete, under 5 minutes
+    # old: PhaseTracker) instead of timing its own at its start, and with it stamps its rows' phase. This test is about
+    # the rows two writers store; sessions are timed by the campaigns of the other tests (and any campaign that starts
+    # later than 5 minutes from now times its own, so nothing here depends on speed). The protocol key is the CLI's.
+    store.add_device(resolve_local_device(store, "test-dev"))
+    store.add_anchor_timings(session_rows(time_anchor_session(FAST), "test-dev", FAST, source="campaign"))
     a = subprocess.Popen(MEASURE + ["--sample", "4", "--seed", "5", "--store", store_url],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     b = subprocess.Popen(MEASURE + ["--sample", "6", "--seed", "5", "--store", store_url],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert a.wait(1800) == 0 and b.wait(1800) == 0, (a.stdout.read(), b.stdout.read())
+    assert f"protocol {FAST.key};" in a.stdout.read().decode()  # the session above is of the campaigns' protocol
     rows = _rows(store_url)
     hashes = [h for h, _, _ in rows.values()]
     # The 4 shared configs and the 2 of the second campaign: each stored exactly once.
@@ -156,10 +165,12 @@ def test_a_time_budget_stops_the_campaign_and_keeps_what_it_measured(tmp_path):
     store = Store(str(tmp_path / "s.sqlite"), seed=False)
     jobs = [Job(c) for c in sample_configs(3, seed=10, resolutions=[32])]
     ticks = iter(range(0, 1000, 10))
+    # No phase-anchor sessions (anchors_every_s=None): they would cost as much as several of these configs, and the
+    # budget is what this test is about; the campaigns of the other tests time sessions for real.
     report = run_campaign(jobs, FAST, local_device(), store, progress=False, export_workers=1, max_seconds=5,
-                          clock=lambda: float(next(ticks)))
+                          clock=lambda: float(next(ticks)), anchors_every_s=None)
     assert report.ok == 1 and len(store.measurements()) == 1
-    report = run_campaign(jobs, FAST, local_device(), store, progress=False, export_workers=1)
+    report = run_campaign(jobs, FAST, local_device(), store, progress=False, export_workers=1, anchors_every_s=None)
     assert report.skipped == 1 and report.ok == 2
 
 

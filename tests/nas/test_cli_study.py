@@ -38,7 +38,7 @@ def stored(campaign):
 def test_study_quick_end_to_end(capsys, tmp_path, monkeypatch, name):
     from nas.studies import _toys
 
-    # resolution-scaling measures whole LowFormers, each in a campaign of its own (a worker start, an export):
+    # resolution-scaling measures whole LowFormers, each in a campaign of its own (an export; the workers start once):
     # its three variants at the one resolution the paper and the verdicts compare (224 px) prove the same path
     # as at two. The analysis of several resolutions: tests/nas/studies/test_analysis.py.
     monkeypatch.setattr(_toys, "QUICK_FIG8_RESOLUTIONS", (224,))

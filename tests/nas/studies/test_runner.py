@@ -173,3 +173,32 @@ def dataclasses_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+def test_the_configs_of_a_study_share_one_measurer(monkeypatch):
+    """Each search-space point (each precision of study int8) is a campaign of its own, with its own protocol, but
+    the measuring workers start once per study run: one Measurer, sent each campaign's protocol, closed at the end."""
+    import measured
+    from nas.studies._runner import _OneMeasurer
+
+    made = []
+
+    class Engine:
+        def __init__(self, protocol, device_id, **options):
+            self.protocol, self.closed = protocol, False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(measured, "Measurer", Engine)
+    options = dict(campaign="c", timeout_s=60, export_workers=None, fresh_process=False)
+    with _OneMeasurer() as engines:
+        for protocol in (Protocol(runs=3), Protocol(runs=10), Protocol(runs=10, precision="int8")):
+            with engines(protocol, "dev", **options) as e:
+                assert e is made[0] and e.protocol is protocol
+            assert not e.closed  # a campaign's end leaves the workers running for the next point
+        # Workers are started for a backend and a thread count: other ones get an engine of their own.
+        with engines(Protocol(threads=2), "dev", **options) as e:
+            assert e is made[1] and made[0].closed
+    assert len(made) == 2 and made[1].closed
