@@ -14,14 +14,20 @@ from .conftest import settings
 CANON = {"B0@160": 10.0, "B1-unfused": 17.7, "B0": 21.3, "B1": 30.9, "E2": 69.7, "B3": 125.7}
 
 
-def test_verify_reports_coverage_in_the_canonical_and_the_current_phase(tmp_path):
-    def latency(cs):
-        return [1.0 + count(c).macs / 1.5e8 for c in cs]
+def latency(cs):
+    return [1.0 + count(c).macs / 1.5e8 for c in cs]
 
+
+def search_dev_x():
+    """A 30-trial study of one device whose latency is a function of MACs (canonical phase)."""
     objectives = [CountObjective("params"),
                   FunctionObjective("dev-x:latency_ms", "minimize", latency, device="dev-x", metric="latency_ms")]
-    res = run_search(settings(trials=30, devices=["dev-x"], budgets_ms=[10.0]), objectives=objectives,
-                     progress=False, png=False)
+    return run_search(settings(trials=30, devices=["dev-x"], budgets_ms=[10.0]), objectives=objectives,
+                      progress=False, png=False)
+
+
+def test_verify_reports_coverage_in_the_canonical_and_the_current_phase(tmp_path):
+    res = search_dev_x()
     slow = fit_phase(CANON, {k: math.exp(math.log(v) * 0.95 + 0.3) for k, v in CANON.items()}, "loglinear")
 
     def measure(configs, device):
@@ -57,13 +63,7 @@ def test_a_study_predicted_now_is_verified_in_both_phases_beside_a_busy_neighbou
     from measured._phase import at_reference
     from nas.search._verify import device_objective, measure_rows, summarise
 
-    def latency(cs):
-        return [1.0 + count(c).macs / 1.5e8 for c in cs]
-
-    objectives = [CountObjective("params"),
-                  FunctionObjective("dev-x:latency_ms", "minimize", latency, device="dev-x", metric="latency_ms")]
-    res = run_search(settings(trials=30, devices=["dev-x"], budgets_ms=[10.0]), objectives=objectives,
-                     progress=False, png=False)
+    res = search_dev_x()
     study = fit_phase(CANON, {k: v * 1.1 for k, v in CANON.items()}, "scale")
     o = device_objective(res.results, "dev-x")
     k = o["key"]
