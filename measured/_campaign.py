@@ -82,7 +82,7 @@ class PhaseTracker:
     def refresh(self) -> None:
         """Time the anchors now (the timing worker is idle between configs), store them, fit the phase. At the
         start, a stored session of this device and protocol younger than ``every_s`` is taken instead."""
-        from ._phase import describe, load_series, session_rows
+        from ._phase import load_series, session_rows
 
         if self.last is None and self._adopt():
             return
@@ -95,20 +95,18 @@ class PhaseTracker:
         self.store.add_anchor_timings(rows)
         self.sessions += 1
         series = load_series(self.store, self.device_id, self.protocol.key)
+        failed = [r["anchor"] for r in results if r.get("status") != "ok"]
         # A session that gave no phase (anchors failed, or timed beside a busy process and so refused) keeps the
         # latest one's shape; each paired row still sets its level from the reference timed with it (stamp).
-        self.phase = (series.phases.get(rows[0]["session"]) or series.latest()) if rows else None
-        self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
-        failed = [r["anchor"] for r in results if r.get("status") != "ok"]
-        self.words = describe(self.phase, series.canonical.values if series.canonical else None) + (
-            f", {len(failed)} anchors failed ({', '.join(failed)})" if failed else "")
+        self._take(series, (series.phases.get(rows[0]["session"]) or series.latest()) if rows else None,
+                   f", {len(failed)} anchors failed ({', '.join(failed)})" if failed else "")
 
     def _adopt(self) -> bool:
         """Take the latest stored session when it is complete and younger than ``every_s`` (the campaign just
         before this one, an onboarding, a drift check): it is as recent as one this campaign would time within its
         cadence, and timing it again would cost as much as several configs; the next is due when it is ``every_s``
         old. Whether one was taken: False when there is none to take."""
-        from ._phase import age_s, anchor_configs, describe, load_series
+        from ._phase import age_s, anchor_configs, load_series
 
         series = load_series(self.store, self.device_id, self.protocol.key)
         last = series.sessions[-1] if series.sessions else None
@@ -123,11 +121,16 @@ class PhaseTracker:
         if not 0 <= age < self.every_s:
             return False
         self.last, self.since = self.clock() - age, 0
-        self.phase = series.phases[last.session]
-        self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
-        self.words = describe(self.phase, series.canonical.values if series.canonical else None) + \
-            f" (anchors timed {age:.0f} s before the campaign)"
+        self._take(series, series.phases[last.session], f" (anchors timed {age:.0f} s before the campaign)")
         return True
+
+    def _take(self, series, phase, note: str) -> None:
+        """Make ``phase`` (of ``series``) the campaign's, with the reference's canonical time and the words."""
+        from ._phase import describe
+
+        self.phase = phase
+        self.canonical_ref = series.canonical.values.get(self.protocol.reference) if series.canonical else None
+        self.words = describe(phase, series.canonical.values if series.canonical else None) + note
 
     def stamp(self, m: Measurement) -> Measurement:
         """``m`` with its phase: the latest session's, its level moved to the reference's median timed with ``m``

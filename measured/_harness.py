@@ -151,13 +151,13 @@ STOPWATCH: collections.Counter = collections.Counter()
 
 
 @contextlib.contextmanager
-def stopwatch(phase: str):
-    """Adds the block's wall time to ``STOPWATCH[phase]``."""
+def stopwatch(phase: str, into: collections.Counter = STOPWATCH):
+    """Adds the block's wall time to ``into[phase]`` (this process's :data:`STOPWATCH` unless told)."""
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        STOPWATCH[phase] += time.perf_counter() - t0
+        into[phase] += time.perf_counter() - t0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -613,26 +613,34 @@ def reference_runner(protocol: Protocol, name: str | None = None, config: LowFor
     return _LOADED[key]
 
 
+def _anchor_cache(batch: int):
+    """The anchor cache's folder for ``batch`` and this torch version: ``$LOWFORMER_NAS_ANCHOR_CACHE``, else
+    ``$LOWFORMER_NAS_HOME/cache/anchors/``."""
+    import pathlib
+
+    import torch
+
+    from lowformer_common import home_dir
+
+    root = os.environ.get(ANCHOR_CACHE_ENV) or home_dir() / "cache" / "anchors"
+    return pathlib.Path(root) / f"b{batch}-torch{torch.__version__.split('+')[0]}"
+
+
 def cached_int8(cfg: LowFormerConfig, name: str, batch: int) -> str:
     """The path of ``cfg``'s int8 model (exported as a campaign exports it, quantised with INT8_RECIPE), made once
     per host, torch and onnxruntime version and recipe into the anchor cache (``int8-…`` beside the graphs: the
     weights are int8 and kept, about 1 byte per parameter, 140 MB for the reference and all anchors)."""
     import fcntl
-    import pathlib
     import tempfile
 
     import onnxruntime
-    import torch
 
-    from lowformer_common import home_dir
     from search_spaces import export_onnx
 
     from ._backends import INT8_RECIPE, quantize_int8
 
-    root = os.environ.get(ANCHOR_CACHE_ENV) or home_dir() / "cache" / "anchors"
     recipe = hashlib.sha256(INT8_RECIPE.encode()).hexdigest()[:12]
-    folder = (pathlib.Path(root) / f"b{batch}-torch{torch.__version__.split('+')[0]}"
-              / f"int8-ort{onnxruntime.__version__}-{recipe}")
+    folder = _anchor_cache(batch) / f"int8-ort{onnxruntime.__version__}-{recipe}"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{cfg.hash[:16]}.int8.onnx"
     with open(folder / ".lock", "a") as lock:
@@ -655,19 +663,13 @@ def cached_graph(cfg: LowFormerConfig, name: str, batch: int):
     once per torch version and batch; the weights are generated from the graph's recipe into a private folder
     (latency depends on the weights' shapes, not their values) and deleted when the block ends."""
     import fcntl
-    import pathlib
     import shutil
     import tempfile
-
-    import torch
-
-    from lowformer_common import home_dir
 
     from ._graphs import _export_one, _reusable
     from .bundle_runner import write_weights
 
-    root = os.environ.get(ANCHOR_CACHE_ENV) or home_dir() / "cache" / "anchors"
-    folder = pathlib.Path(root) / f"b{batch}-torch{torch.__version__.split('+')[0]}"
+    folder = _anchor_cache(batch)
     (folder / "models").mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes never export one graph at once (they share a temporary)

@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Sequence
 from search_spaces import LowFormerConfig
 
 from ._backends import BACKENDS
-from ._harness import Protocol, make_measurement
+from ._harness import Protocol, make_measurement, stopwatch
 from ._records import Measurement
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -461,7 +461,7 @@ class Measurer:
 
         task = _Task("anchors", {"op": "anchors", "protocol": dataclasses.asdict(self.protocol)})
         # Several models, each exported once per worker: a budget of a config's timeout per anchor.
-        with self._stopwatch("anchors"):
+        with stopwatch("anchors", self.seconds):
             replies = list(_run_tasks([task], self._pool()[:1], self.timeout_s * len(anchor_configs())))
         for _, reply in replies:
             if isinstance(reply, dict) and "anchors" in reply:
@@ -496,7 +496,7 @@ class Measurer:
             paths = {h: os.path.join(folder, f"{h[:16]}.onnx") for h in configs}
             tasks = [_Task(h, {"op": "export", "config": c.canonical_json(), "batch": self.protocol.batch,
                                "path": paths[h], "precision": self.protocol.precision}) for h, c in configs.items()]
-            with self._stopwatch("export"):
+            with stopwatch("export", self.seconds):
                 export_error = {h: reply if isinstance(reply, str) else reply["error"]
                                 for h, reply in _run_tasks(tasks, pool, self.timeout_s)
                                 if isinstance(reply, str) or "error" in reply}
@@ -517,20 +517,12 @@ class Measurer:
                 with contextlib.suppress(OSError):
                     os.unlink(p)
 
-    @contextlib.contextmanager
-    def _stopwatch(self, phase: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] += time.perf_counter() - t0
-
     def _timed(self, replies: Iterator[tuple[object, dict | str]], phase: str) -> Iterator[tuple[object, dict | str]]:
         """``replies``, the time spent waiting for each added to ``seconds[phase]`` (not the caller's time between
         them: storing a row, an anchor session) and the worker's own split of it added too."""
         try:
             while True:
-                with self._stopwatch(phase):
+                with stopwatch(phase, self.seconds):
                     item = next(replies, None)
                 if item is None:
                     return

@@ -412,6 +412,13 @@ def canonical_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _widening(phase: Phase, coverage: float) -> float:
+    """The phase's own uncertainty as a log-normal factor at ``coverage`` (its leave-one-out error ``sd``)."""
+    from scipy.stats import norm
+
+    return math.exp(float(norm.ppf(0.5 + coverage / 2)) * phase.sd)
+
+
 def fold_uncertainty(pred, lo, hi, phase: Phase | None, coverage: float = 0.9):
     """(pred, lo, hi) of canonical-phase predictions mapped into ``phase``, the interval widened by the phase's
     own uncertainty (its leave-one-out error, as a log-normal factor at ``coverage``).
@@ -420,12 +427,9 @@ def fold_uncertainty(pred, lo, hi, phase: Phase | None, coverage: float = 0.9):
     quadrature, as for independent errors, brought the 90 % intervals of three onboarded predictors on their
     60-config hold-outs (phase sd 1.5-3.5 %) from 83-90 % coverage to 80-85 % (predictors/README.md, 2026-12-03): the
     anchors' leave-one-out error understates how far a phase misses configs that are not anchors."""
-    from scipy.stats import norm
-
     if phase is None:
         return np.asarray(pred, float), np.asarray(lo, float), np.asarray(hi, float)
-    z = float(norm.ppf(0.5 + coverage / 2))
-    widen = math.exp(z * phase.sd)
+    widen = _widening(phase, coverage)
     return phase.apply(pred), phase.apply(lo) / widen, phase.apply(hi) * widen
 
 
@@ -433,11 +437,9 @@ def unfold_uncertainty(pred, lo, hi, phase: Phase | None, coverage: float = 0.9)
     """The inverse of :func:`fold_uncertainty`: (pred, lo, hi) mapped into ``phase`` back to the canonical phase,
     the phase's uncertainty taken out again (``search --verify`` scores a study predicted "now" in the canonical
     phase too)."""
-    from scipy.stats import norm
-
     if phase is None:
         return np.asarray(pred, float), np.asarray(lo, float), np.asarray(hi, float)
-    widen = math.exp(float(norm.ppf(0.5 + coverage / 2)) * phase.sd)
+    widen = _widening(phase, coverage)
     return (phase.invert(pred), phase.invert(np.asarray(lo, float) * widen),
             phase.invert(np.asarray(hi, float) / widen))
 

@@ -34,7 +34,7 @@ def _record(which: str, words: str, phase: Phase | None, forced: str | None = No
     return {"phase": which, "words": words, "forced": forced, "fit": None if phase is None else dataclasses.asdict(phase)}
 
 
-def _stored_phase(key: str, rec: Any) -> Phase | None:
+def stored_phase(key: str, rec: Any) -> Phase | None:
     """The phase a study stored for objective ``key`` (validated: settings files are read back)."""
     fit = rec.get("fit") if isinstance(rec, dict) else None
     if fit is None:
@@ -57,7 +57,7 @@ def resolve_phases(objectives: Sequence[Objective], which: str | None, stored: d
     objs = _phased_objectives(objectives)
     if stored is not None:  # a resumed study keeps the phase it was scored in (none stored: canonical values)
         for o in objs:
-            o.phase = _stored_phase(o.key, stored.get(o.key))
+            o.phase = stored_phase(o.key, stored.get(o.key))
         return which or "canonical", {o.key: stored[o.key] for o in objs if o.key in stored}
     records, store = {}, None
     for o in objs:

@@ -128,14 +128,11 @@ def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, co
 
 def study_phase(res: StudyResults, key: str):
     """The measured.Phase a study's predictions of objective ``key`` were mapped into (search --phase), or None."""
-    from measured import Phase
+    from ._phase import stored_phase
 
-    fit = ((res.settings.get("phases") or {}).get(key) or {}).get("fit")
-    if not fit:
-        return None
     try:
-        return Phase(**{f: fit.get(f, "") for f in ("model", "a", "b", "sd", "n", "session", "canonical", "timestamp")})
-    except TypeError:
+        return stored_phase(key, (res.settings.get("phases") or {}).get(key))
+    except SearchError:  # unreadable: verify scores the raw measurements only
         return None
 
 
