@@ -247,7 +247,10 @@ def test_a_small_bundle_ships_graphs_and_a_recipe(bundles):
         if a.std() == 0:
             assert np.array_equal(g, a), name
         elif a.size >= 1000:
-            assert abs(g.mean() - a.mean()) < 0.1 * a.std() + 1e-6 and abs(g.std() / a.std() - 1) < 0.1, name
+            # Two independent draws of one distribution: their means differ by about std * sqrt(2 / n) (a fixed
+            # 0.1 std was 3.2 of those at n = 2,048 and failed one tensor in a few hundred); 5 of them, and the spread.
+            assert abs(g.mean() - a.mean()) < 5 * a.std() * np.sqrt(2 / a.size) + 1e-6, name
+            assert abs(g.std() / a.std() - 1) < 0.1, name
     os.unlink(root / "small" / entry["weights"]["file"])  # as the runner leaves it: no weights kept
 
 
