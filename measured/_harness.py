@@ -10,8 +10,11 @@ protocol took 100; a noisy one keeps going. ``target_ci_pct=None`` restores the 
 CPU and edge timing is paired by default (``Protocol.pairing``): the config's runs alternate with runs of a
 reference model (B0) in the order A B | B A | A B ..., each adjacent pair giving one ratio config / reference.
 A host that slows down by 40 % within minutes (measured/README.md, Paired timing) moves both halves of a pair
-alike, so the median of the pair ratios holds still where the absolute median does not; the adaptive stop then
-applies to the ratio's interval. ``pairing="alone"`` keeps the unpaired protocol.
+alike, so the pair ratios hold still where the absolute median does not; the adaptive stop then applies to the
+ratio's interval. The ratio is estimated per ABBA block (two adjacent pairs, in which each model runs once right
+after the other model and once right after itself, so the cold-cache cost of a switch cancels) by the
+Hodges-Lehmann estimator with its Wilcoxon signed-rank interval (:func:`paired_ratio`).
+``pairing="alone"`` keeps the unpaired protocol.
 """
 
 from __future__ import annotations
@@ -192,6 +195,74 @@ def ci_half_width_pct(times, confidence: float = CI_CONFIDENCE) -> float:
     return (hi - lo) / 2 / med * 100 if med > 0 else math.inf
 
 
+# Paired ratios are estimated per ABBA block: pairs 2k (A B) and 2k+1 (B A). Within a block each model runs once
+# right after the other model (cold caches) and once right after itself, so the block's mean log ratio is free of
+# the switch cost. Per pair it is not: the config's run is cold in one pair and warm in the next, so pair ratios
+# alternate by +-1-3 % (fp32) and +-3-5 % (int8) on a 2-core Xeon, a two-humped spread in which the median of pair
+# ratios is a poor estimator (its standard error 1.3x the block estimator's for fp32, 1.8x for int8; 14 configs x
+# 150 pairs, tests/benchmarks/bench_ratio_estimators.py).
+PAIRS_PER_BLOCK = 2
+
+
+def block_log_ratios(a, b) -> np.ndarray:
+    """The mean log ratio a/b of each complete ABBA block (pairs 2k and 2k+1); a trailing unmatched pair is left
+    out, unless it is the only pair."""
+    r = np.log(np.asarray(a, dtype=float) / np.asarray(b, dtype=float))
+    m = len(r) // PAIRS_PER_BLOCK
+    if m == 0:
+        return r
+    return r[: m * PAIRS_PER_BLOCK].reshape(m, PAIRS_PER_BLOCK).mean(axis=1)
+
+
+@functools.lru_cache(maxsize=256)
+def _signed_rank_lower(m: int, confidence: float = CI_CONFIDENCE) -> int:
+    """The 1-based rank k of the lower bound of the Wilcoxon signed-rank confidence interval of a symmetric
+    centre from m values, [W_(k), W_(N-k+1)] over the N = m(m+1)/2 sorted Walsh averages: the largest k with
+    P(T+ <= k - 1) <= (1 - confidence) / 2 under the exact null distribution of the signed-rank statistic T+.
+    0 when m is too small for any interval to reach the confidence."""
+    counts = np.zeros(m * (m + 1) // 2 + 1)
+    counts[0] = 1.0
+    for i in range(1, m + 1):  # T+ over ranks 1..i: each rank is in the positive set or not
+        counts[i:] = counts[i:] + counts[:-i].copy()
+    cdf = np.cumsum(counts) / 2.0**m
+    return int(np.searchsorted(cdf, (1.0 - confidence) / 2, side="right"))
+
+
+def hodges_lehmann(x, confidence: float = CI_CONFIDENCE) -> tuple[float, float, float]:
+    """(estimate, lo, hi): the Hodges-Lehmann estimate of the centre of ``x`` (the median of its Walsh averages
+    (x_i + x_j) / 2, i <= j) and its distribution-free confidence interval (Wilcoxon signed rank; valid for any
+    symmetric distribution: 95 % of a normal sample's efficiency, robust to a third of outliers). The full range
+    of the Walsh averages when there are too few values for the confidence."""
+    x = np.asarray(x, dtype=float)
+    i, j = np.triu_indices(len(x))
+    w = np.sort((x[i] + x[j]) / 2)
+    k = _signed_rank_lower(len(x), confidence)
+    lo, hi = (w[0], w[-1]) if k == 0 else (w[k - 1], w[len(w) - k])
+    return float(np.median(w)), float(lo), float(hi)
+
+
+def paired_ratio(a, b, confidence: float = CI_CONFIDENCE) -> tuple[float, float, float]:
+    """(ratio, lo, hi): the ratio a/b of paired timings in the ABBA order and its confidence interval, from the
+    Hodges-Lehmann estimate over the blocks' log ratios (:func:`block_log_ratios`)."""
+    est, lo, hi = hodges_lehmann(block_log_ratios(a, b), confidence)
+    return math.exp(est), math.exp(lo), math.exp(hi)
+
+
+def paired_ratio_half_pct(a, b, confidence: float = CI_CONFIDENCE) -> float:
+    """Half the width of :func:`paired_ratio`'s confidence interval, in % of the ratio."""
+    est, lo, hi = paired_ratio(a, b, confidence)
+    return (hi - lo) / 2 / est * 100
+
+
+def paired_floor(confidence: float = CI_CONFIDENCE) -> int:
+    """The fewest pairs whose ratio interval reaches the confidence (6 ABBA blocks, 12 pairs, at 95 %): an adaptive
+    paired timing never stops before it, whatever ``min_runs`` says."""
+    m = 1
+    while _signed_rank_lower(m, confidence) == 0:
+        m += 1
+    return m * PAIRS_PER_BLOCK
+
+
 @dataclasses.dataclass
 class Timing:
     times_s: np.ndarray  # one per timed run
@@ -235,16 +306,17 @@ class PairedTiming(Timing):
 
     @property
     def ratio(self) -> float:
-        return float(np.median(self.ratios))
+        """The config's ratio to the reference (:func:`paired_ratio`: Hodges-Lehmann over ABBA blocks)."""
+        return paired_ratio(self.times_s, self.ref_times_s)[0]
 
     @property
     def ratio_ci(self) -> tuple[float, float]:
-        """The 95 % confidence interval of the median pair ratio (order statistics)."""
-        return median_ci(self.ratios)
+        """The ratio's 95 % confidence interval (Wilcoxon signed rank over ABBA blocks)."""
+        return paired_ratio(self.times_s, self.ref_times_s)[1:]
 
     @property
     def ratio_ci_half_pct(self) -> float:
-        return ci_half_width_pct(self.ratios)
+        return paired_ratio_half_pct(self.times_s, self.ref_times_s)
 
     @property
     def ref_median_s(self) -> float:
@@ -252,19 +324,18 @@ class PairedTiming(Timing):
 
     @property
     def disagreement_pct(self) -> float:
-        """How far the median ratio of the first half of the pairs is from that of the second half, in %, when
-        the two halves' 95 % intervals (order statistics; their ranges for a few pairs) do not overlap; 0 when
+        """How far the ratio of the first half of the ABBA blocks is from that of the second half, in %, when the
+        two halves' 95 % intervals (:func:`hodges_lehmann`; their ranges for a few blocks) do not overlap; 0 when
         they do. A neighbour that started (or a governor that stepped) mid-way moves one half only, as a whole;
         pair-to-pair jitter on a busy host widens both intervals instead."""
-        r = self.ratios
+        r = block_log_ratios(self.times_s, self.ref_times_s)
         h = len(r) // 2
         if h < 2:
             return 0.0
-        (alo, ahi), (blo, bhi) = median_ci(r[:h]), median_ci(r[h:])
+        (a, alo, ahi), (b, blo, bhi) = hodges_lehmann(r[:h]), hodges_lehmann(r[h:])
         if ahi >= blo and bhi >= alo:
             return 0.0
-        a, b = float(np.median(r[:h])), float(np.median(r[h:]))
-        return abs(a / b - 1) * 100
+        return abs(math.exp(a - b) - 1) * 100
 
 
 def time_paired(
@@ -281,8 +352,8 @@ def time_paired(
 ) -> PairedTiming:
     """Time ``runner`` (A) and ``reference`` (B) in adjacent pairs, A B | B A | A B ... (each pair's order the
     reverse of the last: a linear drift and an order effect cancel over two pairs), with the garbage collector
-    paused: ``runs`` pairs, or, with ``target_ci_pct``, as few as ``min_runs`` once the 95 % CI of the median
-    pair ratio is within that % of it. ``ref_warmup``: the reference's warm-up runs (default ``warmup``; a
+    paused: ``runs`` pairs, or, with ``target_ci_pct``, as few as ``min_runs`` (and :func:`paired_floor`) once the
+    95 % CI of the ratio (:func:`paired_ratio`) is within that % of it, checked after whole ABBA blocks. ``ref_warmup``: the reference's warm-up runs (default ``warmup``; a
     reference already warmed in this process needs one run to bring its data back into the caches, not the
     first-run allocations again). ``clock`` and ``monitor`` are injectable (tests)."""
     with stopwatch("warmup"):
@@ -291,6 +362,7 @@ def time_paired(
         for _ in range(warmup if ref_warmup is None else ref_warmup):
             reference()
     adaptive, floor = _adaptive_floor(runs, min_runs, target_ci_pct)
+    floor = max(floor, min(paired_floor(), runs))  # no stop before the ratio's interval can reach 95 %
     a, b = np.empty(runs), np.empty(runs)
     n = 0
     with stopwatch("pairs"), _gc_paused(), monitor() as mon:
@@ -301,7 +373,9 @@ def time_paired(
                 fn()
                 out[n] = clock() - t0
             n += 1
-            if adaptive and n >= floor and ci_half_width_pct(a[:n] / b[:n]) <= target_ci_pct:
+            # Only after a whole ABBA block (even n): the estimate never rests on a half-cancelled switch cost.
+            if (adaptive and n >= floor and n % PAIRS_PER_BLOCK == 0
+                    and paired_ratio_half_pct(a[:n], b[:n]) <= target_ci_pct):
                 break
     return PairedTiming(a[:n].copy(), mon.other_pct, ref_times_s=b[:n].copy())
 

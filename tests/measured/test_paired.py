@@ -14,8 +14,13 @@ from measured._harness import (
     PairedTiming,
     Protocol,
     ReferenceFailed,
+    _signed_rank_lower,
+    block_log_ratios,
+    hodges_lehmann,
     make_measurement,
     measure_runner,
+    paired_floor,
+    paired_ratio,
     reference_runner,
     time_paired,
 )
@@ -71,6 +76,53 @@ def test_adaptive_stop_on_the_ratio_interval():
     alone = _Host(wobble)
     a = time_runner(alone.model("A", 0.03), 2, 100, min_runs=10, target_ci_pct=1.0, clock=alone.clock, monitor=_Quiet)
     assert a.n == 100 and a.ci_half_pct > 1.0  # alone, the same host never settles
+
+
+def test_the_signed_rank_interval_uses_the_published_critical_values():
+    # Two-sided 5 % critical values of the Wilcoxon signed-rank statistic (n = 6..20; any statistics table):
+    # the interval's lower rank is the critical value + 1, and below 6 values no interval reaches 95 %.
+    critical = {6: 0, 7: 2, 8: 3, 9: 5, 10: 8, 11: 10, 12: 13, 13: 17, 14: 21, 15: 25, 16: 29, 17: 34, 18: 40,
+                19: 46, 20: 52}
+    assert {m: _signed_rank_lower(m) - 1 for m in critical} == critical
+    assert [_signed_rank_lower(m) for m in range(1, 6)] == [0] * 5
+    assert paired_floor() == 12  # 6 ABBA blocks
+
+
+def test_hodges_lehmann_estimate_and_interval():
+    x = np.array([0.1, 0.3, -0.2, 0.05, 0.15, 0.0, 0.25, -0.1])
+    est, lo, hi = hodges_lehmann(x)
+    walsh = [(x[i] + x[j]) / 2 for i in range(len(x)) for j in range(i, len(x))]
+    assert est == pytest.approx(np.median(walsh)) and lo < est < hi
+    assert (lo, hi) == (sorted(walsh)[3], sorted(walsh)[-4])  # n = 8: the 4th Walsh average from each end
+    assert hodges_lehmann(x[:4])[1:] == (x[:4].min(), x[:4].max())  # too few: the Walsh averages' full range
+    # One wild value (a neighbour's spike) barely moves it; the mean moves 12x as far.
+    spiked = np.append(x, 5.0)
+    assert abs(hodges_lehmann(spiked)[0] - est) < abs(spiked.mean() - x.mean()) / 12
+
+
+def test_blocks_cancel_the_cost_of_switching_models():
+    # The first run after the other model ran is 4 % slower (cold caches). Per pair, the config's ratio then
+    # alternates between 2.0 x 1.04 and 2.0 / 1.04; each ABBA block holds one of each, so its ratio is 2.0.
+    a = np.array([0.02 * (1.0 if k % 2 == 0 else 1.04) for k in range(20)])  # A warm in A B, cold in B A
+    b = np.array([0.01 * (1.04 if k % 2 == 0 else 1.0) for k in range(20)])
+    assert np.ptp(np.log(a / b)) == pytest.approx(2 * np.log(1.04))
+    assert np.allclose(block_log_ratios(a, b), np.log(2.0))
+    ratio, lo, hi = paired_ratio(a, b)
+    assert ratio == pytest.approx(2.0) and lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    assert len(block_log_ratios(a[:5], b[:5])) == 2  # the trailing pair of an odd count is left out
+    assert block_log_ratios(a[:1], b[:1]) == pytest.approx(np.log(2.0 * 1.0 / 1.04))  # unless it is the only one
+
+
+def test_an_adaptive_paired_timing_stops_after_whole_blocks_and_not_before_the_floor():
+    host = _Host(lambda i: 1.0)  # a perfectly steady host: the interval is 0 from the first pair
+    t = time_paired(host.model("A", 0.02), host.model("B", 0.01), 0, 100, min_runs=3, target_ci_pct=2.0,
+                    clock=host.clock, monitor=_Quiet)
+    assert t.n == 12 and t.ratio == pytest.approx(2.0)
+    jitter = np.random.default_rng(3).normal(0, 0.03, 1000)
+    host = _Host(lambda i: 1.0 + jitter[i])
+    t = time_paired(host.model("A", 0.02), host.model("B", 0.01), 0, 100, min_runs=10, target_ci_pct=1.0,
+                    clock=host.clock, monitor=_Quiet)
+    assert t.n % 2 == 0 and t.n > 12 and t.ratio_ci_half_pct <= 1.0
 
 
 def _reference(host, cost=0.01):
