@@ -161,7 +161,7 @@ def score(pred, rows, study, rule) -> dict:
     signed = np.log(canon / v)[ok]
     if len(signed) > 1:
         out["shift_spread_pct"] = [round(float(np.median(signed)) * 100, 1),
-                                   round(float(np.std(signed - np.median(signed), ddof=1)) * 100, 1)]
+                                   round(float(np.sqrt(np.mean((signed - np.median(signed)) ** 2))) * 100, 1)]
     out["_inside_canon"] = (e_canon <= h)[ok].tolist()
     # The factors s by which every model half-width of this set would have to be scaled for its canonical coverage
     # to land in 80-98 % (16-19 of 20): [the 80 % order statistic of |error| / h, the largest one).
