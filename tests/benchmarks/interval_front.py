@@ -12,9 +12,12 @@ Per row: the predictor's canonical interval (half-width ``h``, log time) and the
 (measured/_phase.py). Coverage is counted three ways: ``canon`` (the measurement mapped back to the canonical phase
 by its row's phase, against the canonical interval: the predictor's own quality), ``now`` (the interval mapped into
 the row's phase, against the raw measurement) and, for verify rows, ``study`` (the interval mapped into the phase
-the study was scored in, as `search --verify` reports it). Half-widths are medians of the "now" half-width in % of
-log time (0.094 -> 9.4 %). A front's 20 rows are near-duplicates whose errors move together, so each front is also
-shown pooled with the others of the same predictor. Last line: JSON.
+the study was scored in, as `search --verify` reports it). Half-widths are medians in % of log time (0.094 -> 9.4 %):
+``half`` in the row's phase, ``hs`` in the study's, ``model`` the canonical (model) part alone. ``err``: the
+canonical |error| p50/p90; ``shift/spread``: the set's median signed error and the rms about it; ``scale 80-98 %``:
+the factors on every half-width that would put 80-98 % of the set inside (canonical; study phase beside it). A
+front's 20 rows are near-duplicates whose errors move together, so the fronts of one predictor are also pooled.
+Last line: JSON.
 """
 
 from __future__ import annotations
@@ -156,6 +159,8 @@ def score(pred, rows, study, rule) -> dict:
         h_s = combine(h, np.full(len(h), study.sd), how)
         out["study"] = _pct(np.abs(np.log(raw / study.apply(v))) <= h_s)
         out["half_study"] = round(float(np.median(h_s)) * 100, 1)
+        out["scale_80_98_study"] = _scale_range(np.abs(np.log(raw / study.apply(v))) / h_s)
+        out["_inside_study"] = (np.abs(np.log(raw / study.apply(v))) <= h_s).tolist()
     # The set's common shift (median signed canonical error) and the spread of the errors around it: a front's rows
     # share most of their error, which a per-row interval cannot know.
     signed = np.log(canon / v)[ok]
@@ -165,11 +170,17 @@ def score(pred, rows, study, rule) -> dict:
     out["_inside_canon"] = (e_canon <= h)[ok].tolist()
     # The factors s by which every model half-width of this set would have to be scaled for its canonical coverage
     # to land in 80-98 % (16-19 of 20): [the 80 % order statistic of |error| / h, the largest one).
-    r = np.sort((e_canon / h)[ok])
-    if len(r):
-        k_lo, k_hi = math.ceil(0.8 * len(r)), math.floor(0.98 * len(r))
-        out["scale_80_98"] = [round(float(r[k_lo - 1]), 2), round(float(r[k_hi]) if k_hi < len(r) else math.inf, 2)]
+    if ok.any():
+        out["scale_80_98"] = _scale_range((e_canon / h)[ok])
     return out
+
+
+def _scale_range(ratio: np.ndarray) -> list[float]:
+    """[lowest, highest) factor on every half-width that puts 80-98 % of the rows inside: from the 80 % order
+    statistic of |error| / half-width to the one above 98 %."""
+    r = np.sort(ratio)
+    k_lo, k_hi = math.ceil(0.8 * len(r)), math.floor(0.98 * len(r))
+    return [round(float(r[k_lo - 1]), 2), round(float(r[min(k_hi, len(r) - 1)]), 2)]
 
 
 def _pct(mask) -> float | None:
@@ -210,15 +221,16 @@ def main() -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"{'set':48s} {'rule':28s} {'n':>3s} {'canon':>6s} {'now':>6s} {'study':>6s} {'half':>5s} {'model':>5s} "
-          f"{'err p50/p90':>11s} {'shift/spread':>12s} {'scale for 80-98 %':>17s}")
+    print(f"{'set':48s} {'rule':28s} {'n':>3s} {'canon':>6s} {'now':>6s} {'study':>6s} {'half':>5s} {'hs':>5s} {'model':>5s} "
+          f"{'err p50/p90':>11s} {'shift/spread':>12s} {'scale 80-98 %':>13s} {'(study)':>9s}")
     for k, v in results.items():
         for rn in RULES:
             r = v[rn]
             err = "/".join(map(str, r["err_canon_p50_p90"] or ["-"]))
             print(f"{k[:48]:48s} {rn:28s} {r['n']:3d} {_f(r['canon'])} {_f(r['now'])} {_f(r.get('study'))} "
-                  f"{r['half_now']:5.1f} {r['half_model']:5.1f} {err:>11s} "
-                  f"{'/'.join(map(str, r.get('shift_spread_pct') or ['-'])):>12s} {_range(r.get('scale_80_98')):>17s}")
+                  f"{r['half_now']:5.1f} {_f(r.get('half_study'), 5)} {r['half_model']:5.1f} {err:>11s} "
+                  f"{'/'.join(map(str, r.get('shift_spread_pct') or ['-'])):>12s} {_range(r.get('scale_80_98')):>13s} "
+                  f"{_range(r.get('scale_80_98_study')):>9s}")
     # Fronts of one predictor pooled: their rows are alike within a front, so one front is one draw of its error.
     by_pred: dict = {}
     for k, v in results.items():
@@ -229,16 +241,17 @@ def print_table(results: dict) -> None:
             continue
         for rn in RULES:
             ins = sum((v[rn]["_inside_canon"] for v in vs), [])
+            study = sum((v[rn].get("_inside_study", []) for v in vs), [])
             print(f"{'fronts pooled (' + str(len(vs)) + ' runs, ' + p[:22] + ')':48s} {rn:28s} {len(ins):3d} "
-                  f"{_f(_pct(ins))}")
+                  f"{_f(_pct(ins))} {'':6s} {_f(_pct(study))}")
 
 
 def _range(r) -> str:
     return "-" if not r else f"{r[0]:.2f}-{r[1]:.2f}" if r[0] < r[1] else "none"
 
 
-def _f(x) -> str:
-    return f"{x:6.1f}" if x is not None else f"{'-':>6s}"
+def _f(x, w: int = 6) -> str:
+    return f"{x:{w}.1f}" if x is not None else "-".rjust(w)
 
 
 if __name__ == "__main__":
