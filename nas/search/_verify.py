@@ -60,6 +60,12 @@ class VerifySummary:
     # Rows timed in pairs beside a busy process (flag "loaded", measured/_harness.py): their ratio to the reference
     # and so their canonical value hold; their absolute value is the loaded moment's (the phase they carry says so).
     loaded: int = 0
+    # The errors of the predicted rows, log(measured / predicted) in % (canonical phase where the rows carry one): their
+    # median (``error_shift``) and their spread about it (``error_spread``, rms). A front's configs are alike, so they
+    # share most of their error: where the spread is small beside the intervals, one run's coverage is close to a
+    # single draw (all inside or many outside), whatever the intervals' calibration (tests/benchmarks/interval_front.py).
+    error_shift: float | None = None
+    error_spread: float | None = None
 
     @property
     def predicted(self) -> int:
@@ -77,6 +83,10 @@ class VerifySummary:
             parts.append(f"in the canonical phase {self.inside_canonical} of {self.phased} inside "
                          f"({self.inside_canonical / self.phased * 100:.0f}%), in the phase they were measured in "
                          f"{self.inside_now} of {self.phased} ({self.inside_now / self.phased * 100:.0f}%)")
+        if self.error_shift is not None:
+            parts.append(f"measured / predicted{' in the canonical phase' if self.phased else ''}: median "
+                         f"{self.error_shift:+.1f}%, spread ±{self.error_spread:.1f}% (alike configs share their error: "
+                         "one front's coverage is close to a single draw)")
         if self.loaded:
             parts.append(f"{self.loaded} of the {self.measured} were timed beside a busy process (paired: the ratio to "
                          "the reference kept, the absolute value from that loaded phase; their budget judged in the "
@@ -122,7 +132,8 @@ def _phase_coverage(m, value, pred: float, lo: float, hi: float, metric: str, co
     # (beside a busy neighbour: the loaded moment itself).
     _, nlo, nhi = in_phase([cpred], [clo], [chi], metric, PhaseChoice("now", phase, ""), c)
     canon = canonical_value(value, metric, phase, getattr(m, "ratio", None), getattr(m, "reference_value", None))
-    return {"measured_canonical": canon, "interval_canonical": [clo, chi], "inside_canonical": bool(clo <= canon <= chi),
+    return {"measured_canonical": canon, "predicted_canonical": cpred, "interval_canonical": [clo, chi],
+            "inside_canonical": bool(clo <= canon <= chi),
             "interval_now": [float(nlo[0]), float(nhi[0])], "inside_now": bool(nlo[0] <= value <= nhi[0])}
 
 
@@ -215,7 +226,18 @@ def summarise(res: StudyResults, rows: list[dict[str, Any]], o: dict[str, Any]) 
         inside_now=sum(r["inside_now"] for r in phased) if phased else None,
         phased=len(phased) or None,
         loaded=sum(r.get("flag") == "loaded" for r in got),
+        **_error_spread(phased or with_iv, canonical=bool(phased)),
     )
+
+
+def _error_spread(rows: list[dict[str, Any]], canonical: bool) -> dict[str, float]:
+    """{error_shift, error_spread} (VerifySummary) of ``rows`` in %, {} with fewer than 3 rows."""
+    if len(rows) < 3:
+        return {}
+    m, p = ("measured_canonical", "predicted_canonical") if canonical else ("measured", "predicted")
+    e = np.log([r[m] / r[p] for r in rows]) * 100
+    shift = float(np.median(e))
+    return {"error_shift": round(shift, 2), "error_spread": round(float(np.sqrt(np.mean((e - shift) ** 2))), 2)}
 
 
 _FLAG_WORDS = {"suspect": "  (suspect: its pairs disagreed)", "loaded": "  (timed beside a busy process)"}

@@ -45,8 +45,12 @@ def test_verify_reports_coverage_in_the_canonical_and_the_current_phase(tmp_path
     assert all(r["inside_canonical"] and r["inside_now"] for r in rows)  # the interval mapped into the slow phase
     assert not any(r["inside"] for r in rows)  # the raw measurement against the canonical interval: all outside
     assert all(r["measured_canonical"] == pytest.approx(r["predicted"], rel=1e-4) for r in rows)
-    line = summarise(res.results, rows, o).line()
+    summary = summarise(res.results, rows, o)
+    line = summary.line()
     assert "in the canonical phase 3 of 3 inside" in line and "in the phase they were measured in 3 of 3" in line
+    # Exactly the canonical latency: no error to share (judged in the canonical phase, not the raw slow values).
+    assert summary.error_shift == pytest.approx(0, abs=0.01) and summary.error_spread == pytest.approx(0, abs=0.01)
+    assert "in the canonical phase: median +0.0%, spread ±0.0%" in line
     plain = measure_rows(res.results, front, o, measure, phased=False)
     assert all("inside_canonical" not in r for r in plain)
     lines = []
@@ -107,3 +111,16 @@ def test_the_phase_uncertainty_folds_back():
     assert hi[0] == pytest.approx(p.apply(44.0) * math.exp(1.6448536269514722 * 0.03))
     back = unfold_uncertainty(v, lo, hi, p, 0.9)
     assert [b[0] for b in back] == pytest.approx([40.0, 36.0, 44.0], rel=1e-9)
+
+
+def test_verify_says_how_much_of_the_error_the_rows_share():
+    # A front's rows are alike: measured 4 % above the prediction give or take 1 %, they all fall inside a ±8 %
+    # interval or, with a larger shift, mostly outside it. The summary shows the shift and the spread beside the count.
+    from nas.search._verify import _error_spread
+
+    rows = [{"measured_canonical": p * math.exp(e), "predicted_canonical": p, "measured": 1.0, "predicted": 1.0}
+            for p, e in zip((10.0, 20.0, 30.0, 40.0), (0.03, 0.04, 0.05, 0.04))]
+    got = _error_spread(rows, canonical=True)
+    assert got["error_shift"] == pytest.approx(4.0) and got["error_spread"] == pytest.approx(math.sqrt(0.5), abs=0.01)
+    assert _error_spread(rows, canonical=False) == {"error_shift": 0.0, "error_spread": 0.0}  # the raw values
+    assert _error_spread(rows[:2], canonical=True) == {}  # too few rows to say
