@@ -11,7 +11,10 @@ few of its steps run faster with the same result:
   quantised activation and each call walked every input of every node: quadratic in the model's size);
 - ``get_qmin_qmax_for_qType`` is memoised (called twice per weight channel; it returns module constants);
 - ``_check_type`` (twice per weight channel) takes an array as it is without numpy's slow dtype test;
-- ``find_by_name`` (one scan of the initializers per quantised tensor) stops at the first match, which it returns.
+- ``find_by_name`` (one scan of the initializers per quantised tensor) stops at the first match, which it returns;
+- ``compute_data_quant_params`` (once per channel of every per-channel weight: tens of thousands of calls) does
+  the symmetric int8 case's few steps on Python floats (IEEE doubles, as the library's float64 steps) instead of
+  a dozen 0-d numpy operations.
 
 Each is checked against the unpatched library, byte for byte, on the published versions (tests/measured/
 test_backends_int8.py); on an onnxruntime whose internals differ (a name missing) nothing is patched.
@@ -64,6 +67,38 @@ def _fast_check_type(original):
     return check_type
 
 
+def _fast_data_quant_params(original, qrange):
+    """quant_utils.compute_data_quant_params with a fast path for the case a per-channel int8 weight takes once per
+    channel (symmetric INT8, finite float32 data, no range overrides): the library's arithmetic on Python floats,
+    which are IEEE doubles like its float64 steps and hold float32 values exactly. Anything else: the library's."""
+    import math
+
+    import numpy
+    from onnx import TensorProto
+
+    tiny = float(numpy.finfo(numpy.float32).tiny)
+
+    def params(data, quant_type, symmetric, reduce_range=False, min_real_range=None, rmin_override=None,
+               rmax_override=None):
+        fallback = (not symmetric or quant_type != TensorProto.INT8 or reduce_range or min_real_range is not None
+                    or rmin_override is not None or rmax_override is not None
+                    or not isinstance(data, numpy.ndarray) or data.dtype != numpy.float32 or not data.size)
+        if not fallback:
+            lo, hi = float(data.min()), float(data.max())
+            fallback = not (math.isfinite(lo) and math.isfinite(hi))
+        if fallback:
+            return original(data, quant_type, symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
+        absmax = max(abs(min(lo, 0.0)), abs(max(hi, 0.0)))  # the range widened to hold 0, made symmetric
+        qmin, qmax = qrange(quant_type, reduce_range, symmetric=symmetric)
+        scale = (absmax - -absmax) / (float(qmax) - float(qmin))  # float64, as the library divides
+        if scale < tiny:
+            return numpy.array(0, dtype=qmin.dtype), numpy.array(1.0, dtype=numpy.float32)
+        zero_point = numpy.array(numpy.round((qmin + qmax) / numpy.array(2.0, dtype=numpy.float64)), dtype=qmin.dtype)
+        return zero_point, numpy.array(scale, dtype=numpy.float64).astype(numpy.float32)
+
+    return params
+
+
 def _find_by_name(item_name, item_list):
     """quant_utils.find_by_name: the first item named ``item_name``, or None (without scanning past it)."""
     return next((item for item in item_list if item.name == item_name), None)
@@ -73,13 +108,15 @@ def _targets():
     """(owner, attribute, replacement) of each shortcut, or [] when this onnxruntime lacks one of the names."""
     from onnxruntime.quantization import calibrate, onnx_model, qdq_quantizer, quant_utils
 
-    names = ("get_qmin_qmax_for_qType", "_check_type", "find_by_name")
+    names = ("get_qmin_qmax_for_qType", "_check_type", "find_by_name", "compute_data_quant_params")
     if not (hasattr(calibrate.CalibraterBase, "create_inference_session")
             and hasattr(onnx_model.ONNXModel, "replace_input_of_all_nodes")
             and all(hasattr(quant_utils, n) for n in names)):
         return []
     fast = {"get_qmin_qmax_for_qType": functools.lru_cache(maxsize=None)(quant_utils.get_qmin_qmax_for_qType),
             "_check_type": _fast_check_type(quant_utils._check_type), "find_by_name": _find_by_name}
+    fast["compute_data_quant_params"] = _fast_data_quant_params(quant_utils.compute_data_quant_params,
+                                                                fast["get_qmin_qmax_for_qType"])
     targets = [(calibrate.CalibraterBase, "create_inference_session", _calibration_session),
                (onnx_model.ONNXModel, "replace_input_of_all_nodes", _replace_input_of_all_nodes)]
     for module in (quant_utils, qdq_quantizer, onnx_model, calibrate):  # each module that imported the function

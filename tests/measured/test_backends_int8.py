@@ -75,6 +75,27 @@ def test_the_fast_check_type_matches_the_librarys():
             fast(*args, **kw)
 
 
+def test_the_fast_per_channel_params_match_the_librarys():
+    import numpy as np
+    from onnx import TensorProto
+    from onnxruntime.quantization import quant_utils
+
+    from measured._quantise import _fast_data_quant_params
+
+    fast = _fast_data_quant_params(quant_utils.compute_data_quant_params, quant_utils.get_qmin_qmax_for_qType)
+    rng = np.random.default_rng(3)
+    channels = [rng.standard_normal(9).astype(np.float32) * s for s in (1e-3, 1.0, 7.5, 1e30)]
+    channels += [np.zeros(9, np.float32), np.full(4, -2.5, np.float32), np.full(4, 3.0, np.float32),
+                 np.array([1e-45, -1e-45], np.float32), np.array([np.nan, 1.0], np.float32), np.zeros(0, np.float32)]
+    for data in channels:
+        for qtype, symmetric in ((TensorProto.INT8, True), (TensorProto.UINT8, False), (TensorProto.INT8, False)):
+            with np.errstate(all="ignore"):
+                want, got = quant_utils.compute_data_quant_params(data, qtype, symmetric), fast(data, qtype, symmetric)
+            for x, y in zip(want, got):
+                assert type(x) is type(y) and x.dtype == y.dtype and x.shape == y.shape
+                assert x.tobytes() == y.tobytes(), (data, qtype, symmetric)
+
+
 def test_int8_runs_and_records_its_recipe():
     b = get_backend("onnxruntime", 1, "int8")
     try:
