@@ -89,8 +89,17 @@ def test_the_fast_per_channel_params_match_the_librarys():
                  np.array([1e-45, -1e-45], np.float32), np.array([np.nan, 1.0], np.float32), np.zeros(0, np.float32)]
     for data in channels:
         for qtype, symmetric in ((TensorProto.INT8, True), (TensorProto.UINT8, False), (TensorProto.INT8, False)):
-            with np.errstate(all="ignore"):
-                want, got = quant_utils.compute_data_quant_params(data, qtype, symmetric), fast(data, qtype, symmetric)
+            outcome = []
+            for f in (quant_utils.compute_data_quant_params, fast):
+                try:
+                    with np.errstate(all="ignore"):
+                        outcome.append(f(data, qtype, symmetric))
+                except AssertionError as e:  # the library's own check (a NaN range): the same on both paths
+                    outcome.append(type(e))
+            want, got = outcome
+            if not isinstance(want, tuple):
+                assert want is got
+                continue
             for x, y in zip(want, got):
                 assert type(x) is type(y) and x.dtype == y.dtype and x.shape == y.shape
                 assert x.tobytes() == y.tobytes(), (data, qtype, symmetric)
