@@ -130,10 +130,14 @@ def int8_path(path: str) -> str:
     return path + ".int8.onnx"
 
 
-def quantize_int8(path: str, out: str, input_shape: tuple[int, ...]) -> str:
-    """``path`` (fp32 ONNX) as static int8 QDQ ONNX at ``out``; deterministic (fixed calibration inputs)."""
+def quantize_int8(path: str, out: str, input_shape: tuple[int, ...], *, shortcuts: bool = True) -> str:
+    """``path`` (fp32 ONNX) as static int8 QDQ ONNX at ``out``; deterministic (fixed calibration inputs).
+    ``shortcuts``: through measured._quantise's faster steps, which leave the int8 model byte for byte the same
+    (False: the library's own steps, which the tests compare them with)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ._quantise import shortcuts as quantiser_shortcuts
 
     class _Calibration(CalibrationDataReader):
         def __init__(self, name: str):
@@ -148,14 +152,17 @@ def quantize_int8(path: str, out: str, input_shape: tuple[int, ...]) -> str:
 
     pre = out + ".pre.onnx"
     try:
-        quant_pre_process(path, pre, skip_symbolic_shape=True)
+        # Its onnx shape inference is skipped with the shortcuts: quantize_static infers the shapes of what it loads
+        # anyway (the same inference, the same model; only the ORT optimisation here changes the graph).
+        quant_pre_process(path, pre, skip_symbolic_shape=True, skip_onnx_shape=shortcuts)
     except Exception:  # noqa: BLE001 (shape inference is an optimisation: quantise the plain graph)
         pre = path
     name = onnx.load(pre, load_external_data=False).graph.input[0].name
     logging.disable(logging.WARNING)  # the quantiser warns on the root logger per skipped tensor (norm weights)
     try:
-        quantize_static(pre, out, _Calibration(name), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True)
+        with quantiser_shortcuts(shortcuts):
+            quantize_static(pre, out, _Calibration(name), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.disable(logging.NOTSET)
     if pre != path:

@@ -1,4 +1,5 @@
 import glob
+import itertools
 import os
 import pathlib
 import pwd
@@ -14,20 +15,34 @@ TESTS = pathlib.Path(__file__).parent
 DATA = TESTS / "data"
 
 
-# The longest tests (tens of seconds each, one process), longest first: they start first, so that the parallel
-# workers (pyproject: `-n auto --dist worksteal`) share them out and end together instead of one worker running a
-# long test while the other waits. A scheduling hint only: a test missing here still runs, a stale entry does nothing.
+# The longest tests (tens of seconds each, one process), longest first, by their durations on a 2-core host
+# (`pytest --durations=60`). xdist's worksteal gives each worker a contiguous share of the collection at the start
+# and later moves tests from the tail of one worker's queue to another, so the order below is dealt out: each
+# worker's share starts with its turn of these (dealt 0, 1, 1, 0, ... for 2 workers), the short tests fill the rest, and the last tests to
+# start anywhere are short. An entry is one unit: the tests it matches stay together (a module entry keeps its
+# module-scoped fixture in one worker); parameters listed one by one are dealt separately. A scheduling hint only:
+# a test missing here still runs, a stale entry does nothing.
 LONGEST_FIRST = (
+    "tests/measured/test_campaign.py::test_two_campaigns_at_once[sqlite]",
     "tests/nas/studies/test_int8.py::test_int8_study_quick",
-    "tests/nas/test_cli_study.py::test_study_quick_end_to_end",
-    "tests/measured/test_campaign.py::test_two_campaigns_at_once",
-    "tests/nas/search/test_study.py::test_killed_search_resumes_without_duplicates",
+    "tests/measured/test_campaign.py::test_two_campaigns_at_once[postgres]",
+    "tests/nas/search/test_verify.py::test_verify_measures_the_front_here",
     "tests/measured/test_campaign.py::test_sigkill_and_restart_lose_and_remeasure_nothing",
+    "tests/measured/test_bundle.py",
+    "tests/nas/search/test_postgres.py::test_two_workers_share_a_postgresql_study",
     "tests/nas/test_cli_measure_table.py",
-    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes",
+    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[3]",
+    "tests/nas/search/test_workers.py::test_two_workers_on_one_postgresql_study_draw_different_candidates",
+    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[2]",
+    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[1]",
+    "tests/nas/search/test_workers.py::test_two_workers_on_one_local_study_draw_different_candidates[sqlite]",
+    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[0]",
+    "tests/measured/test_backends_int8.py",
     "tests/measured/test_campaign.py",
-    "tests/search_spaces/test_onnx.py",
+    "tests/search_spaces/test_standalone.py",
     "tests/nas/test_cli_study.py",
+    "tests/search_spaces/test_onnx.py",
+    "tests/search_spaces/test_identity.py",
 )
 
 
@@ -35,8 +50,30 @@ def _rank(nodeid: str) -> int:
     return next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
 
 
+def _dealt(items: list, workers: int) -> list:
+    """The collection in the order that gives each of ``workers`` initial shares (xdist hands worker i the i-th
+    contiguous slice, sizes ``remaining // (workers - i)``) its k-th long units first, then short tests."""
+    units: dict[int, list] = {}
+    for item in items:
+        units.setdefault(_rank(item.nodeid), []).append(item)
+    rest = units.pop(len(LONGEST_FIRST), [])
+    shares: list[list] = [[] for _ in range(workers)]
+    for j, rank in enumerate(sorted(units)):  # snake order (0, 1, 1, 0, ...): no share gets every longer one
+        lap, pos = divmod(j, workers)
+        shares[workers - 1 - pos if lap % 2 else pos].extend(units[rank])
+    out, remaining, rest_iter = [], len(items), iter(rest)
+    for i, share in enumerate(shares):
+        size = remaining // (workers - i)
+        share.extend(itertools.islice(rest_iter, max(0, size - len(share))))
+        out.extend(share)
+        remaining -= len(share)
+    return out + list(rest_iter)
+
+
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: _rank(item.nodeid))  # stable: the rest keep their order
+    # Each xdist worker collects and orders the same way; without workers, simply longest first.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = _dealt(items, max(1, workers))
     # Tests that need torch skip cleanly where the `measure` extra is not installed.
     try:
         import torch  # noqa: F401

@@ -34,6 +34,77 @@ def test_quantisation_is_deterministic_and_leaves_a_qdq_graph(tmp_path):
     assert isinstance(left, dict) and all(isinstance(v, int) and v > 0 for v in left.values())
 
 
+def test_the_quantiser_shortcuts_leave_the_int8_model_byte_for_byte_the_same(tmp_path):
+    """measured._quantise's faster steps change the cost, never the model (nor the stored int8 rows' meaning); the
+    library is restored after the block, also when quantising fails."""
+    from onnxruntime.quantization import calibrate, onnx_model, qdq_quantizer, quant_utils
+
+    from measured._quantise import _targets, shortcuts
+
+    cfg = get_variant("B1").config.with_(resolution=32)  # attention blocks too: the shared-parameter tensors
+    src = export_onnx(cfg, str(tmp_path / "m.onnx"))
+    plain = quantize_int8(src, str(tmp_path / "plain.onnx"), (1, 3, 32, 32), shortcuts=False)
+    fast = quantize_int8(src, str(tmp_path / "fast.onnx"), (1, 3, 32, 32))
+    assert open(plain, "rb").read() == open(fast, "rb").read()
+    names = {(o, n) for o, n, _ in _targets()}
+    assert (calibrate.CalibraterBase, "create_inference_session") in names  # this onnxruntime takes every shortcut
+    assert {(m, "find_by_name") for m in (quant_utils, qdq_quantizer, onnx_model)} <= names
+    before = [o.__dict__[n] for o, n in names]
+    with pytest.raises(RuntimeError), shortcuts():
+        raise RuntimeError("quantising failed")
+    assert [o.__dict__[n] for o, n in names] == before
+
+
+def test_the_fast_check_type_matches_the_librarys():
+    import numpy as np
+    from onnxruntime.quantization import quant_utils
+
+    from measured._quantise import _fast_check_type
+
+    fast = _fast_check_type(quant_utils._check_type)
+    cases = [((np.float32(0.5),), {}), ((np.array(3, np.uint8), np.array(0.1, np.float32)), {"zero_point_index": 0}),
+             ((np.arange(4, dtype=np.int8),), {}), ((2.0, np.array(1.0)), {}), ((np.int64(7), np.float16(1)), {})]
+    for args, kw in cases:
+        a, b = quant_utils._check_type(*args, **kw), fast(*args, **kw)
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert type(x) is type(y) and x.dtype == y.dtype and np.array_equal(x, y)
+    for args, kw in [((np.array(0.5, np.float32),), {"zero_point_index": 0}), (("x",), {})]:
+        with pytest.raises(TypeError):
+            quant_utils._check_type(*args, **kw)
+        with pytest.raises(TypeError):
+            fast(*args, **kw)
+
+
+def test_the_fast_per_channel_params_match_the_librarys():
+    import numpy as np
+    from onnx import TensorProto
+    from onnxruntime.quantization import quant_utils
+
+    from measured._quantise import _fast_data_quant_params
+
+    fast = _fast_data_quant_params(quant_utils.compute_data_quant_params, quant_utils.get_qmin_qmax_for_qType)
+    rng = np.random.default_rng(3)
+    channels = [rng.standard_normal(9).astype(np.float32) * s for s in (1e-3, 1.0, 7.5, 1e30)]
+    channels += [np.zeros(9, np.float32), np.full(4, -2.5, np.float32), np.full(4, 3.0, np.float32),
+                 np.array([1e-45, -1e-45], np.float32), np.array([np.nan, 1.0], np.float32), np.zeros(0, np.float32)]
+    for data in channels:
+        for qtype, symmetric in ((TensorProto.INT8, True), (TensorProto.UINT8, False), (TensorProto.INT8, False)):
+            outcome = []
+            for f in (quant_utils.compute_data_quant_params, fast):
+                try:
+                    with np.errstate(all="ignore"):
+                        outcome.append(f(data, qtype, symmetric))
+                except AssertionError as e:  # the library's own check (a NaN range): the same on both paths
+                    outcome.append(type(e))
+            want, got = outcome
+            if not isinstance(want, tuple):
+                assert want is got
+                continue
+            for x, y in zip(want, got):
+                assert type(x) is type(y) and x.dtype == y.dtype and x.shape == y.shape
+                assert x.tobytes() == y.tobytes(), (data, qtype, symmetric)
+
+
 def test_int8_runs_and_records_its_recipe():
     b = get_backend("onnxruntime", 1, "int8")
     try:

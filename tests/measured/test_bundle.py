@@ -200,6 +200,22 @@ def test_formula_text_is_neutralised_in_the_csv(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- bundles from configs
 
 
+def _anchors_from_the_cache(out_dir):
+    """The reference's and the anchors' graphs put into ``out_dir/models`` from the session's anchor cache, where
+    they are kept in a bundle's own format (measured._harness.cached_graph; the campaigns' anchor sessions have
+    usually exported them already): the bundle resumes with them, as a bundle interrupted after them would, instead
+    of exporting the six 224 px models once more. Its own job is exported by write_bundle as always."""
+    from measured._bundle import _roles
+    from measured._harness import _anchor_cache, cached_graph
+
+    (out_dir / "models").mkdir(parents=True)
+    for name, cfg in _roles():
+        with cached_graph(cfg, name, 1):  # exported into the cache unless it is there
+            for suffix in (".onnx", ".json"):
+                shutil.copyfile(_anchor_cache(1) / "models" / f"{cfg.hash[:16]}{suffix}",
+                                out_dir / "models" / f"{cfg.hash[:16]}{suffix}")
+
+
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     """One tiny model, as a small bundle and as a full one."""
@@ -210,6 +226,7 @@ def bundles(tmp_path_factory):
     from search_spaces import get_variant
 
     root = tmp_path_factory.mktemp("bundles")
+    _anchors_from_the_cache(root / "small")
     job = Job(get_variant("B0").config.with_(resolution=64), "B0")
     small = write_bundle([job], str(root / "small"), progress=False, device_id="test-pi")
     full = write_bundle([job], str(root / "full"), progress=False, full_weights=True, anchors=False)

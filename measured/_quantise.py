@@ -1,0 +1,142 @@
+"""Shortcuts through onnxruntime's static quantiser that leave its int8 model byte for byte the same.
+
+Quantising a model (measured._backends.quantize_int8) cost 3-8 CPU seconds per config on a 2-core host, more than
+the timing of most configs; most of it is the quantiser's Python, not its arithmetic. Inside :func:`shortcuts` a
+few of its steps run faster with the same result:
+
+- the calibration session runs on one thread without spinning (the library's default is a spinning pool of one
+  thread per core, beside a campaign's other export worker on the next core); same graph, same optimisation level
+  (none), same kernels: the same tensors and so the same ranges;
+- ``replace_input_of_all_nodes`` looks only at the nodes that read the tensor (the library calls it once per
+  quantised activation and each call walked every input of every node: quadratic in the model's size);
+- ``get_qmin_qmax_for_qType`` is memoised (called twice per weight channel; it returns module constants);
+- ``_check_type`` (twice per weight channel) takes an array as it is without numpy's slow dtype test;
+- ``find_by_name`` (one scan of the initializers per quantised tensor) stops at the first match, which it returns;
+- ``compute_data_quant_params`` (once per channel of every per-channel weight: tens of thousands of calls) does
+  the symmetric int8 case's few steps on Python floats (IEEE doubles, as the library's float64 steps) instead of
+  a dozen 0-d numpy operations.
+
+Each is checked against the unpatched library, byte for byte, on the published versions (tests/measured/
+test_backends_int8.py); on an onnxruntime whose internals differ (a name missing) nothing is patched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+# One quantisation at a time in a process patches and restores (the export workers are processes, not threads).
+_LOCK = threading.Lock()
+
+
+def _calibration_session(self) -> None:
+    """CalibraterBase.create_inference_session on one thread (the library's optimisation level and providers)."""
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    so.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    self.infer_session = onnxruntime.InferenceSession(self.augmented_model_path, sess_options=so,
+                                                      providers=self.execution_providers)
+
+
+def _replace_input_of_all_nodes(self, old_input_name: str, new_input_name: str) -> None:
+    """ONNXModel.replace_input_of_all_nodes, visiting only the nodes that read ``old_input_name``."""
+    replace = type(self).replace_node_input
+    for node in self.model.graph.node:
+        if old_input_name in node.input:  # a scan in C; replace_node_input changes only matching entries
+            replace(node, old_input_name, new_input_name)
+
+
+def _fast_check_type(original):
+    """quant_utils._check_type with a fast path for arrays (``numpy.issubdtype(numpy.ndarray, numpy.number)`` is
+    False: the library appends an array as it is) and numpy scalars (wrapped in an array, as the library does)."""
+    import numpy
+
+    def check_type(*args, zero_point_index=-1):
+        if not all(isinstance(a, (numpy.ndarray, numpy.number)) for a in args):
+            return original(*args, zero_point_index=zero_point_index)  # Python numbers, bad input: the library's path
+        new_args = [a if isinstance(a, numpy.ndarray) else numpy.array(a) for a in args]
+        if 0 <= zero_point_index < len(new_args) and new_args[zero_point_index].dtype in (numpy.float32, numpy.float16):
+            return original(*args, zero_point_index=zero_point_index)  # raises the library's error
+        return tuple(new_args) if len(new_args) > 1 else new_args[0]
+
+    return check_type
+
+
+def _fast_data_quant_params(original, qrange):
+    """quant_utils.compute_data_quant_params with a fast path for the case a per-channel int8 weight takes once per
+    channel (symmetric INT8, finite float32 data, no range overrides): the library's arithmetic on Python floats,
+    which are IEEE doubles like its float64 steps and hold float32 values exactly. Anything else: the library's."""
+    import math
+
+    import numpy
+    from onnx import TensorProto
+
+    tiny = float(numpy.finfo(numpy.float32).tiny)
+
+    def params(data, quant_type, symmetric, reduce_range=False, min_real_range=None, rmin_override=None,
+               rmax_override=None):
+        fallback = (not symmetric or quant_type != TensorProto.INT8 or reduce_range or min_real_range is not None
+                    or rmin_override is not None or rmax_override is not None
+                    or not isinstance(data, numpy.ndarray) or data.dtype != numpy.float32 or not data.size)
+        if not fallback:
+            lo, hi = float(data.min()), float(data.max())
+            fallback = not (math.isfinite(lo) and math.isfinite(hi))
+        if fallback:
+            return original(data, quant_type, symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
+        absmax = max(abs(min(lo, 0.0)), abs(max(hi, 0.0)))  # the range widened to hold 0, made symmetric
+        qmin, qmax = qrange(quant_type, reduce_range, symmetric=symmetric)
+        scale = (absmax - -absmax) / (float(qmax) - float(qmin))  # float64, as the library divides
+        if scale < tiny:
+            return numpy.array(0, dtype=qmin.dtype), numpy.array(1.0, dtype=numpy.float32)
+        zero_point = numpy.array(numpy.round((qmin + qmax) / numpy.array(2.0, dtype=numpy.float64)), dtype=qmin.dtype)
+        return zero_point, numpy.array(scale, dtype=numpy.float64).astype(numpy.float32)
+
+    return params
+
+
+def _find_by_name(item_name, item_list):
+    """quant_utils.find_by_name: the first item named ``item_name``, or None (without scanning past it)."""
+    return next((item for item in item_list if item.name == item_name), None)
+
+
+def _targets():
+    """(owner, attribute, replacement) of each shortcut, or [] when this onnxruntime lacks one of the names."""
+    from onnxruntime.quantization import calibrate, onnx_model, qdq_quantizer, quant_utils
+
+    names = ("get_qmin_qmax_for_qType", "_check_type", "find_by_name", "compute_data_quant_params")
+    if not (hasattr(calibrate.CalibraterBase, "create_inference_session")
+            and hasattr(onnx_model.ONNXModel, "replace_input_of_all_nodes")
+            and all(hasattr(quant_utils, n) for n in names)):
+        return []
+    fast = {"get_qmin_qmax_for_qType": functools.lru_cache(maxsize=None)(quant_utils.get_qmin_qmax_for_qType),
+            "_check_type": _fast_check_type(quant_utils._check_type), "find_by_name": _find_by_name}
+    fast["compute_data_quant_params"] = _fast_data_quant_params(quant_utils.compute_data_quant_params,
+                                                                fast["get_qmin_qmax_for_qType"])
+    targets = [(calibrate.CalibraterBase, "create_inference_session", _calibration_session),
+               (onnx_model.ONNXModel, "replace_input_of_all_nodes", _replace_input_of_all_nodes)]
+    for module in (quant_utils, qdq_quantizer, onnx_model, calibrate):  # each module that imported the function
+        targets += [(module, n, fast[n]) for n in names if module.__dict__.get(n) is quant_utils.__dict__[n]]
+    return targets
+
+
+@contextlib.contextmanager
+def shortcuts(enabled: bool = True):
+    """Run onnxruntime's quantiser with the shortcuts above for the duration of the block (restored after)."""
+    if not enabled:
+        yield
+        return
+    with _LOCK:
+        targets = _targets()
+        saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in targets]
+        try:
+            for owner, name, fast in targets:
+                setattr(owner, name, fast)
+            yield
+        finally:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
