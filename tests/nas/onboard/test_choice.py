@@ -83,3 +83,16 @@ def test_a_source_that_cannot_predict_is_skipped(sources):
     pred, _, chosen = train_best(data, {"broken": Broken(), "good": sources["good"]})
     assert chosen == "transfer" and [c["candidate"] for c in pred.meta["onboarding_candidates"]] == [
         "from scratch", "transfer from good"]
+
+
+def test_candidates_within_one_standard_error_are_chosen_by_the_prior():
+    from nas.onboard._session import _one_se_choice
+
+    kinds = ["scratch", "transfer", "transfer", "transfer", "shared"]
+    # The 2026-12-03 18:46 onboarding (30 configs): scratch 5.81, x86 6.11, titan 5.69 (lowest), iphone 15.96,
+    # shared 5.87 %; sources in the anchors' order (x86 before titan). One SE at 5.69 % on 30 configs: 0.79 %.
+    assert _one_se_choice(kinds, [5.81, 15.96, 6.11, 5.69, 5.87], 30) == 2  # the x86 transfer, not titan
+    assert _one_se_choice(kinds, [5.81, 15.96, 6.60, 5.69, 5.87], 30) == 3  # x86 outside the window: titan
+    assert _one_se_choice(["scratch", "shared"], [4.0, 4.2], 30) == 1  # shared before scratch when alike
+    assert _one_se_choice(["scratch", "shared"], [4.0, 6.0], 30) == 0  # not when clearly worse
+    assert _one_se_choice(["scratch", "transfer"], [4.0, 4.5], 400) == 0  # many configs: a narrow window
