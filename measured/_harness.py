@@ -78,13 +78,12 @@ class Protocol:
     pairing: str = "auto"
     reference: str = "B0"
     pair_bound_pct: float = 5.0
-    # Paired timing stops on the pair ratio's CI instead (when target_ci_pct is not None): ±2 %, not the median's ±1 %.
-    # A ratio of two noisy timings rarely reaches ±1 % within 100 pairs (median 100 pairs, 498 configs/h on a quiet
-    # 2-core Xeon). On the same host (30 configs, 16:40-16:54 UTC) ±2 % stopped after a median 25-28 pairs (1,153 and
-    # 1,348 configs/h) and ±3 % after 10 (1,973 configs/h); over 20 minutes with a busy repeat, repeated ratios varied
-    # by a median CV of 0.64 % (p90 1.31 %) at ±2 % and 1.13 % (p90 2.02 %) at ±3 %: only ±2 % keeps the
-    # repeatability goal (median <= 1 %, p90 <= 2 %). `measure --target-ci 3` trades it for throughput
-    # (docs/results.md, 2026-12-03, evening).
+    # Paired timing stops on the pair ratio's CI instead (when target_ci_pct is not None): ±2 %, not the median's ±1 %,
+    # checked after whole ABBA blocks from 12 pairs on (paired_floor). With the ratio estimated per ABBA block
+    # (paired_ratio), ±2 % stopped after a median 12-21 pairs on a quiet 2-core Xeon (1,121-1,833 configs/h; int8 rows
+    # 14 pairs, where the median of pair ratios took 23-27 for fp32 and 90-94 for int8); on identical timings the
+    # block estimate's repeats varied less than the median's (CV median 0.61 % against 0.91 %) after half the pairs
+    # (docs/results.md, 2026-12-03, night). `measure --target-ci 3` trades precision for throughput.
     pair_target_ci_pct: float = 2.0
 
     def __post_init__(self):
