@@ -17,7 +17,8 @@ few of its steps run faster with the same result:
   a dozen 0-d numpy operations.
 
 Each is checked against the unpatched library, byte for byte, on the published versions (tests/measured/
-test_backends_int8.py); on an onnxruntime whose internals differ (a name missing) nothing is patched.
+test_backends_int8.py) on the releases named in :data:`VERIFIED_ONNXRUNTIME`; on any other release, or one
+whose internals differ (a name missing), nothing is patched.
 """
 
 from __future__ import annotations
@@ -104,10 +105,20 @@ def _find_by_name(item_name, item_list):
     return next((item for item in item_list if item.name == item_name), None)
 
 
+# The onnxruntime releases whose quantiser these shortcuts were checked against, byte for byte (tests/measured/
+# test_backends_int8.py): a private function may keep its name and change its arguments or results in another
+# release, so any other version quantises through the library's own path.
+VERIFIED_ONNXRUNTIME = ("1.32.",)
+
+
 def _targets():
-    """(owner, attribute, replacement) of each shortcut, or [] when this onnxruntime lacks one of the names."""
+    """(owner, attribute, replacement) of each shortcut, or [] on an onnxruntime release not in
+    :data:`VERIFIED_ONNXRUNTIME` or lacking one of the names."""
+    import onnxruntime
     from onnxruntime.quantization import calibrate, onnx_model, qdq_quantizer, quant_utils
 
+    if not onnxruntime.__version__.startswith(VERIFIED_ONNXRUNTIME):
+        return []
     names = ("get_qmin_qmax_for_qType", "_check_type", "find_by_name", "compute_data_quant_params")
     if not (hasattr(calibrate.CalibraterBase, "create_inference_session")
             and hasattr(onnx_model.ONNXModel, "replace_input_of_all_nodes")

@@ -47,6 +47,13 @@ def test_the_quantiser_shortcuts_leave_the_int8_model_byte_for_byte_the_same(tmp
     fast = quantize_int8(src, str(tmp_path / "fast.onnx"), (1, 3, 32, 32))
     assert open(plain, "rb").read() == open(fast, "rb").read()
     names = {(o, n) for o, n, _ in _targets()}
+    import onnxruntime
+
+    from measured._quantise import VERIFIED_ONNXRUNTIME
+
+    if not onnxruntime.__version__.startswith(VERIFIED_ONNXRUNTIME):
+        assert names == set()  # a release not checked byte for byte: the library's own path
+        return
     assert (calibrate.CalibraterBase, "create_inference_session") in names  # this onnxruntime takes every shortcut
     assert {(m, "find_by_name") for m in (quant_utils, qdq_quantizer, onnx_model)} <= names
     before = [o.__dict__[n] for o, n in names]
