@@ -86,8 +86,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def _anchor_cache(tmp_path_factory):
-    """One cache of the reference's and anchors' graphs for the whole session (measured._harness.cached_graph):
-    exported once, not once per test."""
+    """One cache of the reference's and anchors' graphs for the whole run (measured._harness.cached_graph,
+    cached_int8): exported and quantised once, not once per test. Under xdist the workers share it (beside their
+    own base folders, in the run's): the cache takes a file lock around each export and renames each file into
+    place, as it does for the processes of one campaign, so no worker repeats what another already wrote."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "anchor-cache"
+        path.mkdir(exist_ok=True)
+        return str(path)
     return str(tmp_path_factory.mktemp("anchor-cache"))
 
 
