@@ -103,6 +103,15 @@ def _seeded_template(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def seeded_store(tmp_path, _seeded_template):
+    """The path of a store file seeded as any new store is (a copy of the session's template), for tests whose child
+    processes would otherwise seed it themselves (~1 s of CPU) though the seeding is not what they test."""
+    path = tmp_path / "seeded.sqlite"
+    shutil.copyfile(_seeded_template, path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch, _anchor_cache, _seeded_template):
     """Every test gets its own LOWFORMER_NAS_HOME: no test reads or writes the user's store.
