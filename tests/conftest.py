@@ -26,18 +26,14 @@ LONGEST_FIRST = (
     "tests/measured/test_campaign.py::test_two_campaigns_at_once[sqlite]",
     "tests/nas/studies/test_int8.py::test_int8_study_quick",
     "tests/measured/test_campaign.py::test_two_campaigns_at_once[postgres]",
-    "tests/nas/search/test_verify.py::test_verify_measures_the_front_here",
     "tests/measured/test_campaign.py::test_sigkill_and_restart_lose_and_remeasure_nothing",
     "tests/measured/test_bundle.py",
     "tests/nas/search/test_postgres.py::test_two_workers_share_a_postgresql_study",
     "tests/nas/test_cli_measure_table.py",
-    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[3]",
     "tests/nas/search/test_workers.py::test_two_workers_on_one_postgresql_study_draw_different_candidates",
-    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[2]",
-    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[1]",
     "tests/nas/search/test_workers.py::test_two_workers_on_one_local_study_draw_different_candidates[sqlite]",
-    "tests/search_spaces/test_builder.py::test_random_configs_params_macs_shapes[0]",
     "tests/measured/test_backends_int8.py",
+    "tests/nas/search/test_verify.py::test_verify_measures_the_front_here",
     "tests/measured/test_campaign.py",
     "tests/search_spaces/test_standalone.py",
     "tests/nas/test_cli_study.py",
@@ -86,8 +82,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def _anchor_cache(tmp_path_factory):
-    """One cache of the reference's and anchors' graphs for the whole session (measured._harness.cached_graph):
-    exported once, not once per test."""
+    """One cache of the reference's and anchors' graphs for the whole run (measured._harness.cached_graph,
+    cached_int8): exported and quantised once, not once per test. Under xdist the workers share it (beside their
+    own base folders, in the run's): the cache takes a file lock around each export and renames each file into
+    place, as it does for the processes of one campaign, so no worker repeats what another already wrote."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "anchor-cache"
+        path.mkdir(exist_ok=True)
+        return str(path)
     return str(tmp_path_factory.mktemp("anchor-cache"))
 
 
@@ -98,6 +100,15 @@ def _seeded_template(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("seeded-template") / "store.sqlite"
     Store(str(path)).close()  # the last connection closed: WAL checkpointed, one self-contained file
+    return path
+
+
+@pytest.fixture
+def seeded_store(tmp_path, _seeded_template):
+    """The path of a store file seeded as any new store is (a copy of the session's template), for tests whose child
+    processes would otherwise seed it themselves (~1 s of CPU) though the seeding is not what they test."""
+    path = tmp_path / "seeded.sqlite"
+    shutil.copyfile(_seeded_template, path)
     return path
 
 

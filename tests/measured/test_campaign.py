@@ -59,8 +59,8 @@ def test_failures_become_stored_rows(tmp_path, monkeypatch):
     assert report.skipped == 2
 
 
-def test_sigkill_and_restart_lose_and_remeasure_nothing(tmp_path):
-    url = str(tmp_path / "s.sqlite")
+def test_sigkill_and_restart_lose_and_remeasure_nothing(seeded_store):
+    url = str(seeded_store)  # seeded as any new store is: the campaign does not seed it again
     cmd = MEASURE + ["--sample", "5", "--seed", "3", "--store", url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 900  # a hang guard: two measurements take as long as the machine needs

@@ -16,8 +16,8 @@ MEASURE = [sys.executable, "-m", "nas", "measure", "--sample", "2", "--seed", "3
            "--export-workers", "1"]  # one measuring process: what is shown does not depend on the export phase
 
 
-def test_measure_prints_its_values_and_json(tmp_path):
-    store = ["--store", str(tmp_path / "s.sqlite")]
+def test_measure_prints_its_values_and_json(seeded_store):
+    store = ["--store", str(seeded_store)]
     r = subprocess.run(MEASURE + store + ["--json"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(r.stdout)
