@@ -249,7 +249,10 @@ def paired_ratio(a, b, confidence: float = CI_CONFIDENCE) -> tuple[float, float,
 
 def paired_ratio_half_pct(a, b, confidence: float = CI_CONFIDENCE) -> float:
     """Half the width of :func:`paired_ratio`'s confidence interval, in % of the ratio."""
-    est, lo, hi = paired_ratio(a, b, confidence)
+    return _half_pct(*paired_ratio(a, b, confidence))
+
+
+def _half_pct(est: float, lo: float, hi: float) -> float:
     return (hi - lo) / 2 / est * 100
 
 
@@ -292,30 +295,31 @@ class Timing:
 @dataclasses.dataclass
 class PairedTiming(Timing):
     """A config timed in adjacent pairs with a reference: ``times_s`` the config's runs, ``ref_times_s`` the
-    reference's, ``ratios`` config / reference per pair (pair k: runs 2k and 2k+1 of the A B | B A order)."""
+    reference's (pair k: runs 2k and 2k+1 of the A B | B A order)."""
 
     ref_times_s: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
     reference: str | None = None  # the reference's config hash
     reference_name: str | None = None
     remeasured: int = 0  # times the row was timed again because its pairs disagreed
 
-    @property
-    def ratios(self) -> np.ndarray:
-        return self.times_s / self.ref_times_s
+    @functools.cached_property
+    def _ratio_estimate(self) -> tuple[float, float, float]:
+        # Computed once per timing (the runs never change after it is made): a row reads it several times.
+        return paired_ratio(self.times_s, self.ref_times_s)
 
     @property
     def ratio(self) -> float:
         """The config's ratio to the reference (:func:`paired_ratio`: Hodges-Lehmann over ABBA blocks)."""
-        return paired_ratio(self.times_s, self.ref_times_s)[0]
+        return self._ratio_estimate[0]
 
     @property
     def ratio_ci(self) -> tuple[float, float]:
         """The ratio's 95 % confidence interval (Wilcoxon signed rank over ABBA blocks)."""
-        return paired_ratio(self.times_s, self.ref_times_s)[1:]
+        return self._ratio_estimate[1:]
 
     @property
     def ratio_ci_half_pct(self) -> float:
-        return paired_ratio_half_pct(self.times_s, self.ref_times_s)
+        return _half_pct(*self._ratio_estimate)
 
     @property
     def ref_median_s(self) -> float:
