@@ -197,28 +197,33 @@ def _fast_quantize_initializer(original):
 
 def _shape_inference_once(original):
     """quant_utils.load_model_with_shape_infer that infers a file's shapes once per quantisation: quantize_static
-    loads its input so, and its calibrator loads the same file again. A second call for the same path whose bytes
-    are the same (compared in full) and that has no external data (files beside it that could change) gets a copy
-    of the first result (the callers change the model they get)."""
+    loads its input so, and its calibrator loads the same file again. The second call for the same path, whose
+    bytes are the same (compared in full) and that has no external data (files beside it that could change), gets
+    the first result as it was returned (a copy kept before its caller changed it), once: a third infers again."""
+    import os
+
     import onnx
     from onnx import external_data_helper
 
     seen = {}
 
+    def stamp(path):
+        s = os.stat(path)
+        return s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns
+
     def load(model_path):
-        key = str(model_path)
+        key = os.path.abspath(model_path)
+        before = stamp(key)
         with open(key, "rb") as f:
             data = f.read()
-        hit = seen.get(key)
+        hit = seen.pop(key, None)
         if hit is not None and hit[0] == data:
-            copy = onnx.ModelProto()
-            copy.CopyFrom(hit[1])
-            return copy
+            return hit[1]
         model = original(model_path)
-        with open(key, "rb") as f:
-            same = f.read() == data  # the file the library read is the one compared (nothing rewrote it meanwhile)
-        parsed = onnx.ModelProto.FromString(data)
-        if same and not any(external_data_helper.uses_external_data(t) for t in external_data_helper._get_all_tensors(parsed)):
+        if stamp(key) != before:  # rewritten meanwhile: the library may have read other bytes than ``data``
+            return model
+        tensors = external_data_helper._get_all_tensors(onnx.ModelProto.FromString(data))
+        if not any(external_data_helper.uses_external_data(t) for t in tensors):
             kept = onnx.ModelProto()
             kept.CopyFrom(model)
             seen[key] = (data, kept)

@@ -237,7 +237,7 @@ def test_the_fast_initializer_quantisation_matches_the_librarys():
 
 def test_shapes_are_inferred_once_per_file_and_each_caller_gets_its_own_copy(tmp_path, monkeypatch):
     """quantize_static and its calibrator both load the same file with shape inference: once is enough, each
-    caller gets its own copy (both change theirs); a file with other bytes is inferred again."""
+    caller gets its own model (both change theirs); a file with other bytes is inferred again."""
     import onnx
     from onnxruntime.quantization import quant_utils
 
@@ -254,12 +254,17 @@ def test_shapes_are_inferred_once_per_file_and_each_caller_gets_its_own_copy(tmp
     first.graph.ClearField("node")  # a caller changing its model leaves the next caller's intact
     second = load(path)
     assert len(calls) == 2 and second.SerializeToString() == want
+    assert load(path).SerializeToString() == want and len(calls) == 3  # handed over once: a third call infers
     changed = onnx.load(path)
     changed.graph.node.pop()
     changed.graph.output[0].name = changed.graph.node[-1].output[0]
     onnx.save(changed, path)
     assert load(path).SerializeToString() == quant_utils.load_model_with_shape_infer(path).SerializeToString()
-    assert len(calls) == 4  # a file with other bytes: inferred again
+    assert len(calls) == 5  # a file with other bytes: inferred again
+    outside = tmp_path / "x.onnx"
+    onnx.save(changed, str(outside), save_as_external_data=True, location="x.data", size_threshold=0)
+    load(outside), load(outside)
+    assert len(calls) == 7  # its weights in another file (which could change): never reused
 
 
 def test_int8_runs_and_records_its_recipe():
