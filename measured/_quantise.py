@@ -14,7 +14,15 @@ few of its steps run faster with the same result:
 - ``find_by_name`` (one scan of the initializers per quantised tensor) stops at the first match, which it returns;
 - ``compute_data_quant_params`` (once per channel of every per-channel weight: tens of thousands of calls) does
   the symmetric int8 case's few steps on Python floats (IEEE doubles, as the library's float64 steps) instead of
-  a dozen 0-d numpy operations.
+  a dozen 0-d numpy operations;
+- ``QDQQuantizer._calc_initializer_quant_params`` computes the per-channel int8 weights' parameters (no overrides,
+  symmetric INT8, float32; the recipe's every Conv/Gemm weight) from one vectorised min/max per weight, with the
+  same float32/float64 steps element-wise (:func:`_symmetric_int8_params`); the other tensors go through the
+  library's method, and the dict keeps its order;
+- ``quantize_onnx_initializer`` quantises such a weight in one numpy expression over all its channels (the same
+  float32 divide, round, add, clip and cast as ``quantize_nparray`` per channel);
+- ``load_model_with_shape_infer`` (quantize_static and then its calibrator on the same file) infers the shapes once:
+  the second load gets the first's model when the file's bytes are the same and it has no external data.
 
 Each is checked against the unpatched library, byte for byte, on the published versions (tests/measured/
 test_backends_int8.py) on the releases named in :data:`VERIFIED_ONNXRUNTIME`; on any other release, or one
