@@ -186,7 +186,7 @@ def _fast_quantize_initializer(original):
         fast = (axis is not None and block_size == 0 and quant_type == TensorProto.INT8
                 and weight.data_type == TensorProto.FLOAT and isinstance(scale, numpy.ndarray)
                 and isinstance(zero_point, numpy.ndarray) and scale.dtype == numpy.float32
-                and zero_point.dtype == numpy.int8 and 0 <= axis < len(weight.dims)
+                and zero_point.dtype == numpy.int8 and isinstance(axis, int) and 0 <= axis < len(weight.dims)
                 and scale.shape == zero_point.shape == (weight.dims[axis],) and weight.dims[axis] > 0)
         if not fast:
             return original(weight, quant_type, zero_point, scale, axis, quant_weight_name, block_size)

@@ -230,7 +230,8 @@ def test_the_fast_initializer_quantisation_matches_the_librarys():
     others = [(numpy_helper.from_array(w.astype(np.float16), "h"), TensorProto.INT8, zp8, scale.astype(np.float16), 0),
               (numpy_helper.from_array(w, "u"), TensorProto.UINT8, zpu, scale, 0),
               (numpy_helper.from_array(w, "t"), TensorProto.INT8, np.array(0, np.int8), np.array(0.05, np.float32), None),
-              (numpy_helper.from_array(w, "b"), TensorProto.INT8, np.zeros(4, np.int8), np.full(4, 0.05, np.float32), 0)]
+              (numpy_helper.from_array(w, "b"), TensorProto.INT8, np.zeros(4, np.int8), np.full(4, 0.05, np.float32), 0),
+              (numpy_helper.from_array(w, "n"), TensorProto.INT8, np.zeros(4, np.int8), np.full(4, 0.05, np.float32), -1)]
     for args in others:
         assert fast(*args).SerializeToString() == library(*args).SerializeToString()
 
