@@ -268,6 +268,43 @@ def test_shapes_are_inferred_once_per_file_and_each_caller_gets_its_own_copy(tmp
     assert len(calls) == 7  # its weights in another file (which could change): never reused
 
 
+def test_the_recipe_takes_the_vectorised_weight_paths_and_infers_shapes_once(tmp_path, monkeypatch):
+    """On the verified release the recipe's per-channel weights skip the library's per-channel loops, and the
+    model's shapes are inferred once per quantisation (the byte-identity test above checks the model itself)."""
+    import importlib
+
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import calibrate, onnx_quantizer, qdq_quantizer, quant_utils
+
+    from measured import _quantise
+
+    if not onnxruntime.__version__.startswith(_quantise.VERIFIED_ONNXRUNTIME):
+        pytest.skip(f"onnxruntime {onnxruntime.__version__}: the library's own path")
+    names = {(o, n) for o, n, _ in _quantise._targets()}
+    assert (qdq_quantizer.QDQQuantizer, "_calc_initializer_quant_params") in names
+    assert {(m, "quantize_onnx_initializer") for m in (quant_utils, qdq_quantizer, onnx_quantizer)} <= names
+    quantize_module = importlib.import_module("onnxruntime.quantization.quantize")
+    assert {(m, "load_model_with_shape_infer") for m in (quant_utils, calibrate, quantize_module)} <= names
+    src = export_onnx(SMALL, str(tmp_path / "m.onnx"))
+    infer, params, nparray = (onnx.shape_inference.infer_shapes_path, qdq_quantizer.compute_data_quant_params,
+                              quant_utils.quantize_nparray)
+    calls = []
+    # Counted where the library's loops call them (a counted name is not the library's: _targets leaves it alone).
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", lambda *a, **k: calls.append("infer") or infer(*a, **k))
+    monkeypatch.setattr(qdq_quantizer, "compute_data_quant_params", lambda *a, **k: calls.append("params") or params(*a, **k))
+    monkeypatch.setattr(quant_utils, "quantize_nparray", lambda *a, **k: calls.append("nparray") or nparray(*a, **k))
+    counts = []
+    for fast in (False, True):
+        calls.clear()
+        quantize_int8(src, str(tmp_path / f"{fast}.onnx"), (1, 3, 32, 32), shortcuts=fast)
+        counts.append({c: calls.count(c) for c in ("infer", "params", "nparray")})
+    plain, fast = counts
+    assert plain["infer"] == 3 and fast["infer"] == 1  # quant_pre_process's, quantize_static's, the calibrator's
+    # One call per channel of every weight on the library's path; what is left is the per-tensor initializers.
+    assert fast["params"] == fast["nparray"] and 100 * fast["params"] < plain["params"] == plain["nparray"]
+
+
 def test_int8_runs_and_records_its_recipe():
     b = get_backend("onnxruntime", 1, "int8")
     try:
