@@ -17,7 +17,15 @@ few of its steps run faster with the same result:
 - ``find_by_name`` (one scan of the initializers per quantised tensor) stops at the first match, which it returns;
 - ``compute_data_quant_params`` (once per channel of every per-channel weight: tens of thousands of calls) does
   the symmetric int8 case's few steps on Python floats (IEEE doubles, as the library's float64 steps) instead of
-  a dozen 0-d numpy operations.
+  a dozen 0-d numpy operations;
+- ``QDQQuantizer._calc_initializer_quant_params`` computes the per-channel int8 weights' parameters (no overrides,
+  symmetric INT8, float32; the recipe's every Conv/Gemm weight) from one vectorised min/max per weight, with the
+  same float32/float64 steps element-wise (:func:`_symmetric_int8_params`); the other tensors go through the
+  library's method, and the dict keeps its order;
+- ``quantize_onnx_initializer`` quantises such a weight in one numpy expression over all its channels (the same
+  float32 divide, round, add, clip and cast as ``quantize_nparray`` per channel);
+- ``load_model_with_shape_infer`` (quantize_static and then its calibrator on the same file) infers the shapes once:
+  the second load gets the first's model when the file's bytes are the same and it has no external data.
 
 Each is checked against the unpatched library, byte for byte, on the published versions (tests/measured/
 test_backends_int8.py) on the releases named in :data:`VERIFIED_ONNXRUNTIME`; on any other release, or one
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import threading
 
 # One quantisation at a time in a process patches and restores (the export workers are processes, not threads).
@@ -101,6 +110,137 @@ def _fast_data_quant_params(original, qrange):
         return zero_point, numpy.array(scale, dtype=numpy.float64).astype(numpy.float32)
 
     return params
+
+
+def _symmetric_int8_params(lo, hi, qrange):
+    """compute_data_quant_params' symmetric int8 steps (quant_utils.compute_scale_zp) on arrays of per-channel
+    float32 minima and maxima: the same float32 and float64 operations, element-wise; (zero points, scales)."""
+    import numpy
+    from onnx import TensorProto
+
+    qmin, qmax = qrange(TensorProto.INT8, False, symmetric=True)
+    zero = numpy.array(0, dtype=lo.dtype)
+    absmax = numpy.maximum(numpy.abs(numpy.minimum(lo, zero)), numpy.abs(numpy.maximum(hi, zero)))
+    dq = numpy.array(qmax, dtype=numpy.float64) - numpy.array(qmin, dtype=numpy.float64)
+    scale = (absmax.astype(numpy.float64) - (-absmax).astype(numpy.float64)) / dq
+    tiny = scale < numpy.finfo(numpy.float32).tiny  # the library's (1.0, 0) for a range too small to scale
+    centre = numpy.array(numpy.round((qmin + qmax) / numpy.array(2.0, dtype=numpy.float64)), dtype=qmin.dtype)
+    zero_point = numpy.where(tiny, numpy.array(0, dtype=qmin.dtype), centre).astype(qmin.dtype)
+    scale = scale.astype(numpy.float32)
+    scale[tiny] = 1.0
+    return zero_point, scale
+
+
+def _fast_initializer_params(original, find, qrange):
+    """QDQQuantizer._calc_initializer_quant_params with the per-channel int8 weights that take the library's
+    default path (no overrides, symmetric INT8, no reduce_range, min_real_range or block size, finite float32
+    data) done in one vectorised min/max per weight instead of a Python call per channel; the other tensors go
+    through the library's method (on a dict of just them); the result in the library's order."""
+    import numpy
+    from onnx import TensorProto
+    from onnxruntime.quantization import quant_utils
+    from onnxruntime.quantization.base_quantizer import QuantizationParams
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantTensorType
+
+    def per_channel(self, name, info):
+        if info.tensor_type is not QDQQuantTensorType.WEIGHT or info.axis is None or name in self.tensor_quant_overrides:
+            return None
+        initializer = find(name, self.model.initializer())
+        if initializer is None or initializer.data_type != TensorProto.FLOAT:
+            return None
+        data = quant_utils.tensor_proto_to_array(initializer)
+        valid, axis = quant_utils.normalize_axis(info.axis, data.ndim)
+        if not valid or not data.size:
+            return None  # the library's error or its empty-channel path
+        others = tuple(i for i in range(data.ndim) if i != axis)
+        lo, hi = data.min(axis=others), data.max(axis=others)
+        if not (numpy.isfinite(lo).all() and numpy.isfinite(hi).all()):
+            return None
+        zero_point, scale = _symmetric_int8_params(lo, hi, qrange)
+        return QuantizationParams(zero_point=zero_point, scale=scale, quant_type=TensorProto.INT8, axis=axis)
+
+    def calc(self):
+        plain = (self.weight_qType == TensorProto.INT8 and not self.reduce_range and self.min_real_range is None
+                 and self.block_size == 0)
+        every = self.tensors_to_quantize
+        fast = {n: p for n, i in every.items() if plain and (p := per_channel(self, n, i)) is not None}
+        slow = {}
+        if len(fast) < len(every):
+            self.tensors_to_quantize = {n: i for n, i in every.items() if n not in fast}
+            try:
+                slow = original(self)
+            finally:
+                self.tensors_to_quantize = every
+        return {n: fast[n] if n in fast else slow[n] for n in every if n in fast or n in slow}
+
+    return calc
+
+
+def _fast_quantize_initializer(original):
+    """quant_utils.quantize_onnx_initializer with the per-channel int8 case (float32 weight, int8 zero points and
+    float32 scales, one per channel, no block size) in one numpy expression over all channels: quantize_nparray's
+    float32 steps (divide by the scale, round, add the zero point, clip, cast) element-wise, the same initializer
+    out. Anything else: the library's."""
+    import numpy
+    from onnx import TensorProto, numpy_helper
+    from onnxruntime.quantization import quant_utils
+
+    def quantize(weight, quant_type, zero_point, scale, axis=None, quant_weight_name=None, block_size=0):
+        fast = (axis is not None and block_size == 0 and quant_type == TensorProto.INT8
+                and weight.data_type == TensorProto.FLOAT and isinstance(scale, numpy.ndarray)
+                and isinstance(zero_point, numpy.ndarray) and scale.dtype == numpy.float32
+                and zero_point.dtype == numpy.int8 and isinstance(axis, int) and 0 <= axis < len(weight.dims)
+                and scale.shape == zero_point.shape == (weight.dims[axis],) and weight.dims[axis] > 0)
+        if not fast:
+            return original(weight, quant_type, zero_point, scale, axis, quant_weight_name, block_size)
+        data = quant_utils.tensor_proto_to_array(weight)
+        per_channel = [1] * data.ndim
+        per_channel[axis] = -1
+        qmin, qmax = quant_utils.get_qmin_qmax_for_qType(quant_type, reduce_range=False, symmetric=False)
+        q = numpy.asarray((data.astype(numpy.float32) / scale.reshape(per_channel)).round()
+                          + zero_point.reshape(per_channel))
+        numpy.clip(q, qmin, qmax, out=q)
+        name = quant_weight_name if quant_weight_name else f"{weight.name}{quant_utils.TENSOR_NAME_QUANT_SUFFIX}"
+        return numpy_helper.from_array(q.astype(numpy.int8).reshape(weight.dims), name)
+
+    return quantize
+
+
+def _shape_inference_once(original):
+    """quant_utils.load_model_with_shape_infer that infers a file's shapes once per quantisation: quantize_static
+    loads its input so, and its calibrator loads the same file again. The second call for the same path, whose
+    bytes are the same (compared in full) and that has no external data (files beside it that could change), gets
+    the first result as it was returned (a copy kept before its caller changed it), once: a third infers again."""
+    import os
+
+    import onnx
+    from onnx import external_data_helper
+
+    seen = {}
+
+    def stamp(path):
+        s = os.stat(path)
+        return s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns
+
+    def load(model_path):
+        key = os.path.abspath(model_path)
+        before = stamp(key)
+        with open(key, "rb") as f:
+            data = f.read()
+        hit = seen.pop(key, None)
+        if hit is not None and hit[0] == data:
+            return hit[1]
+        model = original(model_path)
+        if stamp(key) != before:  # rewritten meanwhile: the library may have read other bytes than ``data``
+            return model
+        tensors = external_data_helper._get_all_tensors(onnx.ModelProto.FromString(data))
+        if not any(external_data_helper.uses_external_data(t) for t in tensors):
+            kept = onnx.ModelProto()
+            kept.CopyFrom(model)
+            seen[key] = (data, kept)
+        return model
+
+    return load
 
 
 def _find_by_name(item_name, item_list):
@@ -264,22 +404,32 @@ def _targets():
     """(owner, attribute, replacement) of each shortcut, or [] on an onnxruntime release not in
     :data:`VERIFIED_ONNXRUNTIME` or lacking one of the names."""
     import onnxruntime
-    from onnxruntime.quantization import calibrate, onnx_model, qdq_quantizer, quant_utils
+    from onnx import external_data_helper
+    from onnxruntime.quantization import calibrate, onnx_model, onnx_quantizer, qdq_quantizer, quant_utils
 
     if not onnxruntime.__version__.startswith(VERIFIED_ONNXRUNTIME):
         return []
     names = ("get_qmin_qmax_for_qType", "_check_type", "find_by_name", "compute_data_quant_params")
+    names += ("quantize_onnx_initializer", "load_model_with_shape_infer")
     if not (hasattr(calibrate.CalibraterBase, "create_inference_session")
             and hasattr(onnx_model.ONNXModel, "replace_input_of_all_nodes")
+            and hasattr(qdq_quantizer.QDQQuantizer, "_calc_initializer_quant_params")
+            and hasattr(external_data_helper, "_get_all_tensors")
             and all(hasattr(quant_utils, n) for n in names)):
         return []
     fast = {"get_qmin_qmax_for_qType": functools.lru_cache(maxsize=None)(quant_utils.get_qmin_qmax_for_qType),
             "_check_type": _fast_check_type(quant_utils._check_type), "find_by_name": _find_by_name}
     fast["compute_data_quant_params"] = _fast_data_quant_params(quant_utils.compute_data_quant_params,
                                                                 fast["get_qmin_qmax_for_qType"])
+    fast["quantize_onnx_initializer"] = _fast_quantize_initializer(quant_utils.quantize_onnx_initializer)
+    fast["load_model_with_shape_infer"] = _shape_inference_once(quant_utils.load_model_with_shape_infer)
     targets = [(calibrate.CalibraterBase, "create_inference_session", _calibration_session),
                (onnx_model.ONNXModel, "replace_input_of_all_nodes", _replace_input_of_all_nodes)]
-    for module in (quant_utils, qdq_quantizer, onnx_model, calibrate):  # each module that imported the function
+    targets.append((qdq_quantizer.QDQQuantizer, "_calc_initializer_quant_params", _fast_initializer_params(
+        qdq_quantizer.QDQQuantizer.__dict__["_calc_initializer_quant_params"], _find_by_name,
+        fast["get_qmin_qmax_for_qType"])))
+    modules = (importlib.import_module("onnxruntime.quantization.quantize"), onnx_quantizer)
+    for module in (quant_utils, qdq_quantizer, onnx_model, calibrate, *modules):  # each that imported the function
         targets += [(module, n, fast[n]) for n in names if module.__dict__.get(n) is quant_utils.__dict__[n]]
     if "augment_graph" in getattr(calibrate, "MinMaxCalibrater", object).__dict__:
         targets.append((calibrate.MinMaxCalibrater, "augment_graph", _augment_graph))

@@ -187,6 +187,198 @@ def test_the_fast_per_channel_params_match_the_librarys():
                 assert x.tobytes() == y.tobytes(), (data, qtype, symmetric)
 
 
+def _weights():
+    """Per-channel weights (name, array, axis) of several shapes and axes: an all-zero channel, a negative-only one,
+    a tiny one, one channel, values that clip."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    conv = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    conv[2] = 0.0
+    conv[5] = -np.abs(conv[5])
+    conv[6] *= 1e-39  # subnormal: a scale below float32's tiny, the library's (1.0, 0)
+    return [("conv", conv, 0), ("gemm", rng.standard_normal((4, 6)).astype(np.float32) * 30, 1),
+            ("vec", rng.standard_normal(5).astype(np.float32), 0), ("one", rng.standard_normal((1, 2, 2)).astype(np.float32), 0),
+            ("last", rng.standard_normal((3, 4, 2)).astype(np.float32), -1), ("pos", np.abs(rng.standard_normal((2, 7))).astype(np.float32), 0)]
+
+
+def _params_quantizer(extra=None):
+    """A QDQQuantizer over a model holding :func:`_weights` and a few the fast path leaves to the library, with its
+    tensors_to_quantize set as the node quantisers set it (weights per channel)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer, QDQQuantTensorType, QDQTensorQuantInfo
+
+    weights = _weights() + [("half", np.ones((2, 3), np.float16), 0), ("nan", np.array([[1.0, np.nan]], np.float32), 1),
+                            ("tensor", np.arange(6, dtype=np.float32).reshape(2, 3), None),
+                            ("act", np.arange(4, dtype=np.float32), 0), ("empty", np.zeros((3, 0), np.float32), 0)]
+    inits = [numpy_helper.from_array(w, n) for n, w, _ in weights]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx.checker.check_model(model)
+    q = QDQQuantizer(model, True, False, TensorProto.INT8, TensorProto.UINT8, None, [], [], ["Conv"], extra or {})
+    for n, w, axis in weights + [("missing", None, 0)]:
+        kind = QDQQuantTensorType.ACTIVATION if n == "act" else QDQQuantTensorType.WEIGHT
+        q.tensors_to_quantize[n] = QDQTensorQuantInfo(tensor_type=kind, axis=axis, data_type=TensorProto.FLOAT)
+    return q
+
+
+def _same_params(want, got):
+    import numpy as np
+
+    assert list(want) == list(got)  # the library's order
+    for name in want:
+        a, b = want[name], got[name]
+        assert list(a) == list(b), name
+        for k in a:
+            x, y = a[k], b[k]
+            assert type(x) is type(y), (name, k)
+            if isinstance(x, np.ndarray):
+                assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), (name, k)
+            else:
+                assert x == y, (name, k)
+
+
+def test_the_fast_initializer_params_match_the_librarys():
+    """Per-channel int8 weights vectorised; per-tensor, activation, float16, NaN, empty and overridden tensors and
+    other settings (reduce_range, a minimum range, uint8 weights) through the library: the same dict."""
+    import numpy as np
+    from onnx import TensorProto
+    from onnxruntime.quantization import quant_utils
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+    from measured._quantise import _fast_initializer_params, _find_by_name
+
+    library = QDQQuantizer.__dict__["_calc_initializer_quant_params"]
+    given = []  # the tensors the library's method is left with
+    fast = _fast_initializer_params(lambda q: given.append(set(q.tensors_to_quantize)) or library(q), _find_by_name,
+                                    quant_utils.get_qmin_qmax_for_qType)
+    for extra, tweak in [({}, None), ({"TensorQuantOverrides": {"gemm": [{"rmax": 2.0}]}}, None),
+                         ({}, ("reduce_range", True)), ({"MinimumRealRange": 1e-4}, None),
+                         ({}, ("weight_qType", TensorProto.UINT8))]:
+        q = _params_quantizer(extra)
+        del q.tensors_to_quantize["nan"]  # NaN: the library asserts (below); both the same way
+        if tweak:
+            setattr(q, *tweak)
+        before = dict(q.tensors_to_quantize)
+        with np.errstate(all="ignore"):
+            _same_params(library(q), fast(q))
+        assert q.tensors_to_quantize == before  # restored after the library's share
+    assert given[0] == {"half", "tensor", "act", "empty", "missing"}  # the rest of the defaults' were vectorised
+    assert "gemm" in given[1] and "conv" not in given[1] and all("conv" in g for g in given[2:])
+    q = _params_quantizer()
+    outcome = []
+    for f in (library, fast):
+        with pytest.raises(AssertionError), np.errstate(all="ignore"):
+            f(q)
+        outcome.append(len(q.tensors_to_quantize))
+    assert outcome[0] == outcome[1]
+
+
+def test_the_fast_initializer_quantisation_matches_the_librarys():
+    """The per-channel int8 initializer in one numpy expression: the same TensorProto, byte for byte (clipped
+    values, zero and negative channels, a given name); other cases through the library."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+    from onnxruntime.quantization import quant_utils
+
+    from measured._quantise import _fast_quantize_initializer
+
+    library = quant_utils.quantize_onnx_initializer
+    fast = _fast_quantize_initializer(library)
+    for name, w, axis in _weights():
+        axis = axis % w.ndim
+        channels = [w.take(i, axis).ravel() for i in range(w.shape[axis])]
+        params = [quant_utils.compute_data_quant_params(c, TensorProto.INT8, True) for c in channels]
+        zp, scale = np.asarray([p[0] for p in params]), np.asarray([p[1] for p in params])
+        for s in (scale, scale / 8):  # / 8: most values clip at +-127/-128
+            init = numpy_helper.from_array(w, name)
+            for label in (None, f"{name}_q"):
+                want = library(init, TensorProto.INT8, zp, s, axis, label)
+                assert fast(init, TensorProto.INT8, zp, s, axis, label).SerializeToString() == want.SerializeToString()
+    w = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
+    zp8, zpu, scale = np.zeros(3, np.int8), np.full(3, 128, np.uint8), np.full(3, 0.05, np.float32)
+    others = [(numpy_helper.from_array(w.astype(np.float16), "h"), TensorProto.INT8, zp8, scale.astype(np.float16), 0),
+              (numpy_helper.from_array(w, "u"), TensorProto.UINT8, zpu, scale, 0),
+              (numpy_helper.from_array(w, "t"), TensorProto.INT8, np.array(0, np.int8), np.array(0.05, np.float32), None),
+              (numpy_helper.from_array(w, "b"), TensorProto.INT8, np.zeros(4, np.int8), np.full(4, 0.05, np.float32), 0),
+              (numpy_helper.from_array(w, "n"), TensorProto.INT8, np.zeros(4, np.int8), np.full(4, 0.05, np.float32), -1)]
+    for args in others:
+        assert fast(*args).SerializeToString() == library(*args).SerializeToString()
+
+
+def test_shapes_are_inferred_once_per_file_and_each_caller_gets_its_own_copy(tmp_path, monkeypatch):
+    """quantize_static and its calibrator both load the same file with shape inference: once is enough, each
+    caller gets its own model (both change theirs); a file with other bytes is inferred again."""
+    import onnx
+    from onnxruntime.quantization import quant_utils
+
+    from measured._quantise import _shape_inference_once
+
+    calls = []
+    original = onnx.shape_inference.infer_shapes_path
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", lambda *a, **k: calls.append(a) or original(*a, **k))
+    path = tmp_path / "m.onnx"  # the library takes a Path
+    export_onnx(SMALL, str(path))
+    load = _shape_inference_once(quant_utils.load_model_with_shape_infer)
+    want = quant_utils.load_model_with_shape_infer(path).SerializeToString()
+    first = load(path)
+    first.graph.ClearField("node")  # a caller changing its model leaves the next caller's intact
+    second = load(path)
+    assert len(calls) == 2 and second.SerializeToString() == want
+    assert load(path).SerializeToString() == want and len(calls) == 3  # handed over once: a third call infers
+    changed = onnx.load(path)
+    changed.graph.node.pop()
+    changed.graph.output[0].name = changed.graph.node[-1].output[0]
+    onnx.save(changed, path)
+    assert load(path).SerializeToString() == quant_utils.load_model_with_shape_infer(path).SerializeToString()
+    assert len(calls) == 5  # a file with other bytes: inferred again
+    outside = tmp_path / "x.onnx"
+    onnx.save(changed, str(outside), save_as_external_data=True, location="x.data", size_threshold=0)
+    load(outside), load(outside)
+    assert len(calls) == 7  # its weights in another file (which could change): never reused
+
+
+def test_the_recipe_takes_the_vectorised_weight_paths_and_infers_shapes_once(tmp_path, monkeypatch):
+    """On the verified release the recipe's per-channel weights skip the library's per-channel loops, and the
+    model's shapes are inferred once per quantisation (the byte-identity test above checks the model itself)."""
+    import importlib
+
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import calibrate, onnx_quantizer, qdq_quantizer, quant_utils
+
+    from measured import _quantise
+
+    if not onnxruntime.__version__.startswith(_quantise.VERIFIED_ONNXRUNTIME):
+        pytest.skip(f"onnxruntime {onnxruntime.__version__}: the library's own path")
+    names = {(o, n) for o, n, _ in _quantise._targets()}
+    assert (qdq_quantizer.QDQQuantizer, "_calc_initializer_quant_params") in names
+    assert {(m, "quantize_onnx_initializer") for m in (quant_utils, qdq_quantizer, onnx_quantizer)} <= names
+    quantize_module = importlib.import_module("onnxruntime.quantization.quantize")
+    assert {(m, "load_model_with_shape_infer") for m in (quant_utils, calibrate, quantize_module)} <= names
+    src = export_onnx(SMALL, str(tmp_path / "m.onnx"))
+    infer, params, nparray = (onnx.shape_inference.infer_shapes_path, qdq_quantizer.compute_data_quant_params,
+                              quant_utils.quantize_nparray)
+    calls = []
+    # Counted where the library's loops call them (a counted name is not the library's: _targets leaves it alone).
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", lambda *a, **k: calls.append("infer") or infer(*a, **k))
+    monkeypatch.setattr(qdq_quantizer, "compute_data_quant_params", lambda *a, **k: calls.append("params") or params(*a, **k))
+    monkeypatch.setattr(quant_utils, "quantize_nparray", lambda *a, **k: calls.append("nparray") or nparray(*a, **k))
+    counts = []
+    for fast in (False, True):
+        calls.clear()
+        quantize_int8(src, str(tmp_path / f"{fast}.onnx"), (1, 3, 32, 32), shortcuts=fast)
+        counts.append({c: calls.count(c) for c in ("infer", "params", "nparray")})
+    plain, fast = counts
+    assert plain["infer"] == 3 and fast["infer"] == 1  # quant_pre_process's, quantize_static's, the calibrator's
+    # One call per channel of every weight on the library's path; what is left is the per-tensor initializers.
+    assert fast["params"] == fast["nparray"] and 100 * fast["params"] < plain["params"] == plain["nparray"]
+
+
 def test_int8_runs_and_records_its_recipe():
     b = get_backend("onnxruntime", 1, "int8")
     try:
